@@ -1,0 +1,1 @@
+"""archsearch: config-driven architecture search for diffusion U-Nets."""

@@ -1,0 +1,1 @@
+"""Pydantic models of archsearch's config files. Imports no torch."""
