@@ -48,31 +48,53 @@ class ConfigErrors(ValueError):
         return [str(e) for e in self.errors]
 
 
-def from_validation_error(exc, prefix: str = "") -> ConfigErrors:
-    """Turn a pydantic `ValidationError` into `ConfigErrors` with dotted paths.
+def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
+    """Turn a pydantic `ValidationError` into `ConfigErrors` with the paths the user wrote.
 
-    Pydantic locations of discriminated unions carry the tag (`norm.group.groups`); the tag is
-    dropped so the path is the one the user wrote (`norm.groups`).
+    Pydantic puts the tag of a discriminated union into the location (`norm.group.groups` for
+    `norm: {kind: group, groups: ...}`); walking the input `data` along the location drops it,
+    so the path reads `norm.groups`.
     """
     errors = []
     for err in exc.errors(include_url=False):
-        loc = [part for part in err["loc"] if not _is_union_tag(part, err)]
+        loc = _user_loc(err["loc"], data)
         message = err["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
         if err["type"] == "extra_forbidden":
-            message = "unknown field (check its spelling; see `archsearch schema`)"
+            message = "unknown field (check its spelling; `archsearch schema` lists the fields)"
         elif err["type"] == "missing":
             message = "required field is missing"
+        elif err["type"] == "invalid_kind" and isinstance(err.get("input"), dict):
+            key = "source" if "source" in err["input"] else "kind"
+            loc, message = [*loc, key], f"{message} (got {err['input'].get(key)!r})"
+        elif err["type"] in ("union_tag_invalid", "literal_error", "enum"):
+            message = f"{message} (got {err.get('input')!r})"
         errors.append(ConfigError(format_loc(loc), message).prefixed(prefix))
     return ConfigErrors(errors)
 
 
-def _is_union_tag(part: str | int, err: dict) -> bool:
-    # pydantic inserts the discriminator value (or a `function-after[...]` marker) into the loc.
-    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(("function-", "list[", "tagged-union[")))
+# Tags of the discriminated unions of archsearch.schema (filled by schema._base.tagged_union),
+# so that error paths drop them and read like the user's file.
+UNION_TAGS: set[str] = set()
 
 
-# Tags of the discriminated unions in archsearch.schema; kept in one place so that error paths
-# read like the user's file. Filled by archsearch.schema at import.
-_UNION_TAGS: set[str] = set()
+def _user_loc(loc: Sequence[str | int], data) -> list[str | int]:
+    out, node = [], data
+    for part in loc:
+        if isinstance(part, str) and part.startswith(("function-", "tagged-union[", "list[", "dict[")):
+            continue
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            if part in UNION_TAGS or part in (node.get("kind"), node.get("source")):  # a union tag, not a key
+                continue
+        out.append(part)
+        node = _child(node, part)
+    return out
+
+
+def _child(node, part):
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None

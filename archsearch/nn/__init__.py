@@ -1,0 +1,5 @@
+"""Torch modules of archsearch: the U-Net and its blocks."""
+
+from .unet import UNet, build_unet
+
+__all__ = ["UNet", "build_unet"]

@@ -1,0 +1,227 @@
+"""The U-Net built from a `UNetPlan`.
+
+    model = build_unet(config)              # or UNet(plan_unet(config))
+    eps = model(x, t, class_labels=None)    # x: (B, C, H, W), t: (B,) timesteps -> (B, C_out, H, W)
+
+Module names follow the config, so a state dict reads like the architecture:
+`encoder.1.blocks.0.conv1.weight` is the first res block of `levels.1`,
+`decoder.1.attentions.2.qkv.weight` the attention after its third decoder block,
+`middle.attention.proj.weight`, `embedding.mlp.0.weight`, `head.conv.weight`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..plan import BlockPlan, UNetPlan, norm_groups, plan_unet
+from ..schema.unet import GroupNorm, UNetConfig
+from .layers import (
+    ACTIVATIONS,
+    AttentionBlock,
+    Downsample,
+    FourierEncoding,
+    LearnedEncoding,
+    ResBlock,
+    SinusoidalEncoding,
+    Upsample,
+    zero_,
+)
+
+__all__ = ["UNet", "build_unet"]
+
+
+def build_unet(config: UNetConfig | dict) -> UNet:
+    """Build the torch model a config describes (validating and planning it first)."""
+    if not isinstance(config, UNetConfig):
+        config = UNetConfig.model_validate(config)
+    return UNet(plan_unet(config))
+
+
+class TimeEmbedding(nn.Module):
+    """t -> encoding -> Linear -> act -> Linear [-> act]; plus a class embedding when conditional."""
+
+    def __init__(self, plan: UNetPlan):
+        super().__init__()
+        cfg = plan.config
+        enc, dim = cfg.embedding.encoding, plan.embedding_dim
+        if enc.kind == "sinusoidal":
+            self.encoding = SinusoidalEncoding(dim, enc.flip_sin_to_cos, enc.freq_shift, enc.max_period)
+        elif enc.kind == "fourier":
+            self.encoding = FourierEncoding(dim, enc.scale, enc.input_scale)
+        else:
+            self.encoding = LearnedEncoding(dim, enc.num_timesteps)
+        act = ACTIVATIONS[cfg.block.activation]
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, plan.embedding_hidden_dim),
+            act(),
+            nn.Linear(plan.embedding_hidden_dim, plan.embedding_out_dim),
+        )
+        self.classes = nn.Embedding(cfg.num_classes, plan.embedding_out_dim) if cfg.num_classes else None
+        self.post_act = act() if cfg.embedding.post_activation else nn.Identity()
+
+    def forward(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.mlp(self.encoding(t))  # (B, E)
+        if self.classes is not None and class_labels is not None:
+            # A negative label means "no label" (dropped for classifier-free guidance).
+            keep = (class_labels >= 0).unsqueeze(-1).to(emb.dtype)
+            emb = emb + self.classes(class_labels.clamp(min=0)) * keep
+        return self.post_act(emb)
+
+
+class Head(nn.Module):
+    """norm -> act -> conv3x3 (DDPM/ADM), or a bare 3x3 / 1x1 conv (seed)."""
+
+    def __init__(self, plan: UNetPlan, norm):
+        super().__init__()
+        cfg, ch = plan.config, plan.head_in_channels
+        with_norm = cfg.head == "norm_act_conv3x3"
+        self.norm = norm(ch) if with_norm else nn.Identity()
+        self.act = ACTIVATIONS[cfg.block.activation]() if with_norm else nn.Identity()
+        kernel = 1 if cfg.head == "conv1x1" else 3
+        self.conv = nn.Conv2d(ch, plan.out_channels, kernel, padding=kernel // 2)
+        if cfg.zero_init:
+            zero_(self.conv)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.act(self.norm(h)))
+
+
+class Stage(nn.Module):
+    """The res blocks of one level on one side, with attention after the blocks that have it,
+    and the resampling (down on the encoder side, up on the decoder side) that follows."""
+
+    def __init__(self, blocks: tuple[BlockPlan, ...], make_block, make_attention, projection=None):
+        super().__init__()
+        self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels) for b in blocks)
+        self.attentions = nn.ModuleDict(
+            {str(j): make_attention(b.out_channels, b.attention_heads) for j, b in enumerate(blocks) if b.attention_heads}
+        )
+        self.projections = nn.ModuleDict(
+            {str(j): nn.Conv2d(b.skip_channels, b.in_channels, 1) for j, b in enumerate(blocks) if b.skip_mode == "add_projected"}
+        )
+        self.skip_modes = [b.skip_mode for b in blocks]
+        self.resample: nn.Module | None = None
+        self.tap_after_resample = False  # encoder, skip.taps=block: the downsample's output is a skip
+
+
+class UNet(nn.Module):
+    """A diffusion U-Net; see the module docstring. Built from a plan, which holds every shape."""
+
+    def __init__(self, plan: UNetPlan):
+        super().__init__()
+        cfg = plan.config
+        self.plan = plan
+        self.config = cfg
+        blk = cfg.block
+
+        norm_cfg = blk.norm
+        if isinstance(norm_cfg, GroupNorm):
+            norm = lambda ch: nn.GroupNorm(norm_groups(norm_cfg, ch), ch, eps=norm_cfg.eps)  # noqa: E731
+        else:
+            norm = lambda ch: nn.Identity()  # noqa: E731
+        make_block = partial(
+            ResBlock,
+            emb_channels=plan.embedding_out_dim,
+            norm=norm,
+            activation=blk.activation,
+            order=blk.order,
+            dropout=blk.dropout,
+            scale_shift=blk.time_injection == "scale_shift",
+            time_activation=blk.time_activation,
+            rescale=blk.rescale,
+            shortcut=blk.shortcut,
+            zero_init=cfg.zero_init,
+        )
+        make_attention = partial(
+            AttentionBlock, norm=norm, qkv_bias=cfg.attention.qkv_bias, rescale=blk.rescale, zero_init=cfg.zero_init
+        )
+
+        def make_down(ch: int) -> nn.Module:
+            if cfg.down.kind == "resblock":
+                return make_block(ch, ch, resample="down")
+            return Downsample(ch, cfg.down.kind, getattr(cfg.down, "padding", "symmetric"))
+
+        def make_up(ch: int) -> nn.Module:
+            if cfg.up.kind == "resblock":
+                return make_block(ch, ch, resample="up")
+            return Upsample(ch, cfg.up.kind)
+
+        self.embedding = TimeEmbedding(plan)
+        self.stem = nn.Conv2d(cfg.in_channels, plan.stem_channels, 3, padding=1) if plan.stem_channels else None
+        self.tap_stem = cfg.skip.taps == "block"
+        self.tap_per_level = cfg.skip.taps == "level"
+        self.concat = cfg.skip.combine == "concat"
+
+        n_levels = len(plan.levels)
+        self.encoder = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for lv in plan.levels:
+            enc = Stage(lv.encoder, make_block, make_attention)
+            if lv.down_channels:
+                enc.resample = make_down(lv.down_channels)
+                enc.tap_after_resample = self.tap_stem and lv.index < n_levels - 1
+            self.encoder.append(enc)
+            dec = Stage(lv.decoder, make_block, make_attention)
+            if lv.up_channels:
+                dec.resample = make_up(lv.up_channels)
+            self.decoder.append(dec)
+
+        self.middle = Stage(plan.middle, make_block, make_attention)
+        if plan.middle_attention_heads and not plan.middle:
+            self.middle.attentions["0"] = make_attention(plan.middle_channels, plan.middle_attention_heads)
+        if cfg.middle.downsample:
+            # The seed: the middle runs one resolution lower; upsample back before the decoder.
+            self.middle.resample = make_up(plan.middle_channels)
+        self.head = Head(plan, norm)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, C_in, H, W) noisy images; t: (B,) timesteps; class_labels: (B,) ints or None
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        emb = self.embedding(t, class_labels)  # (B, E)
+        h = self.stem(x) if self.stem is not None else x
+        skips = [h] if self.tap_stem else []
+
+        for stage in self.encoder:
+            for j, block in enumerate(stage.blocks):
+                h = self._attend(stage, j, block(h, emb))
+                if self.tap_stem:
+                    skips.append(h)
+            if self.tap_per_level:
+                skips.append(h)
+            if stage.resample is not None:
+                h = stage.resample(h, emb)
+                if stage.tap_after_resample:
+                    skips.append(h)
+
+        h = self._run_middle(h, emb)
+
+        for stage in reversed(self.decoder):
+            for j, block in enumerate(stage.blocks):
+                mode = stage.skip_modes[j]
+                if mode == "concat":
+                    h = torch.cat([h, skips.pop()], dim=1)
+                elif mode == "add":
+                    h = h + skips.pop()
+                elif mode == "add_projected":
+                    h = h + stage.projections[str(j)](skips.pop())
+                h = self._attend(stage, j, block(h, emb))
+            if stage.resample is not None:
+                h = stage.resample(h, emb)
+        return self.head(h)  # (B, C_out, H, W)
+
+    def _run_middle(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        mid = self.middle
+        if not mid.blocks:
+            h = self._attend(mid, 0, h)
+        for j, block in enumerate(mid.blocks):
+            h = self._attend(mid, j, block(h, emb))
+        return mid.resample(h, emb) if mid.resample is not None else h
+
+    @staticmethod
+    def _attend(stage: Stage, j: int, h: torch.Tensor) -> torch.Tensor:
+        key = str(j)
+        return stage.attentions[key](h) if key in stage.attentions else h

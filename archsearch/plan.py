@@ -1,0 +1,342 @@
+"""Resolve a `UNetConfig` into shapes, and hold every cross-field rule. No torch.
+
+`plan_unet(config)` walks the network the way its forward pass will: it tracks the channels
+and resolution of `h`, pushes a skip wherever the config taps one, and pops them in the
+decoder. The result, a `UNetPlan`, lists every res block with its input, skip and output
+widths, every resampling step and every attention site. The builder only instantiates what
+the plan says; the CLI prints it; the search layer rejects a sampled config with it before
+any torch code runs.
+
+All problems found are raised together as `ConfigErrors`, each naming the field to change:
+
+    >>> plan_unet(UNetConfig(image_size=30, compact={"multipliers": [1, 2, 2]}))
+    ConfigErrors: image_size: 30 is not divisible by 4 (2 downsamples for 3 levels); use 32 or 28
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError, ConfigErrors
+from .schema.unet import GroupNorm, UNetConfig
+
+__all__ = ["BlockPlan", "LevelPlan", "UNetPlan", "plan_unet", "norm_groups"]
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """One res block: `in_channels` is h's width, `skip_channels` the width of the skip joined
+    to it (0 when none), `out_channels` its output; optional attention after it."""
+
+    in_channels: int
+    out_channels: int
+    skip_channels: int = 0
+    skip_mode: str = "none"  # none | concat | add | add_projected (a 1x1 conv maps the skip to h's width)
+    attention_heads: int = 0  # 0: no attention after this block
+
+    @property
+    def block_in_channels(self) -> int:
+        """Channels entering the block's first layer (concat widens it; add does not)."""
+        return self.in_channels + (self.skip_channels if self.skip_mode == "concat" else 0)
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    index: int
+    resolution: int
+    width: int
+    decoder_width: int
+    encoder: tuple[BlockPlan, ...]
+    decoder: tuple[BlockPlan, ...]
+    down_channels: int = 0  # 0: no downsample after this level's encoder
+    up_channels: int = 0  # 0: no upsample after this level's decoder
+    taps: tuple[int, ...] = ()  # widths of the skips tapped at this resolution
+
+
+@dataclass(frozen=True)
+class UNetPlan:
+    """Every derived number of a U-Net: what the builder, the CLI and reports read."""
+
+    config: UNetConfig
+    levels: tuple[LevelPlan, ...]
+    middle: tuple[BlockPlan, ...]
+    middle_channels: int
+    middle_resolution: int
+    middle_attention_heads: int
+    stem_channels: int  # 0: no stem
+    head_in_channels: int
+    out_channels: int
+    embedding_dim: int
+    embedding_hidden_dim: int
+    embedding_out_dim: int
+    downsamples: int = field(default=0)
+
+    @property
+    def skip_combine(self) -> str:
+        return self.config.skip.combine
+
+
+def norm_groups(norm, channels: int) -> int:
+    """GroupNorm groups used at a layer of `channels` (EDM caps them at channels // min_channels_per_group)."""
+    groups = norm.groups
+    if norm.min_channels_per_group is not None:
+        groups = min(groups, max(channels // norm.min_channels_per_group, 1))
+    return groups
+
+
+def plan_unet(config: UNetConfig) -> UNetPlan:
+    """Resolve `config` into a `UNetPlan`, or raise `ConfigErrors` naming every bad field."""
+    return _Planner(config).plan()
+
+
+class _Planner:
+    def __init__(self, config: UNetConfig):
+        self.config = config
+        self.errors: list[ConfigError] = []
+        self.levels = config.resolved_levels()
+        self.lp = config.levels_path  # "levels" or "compact", for messages
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(ConfigError(path, message))
+
+    # The walk mirrors archsearch.nn.unet.UNet.forward; keep the two in step.
+    def plan(self) -> UNetPlan:
+        cfg = self.config
+        n_levels = len(self.levels)
+        downsamples = n_levels - 1 + int(cfg.middle.downsample)
+        self._check_image_size(downsamples)
+        self._check_attention_resolutions()
+
+        taps: list[list[int]] = [[] for _ in range(n_levels)]
+        by_block = cfg.skip.taps == "block"
+        ch = self.levels[0].width if cfg.stem == "conv3x3" else cfg.in_channels
+        stem_channels = ch if cfg.stem == "conv3x3" else 0
+        if by_block:
+            taps[0].append(ch)
+
+        encoder: list[tuple[BlockPlan, ...]] = []
+        down: list[int] = []
+        for i, level in enumerate(self.levels):
+            heads = self._heads(level.width, f"{self._level_path(i)}.attention") if level.attention else 0
+            blocks = []
+            for _ in range(level.blocks):
+                blocks.append(BlockPlan(ch, level.width, attention_heads=heads))
+                ch = level.width
+                if by_block:
+                    taps[i].append(ch)
+            if not by_block:
+                taps[i].append(ch)
+            encoder.append(tuple(blocks))
+            last = i == n_levels - 1
+            down.append(ch if (not last or cfg.middle.downsample) else 0)
+            if by_block and not last:
+                taps[i + 1].append(ch)
+
+        middle_channels = ch
+        middle_heads = self._heads(ch, "middle.attention") if cfg.middle.attention else 0
+        middle = tuple(
+            BlockPlan(ch, ch, attention_heads=middle_heads if j == 0 else 0) for j in range(cfg.middle.blocks)
+        )
+        middle_resolution = cfg.image_size >> downsamples
+
+        decoder: list[tuple[BlockPlan, ...]] = [()] * n_levels
+        up: list[int] = [0] * n_levels
+        for i in reversed(range(n_levels)):
+            level = self.levels[i]
+            width = level.decoder_width or level.width
+            n_blocks = self._decoder_blocks(i, len(taps[i]))
+            heads = self._heads(width, f"{self._level_path(i)}.attention") if level.attention else 0
+            pending = list(taps[i])
+            blocks = []
+            for j in range(n_blocks):
+                skip = pending.pop() if pending else 0
+                attn = heads if (cfg.attention.decoder_blocks == "all" or j == n_blocks - 1) else 0
+                blocks.append(self._decoder_block(i, j, ch, skip, width, attn))
+                ch = width
+            decoder[i] = tuple(blocks)
+            up[i] = ch if i > 0 else 0
+
+        out_channels = (cfg.out_channels or cfg.in_channels) * (2 if cfg.learn_sigma else 1)
+        emb = cfg.embedding
+        emb_dim = emb.dim or self.levels[0].width
+        emb_hidden = emb.hidden_dim or 4 * emb_dim
+        emb_out = emb.out_dim or emb_hidden
+        if emb.encoding.kind in ("sinusoidal", "fourier") and emb_dim % 2:
+            self.error("embedding.dim", f"{emb_dim} is odd; sinusoidal and Fourier encodings need an even width")
+
+        plan = UNetPlan(
+            config=cfg,
+            levels=tuple(
+                LevelPlan(
+                    index=i,
+                    resolution=cfg.image_size >> i,
+                    width=level.width,
+                    decoder_width=level.decoder_width or level.width,
+                    encoder=encoder[i],
+                    decoder=decoder[i],
+                    down_channels=down[i],
+                    up_channels=up[i],
+                    taps=tuple(taps[i]),
+                )
+                for i, level in enumerate(self.levels)
+            ),
+            middle=middle,
+            middle_channels=middle_channels,
+            middle_resolution=middle_resolution,
+            middle_attention_heads=middle_heads,
+            stem_channels=stem_channels,
+            head_in_channels=ch,
+            out_channels=out_channels,
+            embedding_dim=emb_dim,
+            embedding_hidden_dim=emb_hidden,
+            embedding_out_dim=emb_out,
+            downsamples=downsamples,
+        )
+        self._check_norm_groups(plan)
+        if self.errors:
+            raise ConfigErrors(_dedupe(self.errors))
+        return plan
+
+    # ------------------------------------------------------------------ rules
+
+    def _level_path(self, i: int) -> str:
+        return f"levels.{i}" if self.lp == "levels" else f"compact (level {i})"
+
+    def _check_image_size(self, downsamples: int) -> None:
+        size, factor = self.config.image_size, 1 << downsamples
+        if size % factor:
+            lower, upper = size - size % factor, size - size % factor + factor
+            options = " or ".join(str(s) for s in (upper, lower) if s > 0)
+            why = f"{len(self.levels) - 1} downsamples for {len(self.levels)} levels"
+            if self.config.middle.downsample:
+                why += " and 1 before the middle"
+            self.error("image_size", f"{size} is not divisible by {factor} ({why}); use {options}, or fewer levels")
+
+    def _check_attention_resolutions(self) -> None:
+        if self.config.compact is None:
+            return
+        existing = [self.config.image_size >> i for i in range(len(self.levels))]
+        for k, res in enumerate(self.config.compact.attention_resolutions):
+            if res not in existing:
+                self.error(
+                    f"compact.attention_resolutions.{k}",
+                    f"no level has resolution {res}; the levels are {', '.join(map(str, existing))} pixels",
+                )
+
+    def _heads(self, width: int, where: str) -> int:
+        att = self.config.attention
+        if att.head_channels is not None:
+            if width % att.head_channels:
+                self.error(
+                    "attention.head_channels",
+                    f"{att.head_channels} does not divide width {width} at {where}; "
+                    f"use a divisor of {width} such as {_divisors_hint(width, att.head_channels)}",
+                )
+                return 1
+            return width // att.head_channels
+        if width % att.heads:
+            self.error(
+                "attention.heads",
+                f"{att.heads} heads do not divide width {width} at {where}; "
+                f"use {_divisors_hint(width, att.heads)} heads",
+            )
+            return 1
+        return att.heads
+
+    def _decoder_blocks(self, i: int, n_taps: int) -> int:
+        level = self.levels[i]
+        by_block = self.config.skip.taps == "block"
+        default = n_taps if by_block else level.blocks
+        n = level.decoder_blocks if level.decoder_blocks is not None else default
+        if by_block and n != n_taps:
+            self.error(
+                f"{self._level_path(i)}.decoder_blocks",
+                f"{n} decoder blocks but {n_taps} skips are tapped at this resolution (skip.taps: block "
+                f"needs blocks + 1 = {n_taps}); use {n_taps} or skip.taps: level",
+            )
+        if not by_block and n < 1:
+            self.error(
+                f"{self._level_path(i)}.decoder_blocks",
+                "the level's skip needs at least one decoder block to join it; use 1 or more",
+            )
+        return n
+
+    def _decoder_block(self, i: int, j: int, ch: int, skip: int, width: int, heads: int) -> BlockPlan:
+        if not skip:
+            return BlockPlan(ch, width, attention_heads=heads)
+        if self.config.skip.combine == "concat":
+            return BlockPlan(ch, width, skip_channels=skip, skip_mode="concat", attention_heads=heads)
+        # add-skips: h + skip needs equal widths, or a projection of the skip.
+        project = skip != ch
+        if project and not self.config.skip.project:
+            self.error(
+                "skip.combine",
+                f"add needs equal widths, but decoder block {j} of {self._level_path(i)} joins h of {ch} "
+                f"channels with a skip of {skip}; set skip.project: true (1x1 conv on the skip), "
+                f"use equal widths at neighbouring levels, or skip.combine: concat",
+            )
+        mode = "add_projected" if project else "add"
+        return BlockPlan(ch, width, skip_channels=skip, skip_mode=mode, attention_heads=heads)
+
+    def _check_norm_groups(self, plan: UNetPlan) -> None:
+        norm = self.config.block.norm
+        if not isinstance(norm, GroupNorm):
+            return
+        pre = self.config.block.order == "pre"
+        sites: list[tuple[int, str]] = []  # in forward order: the first one is the one to fix first
+
+        def add_blocks(blocks, label: str) -> None:
+            for j, b in enumerate(blocks):
+                if pre:
+                    sites.append((b.block_in_channels, f"the input of {label.format(j=j)}"))
+                sites.append((b.out_channels, label.format(j=j)))
+
+        resblock_down = self.config.down.kind == "resblock"
+        resblock_up = self.config.up.kind == "resblock"
+        for lv in plan.levels:
+            where = self._level_path(lv.index)
+            add_blocks(lv.encoder, f"encoder block {{j}} of {where}")
+            if lv.down_channels and resblock_down:
+                sites.append((lv.down_channels, f"the res-block downsample of {where}"))
+        add_blocks(plan.middle, "middle block {j}")
+        for lv in reversed(plan.levels):
+            where = self._level_path(lv.index)
+            add_blocks(lv.decoder, f"decoder block {{j}} of {where}")
+            if lv.up_channels and resblock_up:
+                sites.append((lv.up_channels, f"the res-block upsample of {where}"))
+        if self.config.head == "norm_act_conv3x3":
+            sites.append((plan.head_in_channels, "the head"))
+        widths = sorted({c for c, _ in sites})
+        for channels, where in sites:
+            groups = norm_groups(norm, channels)
+            if channels % groups:
+                self.error(
+                    "block.norm.groups",
+                    f"{groups} does not divide the {channels} channels at {where}; "
+                    f"use {_common_divisor_hint(widths, norm.groups)} groups, or widths divisible by {groups}",
+                )
+
+
+def _divisors_hint(n: int, near: int) -> str:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    best = sorted(divisors, key=lambda d: (abs(d - near), d))[:2]
+    return " or ".join(str(d) for d in sorted(best))
+
+
+def _common_divisor_hint(widths: list[int], near: int) -> str:
+    from math import gcd
+
+    g = 0
+    for w in widths:
+        g = gcd(g, w)
+    return _divisors_hint(g, near)
+
+
+def _dedupe(errors: list[ConfigError]) -> list[ConfigError]:
+    # One message per field: the first site found is the one a user fixes first.
+    seen, out = set(), []
+    for e in errors:
+        if e.path not in seen:
+            seen.add(e.path)
+            out.append(e)
+    return out

@@ -1,0 +1,1 @@
+"""Reports: pure computations on the results table, and their renderers."""

@@ -1,0 +1,101 @@
+"""Grids of generated samples: what a trained denoiser draws, as one PNG.
+
+    schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
+    save_sample_grid(model, "samples.png", schedule, eval_cfg.samples, device,
+                     image_shape=(1, 16, 16), prediction=train_cfg.prediction)
+
+The sampler (DDPM or DDIM, `SampleConfig.sampler`) starts from noise seeded by
+`SampleConfig.seed` on the device, so grids of different models on one device start alike. A
+class-conditional model draws class i % num_classes for image i (row-major), so with
+`cols = num_classes` each column is one class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from archsearch.device import autocast_context, resolve_precision
+from archsearch.diffusion import NoiseSchedule, ddim_sample, ddpm_sample
+from archsearch.evaluate import model_num_classes
+from archsearch.schema.train import SampleConfig
+
+__all__ = ["generate", "make_grid", "save_sample_grid"]
+
+_CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+
+
+def generate(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    cfg: SampleConfig,
+    device: torch.device | str,
+    image_shape: tuple[int, int, int],
+    prediction: str = "eps",
+    num_classes: int | None = None,
+    precision: str = "auto",
+) -> Tensor:
+    """rows*cols samples (N, C, H, W) in [-1, 1], on the device; the model's mode is restored."""
+    device = torch.device(device)
+    n = cfg.rows * cfg.cols
+    num_classes = num_classes if num_classes is not None else model_num_classes(model)
+    labels = torch.arange(n, device=device) % num_classes if num_classes else None
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    schedule = schedule.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast_context(device, resolve_precision(device, precision)):
+            shape = (n, *image_shape)
+            if cfg.sampler.kind == "ddim":
+                x = ddim_sample(model, shape, schedule, cfg.sampler.steps, generator, labels, prediction,
+                                eta=cfg.sampler.eta, guidance_scale=cfg.guidance_scale)
+            else:
+                x = ddpm_sample(model, shape, schedule, cfg.sampler.steps, generator, labels, prediction,
+                                guidance_scale=cfg.guidance_scale)
+    finally:
+        model.train(was_training)
+    return x
+
+
+def make_grid(images: Tensor, rows: int, cols: int, padding: int = 1) -> Image.Image:
+    """Tile images (N, C, H, W) in [-1, 1] row-major into a PIL image with black `padding` lines.
+
+    The grid is cols*(W+padding)+padding pixels wide and rows*(H+padding)+padding high; missing
+    cells stay black.
+    """
+    N, C, H, W = images.shape
+    if C not in _CHANNELS:
+        raise ValueError(f"cannot write {C}-channel images as PNG; expected 1, 3 or 4 channels")
+    if N > rows * cols:
+        raise ValueError(f"{N} images do not fit a {rows}x{cols} grid")
+    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    grid = torch.zeros(C, rows * (H + padding) + padding, cols * (W + padding) + padding, dtype=torch.uint8)
+    for i in range(N):
+        r, c = divmod(i, cols)
+        top, left = padding + r * (H + padding), padding + c * (W + padding)
+        grid[:, top:top + H, left:left + W] = pixels[i]
+    array = grid.permute(1, 2, 0).numpy()  # (H', W', C)
+    return Image.fromarray(array[:, :, 0] if C == 1 else array)  # mode from the shape: L, RGB, RGBA
+
+
+def save_sample_grid(
+    model: nn.Module,
+    path: str | Path,
+    schedule: NoiseSchedule,
+    cfg: SampleConfig,
+    device: torch.device | str,
+    image_shape: tuple[int, int, int],
+    prediction: str = "eps",
+    num_classes: int | None = None,
+    precision: str = "auto",
+) -> Path:
+    """Sample rows*cols images with `cfg.sampler` and write them as a PNG grid at `path`."""
+    images = generate(model, schedule, cfg, device, image_shape, prediction, num_classes, precision)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(images, cfg.rows, cfg.cols).save(path)
+    return path

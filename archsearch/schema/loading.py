@@ -1,0 +1,126 @@
+"""Reading config files: YAML -> plain data -> validated models, every problem as `path: message`.
+
+    config = load_unet_config("my_unet.yaml")       # UNetConfig, planned (cross-field rules checked)
+    config = unet_config_from_dict({"base": "seed", "image_size": 64})
+
+An architecture may start from a preset (`base: NAME`) and override any of its fields; the
+override is merged key by key into the preset (lists are replaced whole).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError, ConfigErrors, from_validation_error
+from .unet import UNetConfig
+
+__all__ = [
+    "PRESETS",
+    "read_yaml",
+    "preset_dict",
+    "deep_merge",
+    "resolve_base",
+    "unet_config_from_dict",
+    "load_unet_config",
+    "validate_model",
+]
+
+PRESETS = ("seed", "ddpm-cifar10", "adm-imagenet64")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping; a missing file or a syntax error is a `ConfigError` with the line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(str(path), f"cannot read the file ({exc.strerror or exc})")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigErrors([ConfigError(str(path), f"invalid YAML at {where}{problem}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigErrors([ConfigError(str(path), f"expected a mapping of fields, got {type(data).__name__}")])
+    return data
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    """The fields of a shipped preset, as plain data."""
+    if name not in PRESETS:
+        raise ConfigErrors([ConfigError("base", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")])
+    text = resources.files("archsearch.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` merged into `base`: mappings recursively, everything else (lists too) replaced.
+
+    A union member switching kind (`down: {kind: maxpool}` over `{kind: conv, padding: same}`)
+    replaces the mapping whole, so options of the old kind do not leak into the new one.
+    """
+    from .distributions import is_distribution
+
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if is_distribution(value) or is_distribution(old):
+            out[key] = value
+            continue
+        same_kind = not (isinstance(value, dict) and isinstance(old, dict) and "kind" in value and value.get("kind") != old.get("kind"))
+        if isinstance(value, dict) and isinstance(old, dict) and same_kind:
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = value
+    # `levels` and `compact` are two spellings of one thing: writing one drops the other.
+    for a, b in (("levels", "compact"), ("compact", "levels")):
+        if a in override and b in base and b not in override:
+            out.pop(b, None)
+    return out
+
+
+def resolve_base(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Expand `base: PRESET` into the preset's fields with `data`'s overrides on top."""
+    if "base" not in data:
+        return dict(data)
+    rest = {k: v for k, v in data.items() if k != "base"}
+    try:
+        base = preset_dict(data["base"])
+    except ConfigErrors as exc:
+        raise exc.prefixed(prefix) from None
+    return deep_merge(base, rest)
+
+
+def validate_model(model: type, data: Any, prefix: str = ""):
+    """`model.model_validate(data)`, with errors as `ConfigErrors` located under `prefix`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, data, prefix) from None
+
+
+def unet_config_from_dict(data: dict[str, Any], prefix: str = "", plan: bool = True) -> UNetConfig:
+    """Validate an architecture mapping (with an optional `base`) and check its cross-field rules."""
+    config = validate_model(UNetConfig, resolve_base(data, prefix), prefix)
+    if plan:
+        from ..plan import plan_unet
+
+        try:
+            plan_unet(config)
+        except ConfigErrors as exc:
+            raise exc.prefixed(prefix) from None
+    return config
+
+
+def load_unet_config(path: str | Path) -> UNetConfig:
+    """Read, validate and plan a U-Net config file."""
+    return unet_config_from_dict(read_yaml(path))

@@ -1,0 +1,268 @@
+"""The space file: what `archsearch run`, `train` and `validate` read.
+
+    study:        {name, trials, timeout, sampler, pruner, seed, device}
+    data:         the images (archsearch.schema.data)
+    train:        training settings; any field may be a distribution
+    eval:         the validation protocol
+    measure:      the timing protocol
+    objectives:   [{metric: val_loss}, {metric: train_throughput}]   (the default)
+    constraints:  ["params <= 5e6", "train_throughput >= 200"]
+    architecture: a UNetConfig, optionally `base: PRESET` + overrides; any field may be a
+                  distribution; `depth` (a space-only key) keeps the first `depth` levels.
+
+A file without distributions describes one trial (`archsearch train FILE`). Loading checks
+every fixed value and every candidate of every distribution against the field it sets, so a
+typo fails before any trial runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+
+from ..errors import ConfigError, ConfigErrors, from_validation_error
+from ._base import Model
+from .data import DataConfig, Digits
+from .distributions import as_distribution, is_distribution
+from .loading import read_yaml, resolve_base, validate_model
+from .measure import MeasureConfig
+from .paths import set_path
+from .study import DEFAULT_OBJECTIVES, Constraint, Objective, StudyConfig
+from .train import EvalConfig, TrainConfig
+from .unet import UNetConfig
+
+__all__ = ["SearchSpace", "load_space", "space_from_dict", "field_type", "walk_distributions"]
+
+
+class SearchSpace(Model):
+    """A validated space file. `architecture` and `train` keep their distributions as written;
+    `archsearch.search.sampling` turns them into concrete configs."""
+
+    study: StudyConfig = Field(default_factory=StudyConfig, description="The Optuna study.")
+    data: DataConfig = Field(default_factory=Digits, description="The images.")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields; values may be distributions.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="The validation protocol.")
+    measure: MeasureConfig = Field(default_factory=MeasureConfig, description="The timing protocol.")
+    objectives: list[Objective] = Field(
+        default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=1, description="What the study optimizes."
+    )
+    constraints: list[Constraint] = Field(default_factory=list, description="Feasibility rules, e.g. 'params <= 5e6'.")
+    architecture: dict[str, Any] = Field(
+        default_factory=dict, description="A UNetConfig (or `base: PRESET` + overrides); values may be distributions."
+    )
+
+    @model_validator(mode="after")
+    def _objectives_unique(self) -> SearchSpace:
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("objectives: each metric may appear once")
+        return self
+
+    def is_fixed(self) -> bool:
+        """No distribution anywhere: the file describes exactly one trial."""
+        return not any(True for _ in walk_distributions(self.architecture)) and not any(
+            True for _ in walk_distributions(self.train)
+        )
+
+    def fixed_architecture(self) -> UNetConfig:
+        """The architecture of a space without distributions."""
+        from .loading import unet_config_from_dict
+
+        return unet_config_from_dict(_without_depth(self.architecture), prefix="architecture")
+
+    def fixed_train(self) -> TrainConfig:
+        return validate_model(TrainConfig, self.train, "train")
+
+
+def load_space(path: str | Path, sets: dict[str, Any] | None = None) -> SearchSpace:
+    """Read and validate a space file; `sets` are `--set path=value` overrides."""
+    data = read_yaml(path)
+    for key, value in (sets or {}).items():
+        data = set_path(data, key, value)
+    study = data.get("study")
+    if study is None or (isinstance(study, dict) and "name" not in study):
+        data["study"] = {**(study or {}), "name": Path(path).stem}  # the file names the study by default
+    return space_from_dict(data)
+
+
+def space_from_dict(data: dict[str, Any]) -> SearchSpace:
+    """Validate a space mapping: sections, then every field and distribution candidate."""
+    space = validate_model(SearchSpace, data)
+    errors: list[ConfigError] = []
+    arch = _complete_architecture(space, errors)
+    errors += _check_tree(UNetConfig, arch, "architecture", space_only={"depth"})
+    errors += _check_tree(TrainConfig, space.train, "train")
+    errors += _check_depth(arch)
+    if errors:
+        raise ConfigErrors(errors)
+    space = space.model_copy(update={"architecture": arch})
+    if space.is_fixed():
+        space.fixed_architecture()  # the planner's cross-field rules, at load time
+        space.fixed_train()
+    _check_sampler(space)
+    return space
+
+
+def _complete_architecture(space: SearchSpace, errors: list[ConfigError]) -> dict[str, Any]:
+    """Merge the preset, then take image size and channels from `data` unless written."""
+    try:
+        arch = resolve_base(space.architecture, "architecture")
+    except ConfigErrors as exc:
+        errors += exc.errors
+        return dict(space.architecture)
+    written = {k for k in ("image_size", "in_channels") if k in space.architecture}
+    for key, data_value in (("image_size", space.data.image_size), ("in_channels", space.data.channels)):
+        value = arch.get(key)
+        if key not in written or value is None:
+            arch[key] = data_value
+        elif not is_distribution(value) and value != data_value:
+            data_key = "image_size" if key == "image_size" else "channels"
+            errors.append(
+                ConfigError(f"architecture.{key}", f"{value} but data.{data_key} is {data_value}; make them equal or drop this field")
+            )
+    return arch
+
+
+def _check_tree(model: type[BaseModel], tree: dict[str, Any], prefix: str, space_only=frozenset()) -> list[ConfigError]:
+    """Validate each distribution's candidates against its field, and the fixed values as a whole
+    (with every distribution at its first candidate)."""
+    errors: list[ConfigError] = []
+    first = tree
+    for path, node in list(walk_distributions(tree)):
+        if path.split(".")[0] in space_only:
+            continue
+        where = f"{prefix}.{path}"
+        try:
+            dist = as_distribution(node)
+        except ValidationError as exc:
+            errors += from_validation_error(exc, None, where).errors
+            continue
+        except ValueError as exc:
+            errors.append(ConfigError(where, str(exc)))
+            continue
+        try:
+            adapter = TypeAdapter(field_type(model, path))
+        except KeyError as exc:
+            errors.append(ConfigError(where, f"no such field ({exc.args[0]}); `archsearch schema` lists the fields"))
+            continue
+        for k, candidate in enumerate(dist.candidates()):
+            try:
+                adapter.validate_python(candidate)
+            except ValidationError as exc:
+                label = f"choice.{k}" if dist.kind == "choice" else ("low" if k == 0 else "high")
+                for e in from_validation_error(exc, candidate).errors:
+                    message = e.message if "(got " in e.message else f"{e.message} (got {candidate!r})"
+                    errors.append(ConfigError(f"{where}.{label}" + (f".{e.path}" if e.path else ""), message))
+        first = set_path(first, path, dist.candidates()[0])
+    fixed = {k: v for k, v in first.items() if k not in space_only}
+    try:
+        model.model_validate(fixed)
+    except ValidationError as exc:
+        # Only problems with fixed values: those under a distribution were reported above.
+        dist_paths = [p for p, _ in walk_distributions(tree)]
+        for e in from_validation_error(exc, fixed, prefix).errors:
+            if not any(e.path == f"{prefix}.{p}" or e.path.startswith(f"{prefix}.{p}.") for p in dist_paths):
+                errors.append(e)
+    return errors
+
+
+def _check_depth(arch: dict[str, Any]) -> list[ConfigError]:
+    if "depth" not in arch:
+        return []
+    depth, levels = arch["depth"], arch.get("levels")
+    if not isinstance(levels, list):
+        return [ConfigError("architecture.depth", "needs `levels` written per level (depth keeps the first `depth` of them)")]
+    values = as_distribution(depth).candidates() if is_distribution(depth) else [depth]
+    bad = [v for v in values if not isinstance(v, int) or not 1 <= v <= len(levels)]
+    if bad:
+        return [ConfigError("architecture.depth", f"{bad[0]!r} is not between 1 and the {len(levels)} levels written")]
+    return []
+
+
+def _check_sampler(space: SearchSpace) -> None:
+    kind = space.study.sampler.kind
+    if kind == "grid":
+        for path, node in walk_distributions(space.architecture):
+            dist = as_distribution(node)
+            if dist.kind == "float" and dist.step is None:
+                raise ConfigErrors([ConfigError(f"architecture.{path}", "the grid sampler needs a `step` for float ranges")])
+        for path, node in walk_distributions(space.train):
+            dist = as_distribution(node)
+            if dist.kind == "float" and dist.step is None:
+                raise ConfigErrors([ConfigError(f"train.{path}", "the grid sampler needs a `step` for float ranges")])
+    if space.study.pruner.kind != "none" and len(space.objectives) > 1:
+        raise ConfigErrors(
+            [ConfigError("study.pruner", "Optuna's pruners work with one objective only; use kind: none or one objective")]
+        )
+
+
+def _without_depth(arch: dict[str, Any]) -> dict[str, Any]:
+    """Apply a fixed `depth` (keep the first `depth` levels) and drop the key."""
+    if "depth" not in arch:
+        return arch
+    out = {k: v for k, v in arch.items() if k != "depth"}
+    if isinstance(out.get("levels"), list) and isinstance(arch["depth"], int):
+        out["levels"] = out["levels"][: arch["depth"]]
+    return out
+
+
+def walk_distributions(tree: Any, prefix: str = ""):
+    """Yield (dotted path, node) for every distribution in a nested mapping, in file order."""
+    if is_distribution(tree):
+        yield prefix[:-1], tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from walk_distributions(value, f"{prefix}{key}.")
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from walk_distributions(value, f"{prefix}{i}.")
+
+
+def field_type(model: type[BaseModel], path: str):
+    """The annotated type of the field at a dotted path of a model (constraints included).
+
+    Walks nested models, lists (an index step) and discriminated unions (the first variant that
+    has the next field). Raises KeyError naming the part that does not exist.
+    """
+    from .paths import split_path
+
+    tp: Any = model
+    for part in split_path(path):
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            if get_origin(tp) is not list:
+                raise KeyError(f"{part} indexes something that is not a list")
+            tp = get_args(tp)[0]
+            continue
+        models = [m for m in _models_of(tp) if part in m.model_fields]
+        if not models:
+            raise KeyError(f"unknown field {part!r}")
+        if part == "kind" and len(models) > 1:
+            # The tag of a discriminated union: any variant's tag is a valid value.
+            tp = Literal[tuple(m.model_fields["kind"].default for m in models)]
+            continue
+        info = models[0].model_fields[part]
+        tp = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        if info.discriminator:
+            tp = Annotated[tp, Field(discriminator=info.discriminator)]
+    return tp
+
+
+def _unwrap(tp):
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, type(int | None)):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap(args[0])
+    return tp
+
+
+def _models_of(tp) -> list[type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    if get_origin(tp) in (Union, type(int | None)):
+        return [m for a in get_args(tp) for m in _models_of(_unwrap(a))]
+    return []

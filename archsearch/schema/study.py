@@ -1,0 +1,171 @@
+"""The `study`, `objectives` and `constraints` sections of a space file."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import Model, tagged_union
+
+__all__ = [
+    "METRICS",
+    "StudyConfig",
+    "Objective",
+    "Constraint",
+    "SamplerConfig",
+    "PrunerConfig",
+    "DEFAULT_OBJECTIVES",
+]
+
+# Every metric a trial records, with the direction in which it is better.
+METRICS: dict[str, Literal["minimize", "maximize"]] = {
+    "val_loss": "minimize",
+    "train_throughput": "maximize",
+    "infer_throughput": "maximize",
+    "latency_ms": "minimize",
+    "params": "minimize",
+    "flops": "minimize",
+    "peak_mem_mb": "minimize",
+    "train_loss": "minimize",
+    "duration_s": "minimize",
+}
+
+
+class TPE(Model):
+    kind: Literal["tpe"] = "tpe"
+    n_startup_trials: int = Field(10, ge=0, description="Random trials before TPE models the space.")
+    multivariate: bool | None = Field(None, description="Joint TPE (Optuna default: on for one objective, off for several).")
+    group: bool = Field(True, description="Model conditional parameter groups separately (needs multivariate).")
+    constant_liar: bool = Field(True, description="Treat running trials as bad points (Optuna 5 default; matters with many workers).")
+
+
+class NSGA2(Model):
+    kind: Literal["nsga2"] = "nsga2"
+    population_size: int = Field(50, ge=2, description="Individuals per generation.")
+    crossover_prob: float = Field(0.9, ge=0, le=1, description="Crossover probability.")
+    mutation_prob: float | None = Field(None, ge=0, le=1, description="Mutation probability (default 1/params).")
+
+
+class GP(Model):
+    kind: Literal["gp"] = "gp"
+    n_startup_trials: int = Field(10, ge=0, description="Random trials before the Gaussian process is fitted.")
+
+
+class RandomSampler(Model):
+    kind: Literal["random"] = "random"
+
+
+class Grid(Model):
+    kind: Literal["grid"] = "grid"
+
+
+class QMC(Model):
+    kind: Literal["qmc"] = "qmc"
+    qmc_type: Literal["sobol", "halton"] = Field("sobol", description="Low-discrepancy sequence.")
+    scramble: bool = Field(True, description="Randomized (scrambled) sequence.")
+
+
+SamplerConfig = tagged_union("tpe", TPE, NSGA2, GP, RandomSampler, Grid, QMC)
+
+
+class NoPruner(Model):
+    kind: Literal["none"] = "none"
+
+
+class MedianPruner(Model):
+    kind: Literal["median"] = "median"
+    n_startup_trials: int = Field(5, ge=0, description="Trials completed before pruning starts.")
+    n_warmup_steps: int = Field(0, ge=0, description="Training steps before a trial can be pruned.")
+
+
+class PercentilePruner(Model):
+    kind: Literal["percentile"] = "percentile"
+    percentile: float = Field(25.0, gt=0, lt=100, description="Prune below this percentile of completed trials.")
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(0, ge=0)
+
+
+class HyperbandPruner(Model):
+    kind: Literal["hyperband"] = "hyperband"
+    reduction_factor: int = Field(3, ge=2)
+
+
+PrunerConfig = tagged_union("none", NoPruner, MedianPruner, PercentilePruner, HyperbandPruner)
+
+
+class StudyConfig(Model):
+    """How many trials, how to pick them, and where the study is kept."""
+
+    name: str = Field("study", description="Study name; the study folder is <results-dir>/<name>.")
+    trials: int = Field(20, ge=1, description="Trials in the whole study (all workers together).")
+    timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
+    sampler: SamplerConfig = Field(default_factory=TPE, description="Optuna sampler and its options.")
+    pruner: PrunerConfig = Field(default_factory=NoPruner, description="Optuna pruner (single-objective studies only).")
+    seed: int = Field(0, ge=0, description="Seed of the sampler.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    max_retries: int = Field(1, ge=0, description="Times a trial whose worker died is retried with the same parameters.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError("use letters, digits, '_', '-' and '.' (it names a folder)")
+        return value
+
+
+class Objective(Model):
+    metric: str = Field(description=f"One of {', '.join(METRICS)}.")
+    direction: Literal["minimize", "maximize"] | None = Field(None, description="Default: the metric's natural direction.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _direction(self) -> Objective:
+        if self.direction is None:
+            object.__setattr__(self, "direction", METRICS[self.metric])
+        return self
+
+
+DEFAULT_OBJECTIVES = [Objective(metric="val_loss"), Objective(metric="train_throughput")]
+
+_CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
+
+
+class Constraint(Model):
+    """`metric <= value` or `metric >= value`; written as that string in a space file."""
+
+    metric: str
+    op: Literal["<=", ">="]
+    value: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data):
+        if isinstance(data, str):
+            match = _CONSTRAINT.match(data)
+            if not match:
+                raise ValueError(f"{data!r} is not `metric <= value` or `metric >= value`")
+            metric, op, value = match.groups()
+            return {"metric": metric, "op": {"<": "<=", ">": ">="}.get(op, op), "value": value}
+        return data
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+        return value
+
+    def violation(self, measured: float) -> float:
+        """Optuna's convention: <= 0 when satisfied, the amount of violation otherwise."""
+        return measured - self.value if self.op == "<=" else self.value - measured
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"

@@ -1,0 +1,365 @@
+"""`UNetConfig`: one diffusion U-Net, described as data.
+
+The vocabulary covers the DDPM / ADM (guided-diffusion) / EDM-SongUNet family and the seed
+network of the article this project started from. Every field names the convention of the
+reference implementations it follows, so a user porting a config knows what to set:
+
+    levels         per level: width, encoder and decoder res blocks, attention   (or `compact`)
+    middle         res blocks at the lowest resolution, attention after the first
+    skip           concat or add; tapped once per level (seed) or at every block (DDPM/ADM)
+    stem / head    3x3 conv or none / GN-act-conv3 (DDPM) or a bare 1x1 / 3x3 conv (seed)
+    block          the res block: norm, order, activation, dropout, time injection, rescale
+    attention      heads or channels per head; every decoder block or the last of a level
+    embedding      sinusoidal (flip/shift conventions), Fourier features or a learned table
+    down / up      max-pool, avg-pool, strided conv, res-block; nearest, nearest+conv, ...
+
+Cross-field rules (widths divisible by groups, resolutions that exist...) live in
+`archsearch.plan`, which resolves a config into per-level shapes without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from ._base import Model, tagged_union
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Level",
+    "CompactLevels",
+    "Middle",
+    "Skip",
+    "GroupNorm",
+    "NoNorm",
+    "Norm",
+    "ResBlock",
+    "Attention",
+    "Sinusoidal",
+    "Fourier",
+    "Learned",
+    "Embedding",
+    "TimeEmbedding",
+    "MaxPool",
+    "AvgPool",
+    "ConvDown",
+    "ResBlockDown",
+    "Downsample",
+    "Nearest",
+    "NearestConv",
+    "Transposed",
+    "ResBlockUp",
+    "Upsample",
+    "UNetConfig",
+]
+
+SCHEMA_VERSION = 1
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+# --------------------------------------------------------------------------- levels
+
+
+class Level(Model):
+    """One resolution of the U-Net: encoder blocks on the way down, decoder blocks on the way up."""
+
+    width: PositiveInt = Field(description="Channels of the encoder res blocks at this level.")
+    blocks: int = Field(2, ge=0, description="Encoder res blocks at this level.")
+    decoder_blocks: int | None = Field(
+        None,
+        ge=0,
+        description="Decoder res blocks at this level. Default: blocks + 1 when skips are tapped "
+        "at every block (DDPM/ADM), blocks when tapped once per level (seed).",
+    )
+    decoder_width: PositiveInt | None = Field(
+        None,
+        description="Channels of the decoder res blocks at this level. Default: width. The seed "
+        "network's decoder runs one level narrower (its decoder at 8x8 outputs 128, not 256).",
+    )
+    attention: bool = Field(False, description="Self-attention after the res blocks of this level.")
+
+
+class CompactLevels(Model):
+    """The DDPM/ADM way to write levels: a base width times multipliers, uniform blocks, and
+    attention at given resolutions in pixels. Expands into `levels`."""
+
+    base_width: PositiveInt = Field(128, description="Width of a level with multiplier 1 (DDPM `ch`, ADM `model_channels`).")
+    multipliers: list[Annotated[float, Field(gt=0)]] = Field(
+        [1, 2, 2, 2],
+        min_length=1,
+        description="Per-level width multipliers (DDPM `ch_mult`); widths are int(base_width * m) as in ADM.",
+    )
+    blocks: int = Field(2, ge=0, description="Encoder res blocks per level (DDPM `num_res_blocks`).")
+    attention_resolutions: list[PositiveInt] = Field(
+        [16],
+        description="Resolutions in pixels whose levels get attention (DDPM `attn_resolutions`; ADM "
+        "gives downsample factors, convert with image_size // factor).",
+    )
+
+    def expand(self, image_size: int) -> list[Level]:
+        """The per-level form (attention where the level's resolution is listed)."""
+        return [
+            Level(
+                width=int(self.base_width * mult),
+                blocks=self.blocks,
+                attention=(image_size >> i) in self.attention_resolutions,
+            )
+            for i, mult in enumerate(self.multipliers)
+        ]
+
+
+class Middle(Model):
+    """The bottleneck between encoder and decoder."""
+
+    blocks: int = Field(2, ge=0, description="Res blocks in the middle (DDPM/ADM: 2; the seed: 1).")
+    attention: bool = Field(True, description="Self-attention after the first middle res block (Res-Attn-Res).")
+    downsample: bool = Field(
+        False,
+        description="Downsample once more after the last level and run the middle one resolution "
+        "lower, upsampling after it (the seed network). DDPM/ADM run it at the last level's resolution.",
+    )
+
+
+class Skip(Model):
+    """How encoder features reach the decoder."""
+
+    combine: Literal["concat", "add"] = Field(
+        "concat",
+        description="concat: decoder blocks take [h, skip] (every reference); add: h + skip, which "
+        "needs equal widths (see `project`).",
+    )
+    taps: Literal["level", "block"] = Field(
+        "block",
+        description="level: one skip per level, after its encoder blocks (seed); block: after the "
+        "stem, every encoder block and every downsample (DDPM, ADM, EDM, diffusers).",
+    )
+    project: bool = Field(
+        False,
+        description="With add-skips, project a skip whose width differs from the decoder's with a "
+        "1x1 conv; when false such a config is rejected.",
+    )
+
+
+# --------------------------------------------------------------------------- res block
+
+
+class GroupNorm(Model):
+    kind: Literal["group"] = "group"
+    groups: PositiveInt = Field(32, description="GroupNorm groups (DDPM/ADM 32; the seed 8).")
+    min_channels_per_group: PositiveInt | None = Field(
+        None,
+        description="When set, use min(groups, channels // this) groups (EDM: 4), so narrow layers still normalize.",
+    )
+    eps: float = Field(1e-5, gt=0, description="GroupNorm epsilon (ADM 1e-5; DDPM and EDM-SongUNet 1e-6).")
+
+
+class NoNorm(Model):
+    kind: Literal["none"] = "none"
+
+
+Norm = tagged_union("group", GroupNorm, NoNorm)
+
+
+class ResBlock(Model):
+    """The residual block shared by the encoder, decoder, middle and res-block resampling."""
+
+    norm: Norm = Field(default_factory=GroupNorm, description="Normalization in the blocks, attention and head.")
+    order: Literal["pre", "post"] = Field(
+        "pre",
+        description="pre: norm -> act -> conv, twice (DDPM/ADM/EDM); post: conv -> act -> norm, "
+        "twice (the seed).",
+    )
+    activation: Literal["silu", "gelu", "relu", "mish"] = Field("silu", description="Nonlinearity of blocks, head and embedding MLP.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the second conv (DDPM CIFAR-10: 0.1).")
+    time_injection: Literal["add", "scale_shift"] = Field(
+        "add",
+        description="add: h + W·emb after the first conv (DDPM, seed); scale_shift: norm(h)·(1+s)+b, "
+        "AdaGN (ADM use_scale_shift_norm).",
+    )
+    time_activation: bool = Field(
+        True,
+        description="Apply the activation to the embedding before each block's projection "
+        "(DDPM/ADM/diffusers); off for the seed and EDM (which activates it once, see "
+        "embedding.post_activation).",
+    )
+    rescale: bool = Field(
+        False,
+        description="Divide residual sums (res blocks and attention) by sqrt(2) (score-SDE "
+        "skip_rescale, EDM-SongUNet); off in DDPM/ADM.",
+    )
+    shortcut: Literal["conv1x1", "conv3x3"] = Field(
+        "conv1x1", description="Convolution on the residual path when the width changes (DDPM nin_shortcut: 1x1)."
+    )
+
+
+class Attention(Model):
+    """Self-attention blocks, computed with scaled_dot_product_attention."""
+
+    heads: PositiveInt = Field(1, description="Attention heads (DDPM 1; ADM num_heads).")
+    head_channels: PositiveInt | None = Field(
+        None,
+        description="Channels per head; when set it decides the heads (width // head_channels) "
+        "and `heads` is ignored (ADM num_head_channels=64, EDM channels_per_head).",
+    )
+    decoder_blocks: Literal["all", "last"] = Field(
+        "all",
+        description="Which decoder blocks of an attention level get attention: all (DDPM, ADM) or "
+        "only the last of the level (EDM-SongUNet).",
+    )
+    qkv_bias: bool = Field(True, description="Bias in the qkv projection.")
+
+
+# --------------------------------------------------------------------------- time embedding
+
+
+class Sinusoidal(Model):
+    kind: Literal["sinusoidal"] = "sinusoidal"
+    flip_sin_to_cos: bool = Field(
+        False, description="Order [cos, sin] (ADM, EDM-Dhariwal) instead of [sin, cos] (DDPM, seed)."
+    )
+    freq_shift: Literal[0, 1] = Field(
+        1,
+        description="Frequencies exp(-ln(max_period)·i / (half - freq_shift)): 1 for DDPM/EDM-SongUNet, "
+        "0 for ADM and the seed (diffusers downscale_freq_shift).",
+    )
+    max_period: float = Field(10000.0, gt=1, description="Longest period of the sinusoids.")
+
+
+class Fourier(Model):
+    kind: Literal["fourier"] = "fourier"
+    scale: float = Field(16.0, gt=0, description="Std of the random frequencies (score-SDE, EDM: 16).")
+    input_scale: float = Field(
+        1e-3,
+        gt=0,
+        description="Multiply t by this first; 1e-3 maps DDPM steps [0, 1000) to [0, 1).",
+    )
+
+
+class Learned(Model):
+    kind: Literal["learned"] = "learned"
+    num_timesteps: PositiveInt = Field(1000, description="Rows of the table (diffusers time_embedding_type=learned).")
+
+
+Embedding = tagged_union("sinusoidal", Sinusoidal, Fourier, Learned)
+
+
+class TimeEmbedding(Model):
+    """Timestep -> embedding vector -> MLP -> (+ class embedding) -> each block's projection."""
+
+    encoding: Embedding = Field(default_factory=Sinusoidal, description="How t becomes a vector.")
+    dim: PositiveInt | None = Field(None, description="Width of the raw encoding. Default: the first level's width.")
+    hidden_dim: PositiveInt | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim.")
+    out_dim: PositiveInt | None = Field(
+        None, description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256)."
+    )
+    post_activation: bool = Field(False, description="Apply the activation after the MLP once (EDM).")
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+class MaxPool(Model):
+    kind: Literal["maxpool"] = "maxpool"
+
+
+class AvgPool(Model):
+    kind: Literal["avgpool"] = "avgpool"
+
+
+class ConvDown(Model):
+    kind: Literal["conv"] = "conv"
+    padding: Literal["symmetric", "same"] = Field(
+        "symmetric",
+        description="symmetric: 3x3 stride 2 with padding 1 (ADM, PyTorch); same: TensorFlow "
+        "'SAME', pad right/bottom only (DDPM-TF, diffusers downsample_padding=0).",
+    )
+
+
+class ResBlockDown(Model):
+    kind: Literal["resblock"] = "resblock"
+
+
+Downsample = tagged_union("conv", MaxPool, AvgPool, ConvDown, ResBlockDown)
+
+
+class Nearest(Model):
+    kind: Literal["nearest"] = "nearest"
+
+
+class NearestConv(Model):
+    kind: Literal["nearest_conv"] = "nearest_conv"
+
+
+class Transposed(Model):
+    kind: Literal["transposed"] = "transposed"
+
+
+class ResBlockUp(Model):
+    kind: Literal["resblock"] = "resblock"
+
+
+Upsample = tagged_union("nearest_conv", Nearest, NearestConv, Transposed, ResBlockUp)
+
+
+# --------------------------------------------------------------------------- the network
+
+
+class UNetConfig(Model):
+    """A whole diffusion U-Net. Build it with `archsearch.build_unet`."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this schema; bumped on incompatible change.")
+    image_size: PositiveInt = Field(32, description="Height and width of the (square) input in pixels.")
+    in_channels: PositiveInt = Field(3, description="Channels of the noisy input image.")
+    out_channels: PositiveInt | None = Field(None, description="Channels of the prediction. Default: in_channels.")
+    learn_sigma: bool = Field(False, description="Also predict the variance: doubles the output channels (ADM learn_sigma).")
+    num_classes: PositiveInt | None = Field(
+        None, description="Class-conditional with this many classes (a learned table added to the time embedding, ADM)."
+    )
+    levels: list[Level] | None = Field(
+        None, min_length=1, description="The resolutions, highest first. Give either this or `compact`."
+    )
+    compact: CompactLevels | None = Field(None, description="Levels as base width × multipliers; expands into `levels`.")
+    middle: Middle = Field(default_factory=Middle, description="The bottleneck.")
+    skip: Skip = Field(default_factory=Skip, description="Skip connections.")
+    stem: Literal["conv3x3", "none"] = Field(
+        "conv3x3", description="conv3x3: a 3x3 conv to the first width (everyone); none: the image enters the first block (seed)."
+    )
+    head: Literal["norm_act_conv3x3", "conv3x3", "conv1x1"] = Field(
+        "norm_act_conv3x3",
+        description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed).",
+    )
+    block: ResBlock = Field(default_factory=ResBlock, description="The res block.")
+    attention: Attention = Field(default_factory=Attention, description="The attention blocks.")
+    embedding: TimeEmbedding = Field(default_factory=TimeEmbedding, description="The timestep embedding.")
+    down: Downsample = Field(default_factory=ConvDown, description="Downsampling between levels.")
+    up: Upsample = Field(default_factory=NearestConv, description="Upsampling between levels.")
+    zero_init: bool = Field(
+        True,
+        description="Zero-initialize each res block's last conv, the attention output projection and "
+        "the head's conv (DDPM, ADM, EDM), so the network starts as an identity-like map.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_to_compact(cls, data):
+        # Neither form written: the DDPM CIFAR-10 layout, in compact form.
+        if isinstance(data, dict) and data.get("levels") is None and data.get("compact") is None:
+            data = {**data, "compact": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_level_form(self) -> UNetConfig:
+        if self.levels is not None and self.compact is not None:
+            raise ValueError("give either `levels` (per level) or `compact` (base width × multipliers), not both")
+        return self
+
+    def resolved_levels(self) -> list[Level]:
+        """The per-level form, expanding `compact` when that is what was written."""
+        return list(self.levels) if self.levels is not None else self.compact.expand(self.image_size)
+
+    @property
+    def levels_path(self) -> str:
+        """Where level settings were written, for error messages."""
+        return "levels" if self.levels is not None else "compact"

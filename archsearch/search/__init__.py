@@ -1,0 +1,1 @@
+"""The search layer: the only part of archsearch that knows Optuna."""

@@ -1,0 +1,203 @@
+"""Turning a space into concrete configs: one value per distribution, only where it applies.
+
+`instantiate(spec, suggest)` walks an architecture (or train) spec and asks `suggest(name,
+distribution)` for a value wherever the spec has a distribution. The parameter names are the
+config's dotted paths (`levels.1.attention`, `block.norm.groups`; training fields as
+`train.lr`). Parameters that do not apply are never asked for:
+
+- `depth` is decided first; `levels.N.*` beyond it do not exist;
+- in a mapping with a `kind` (norm, down, up, embedding.encoding), `kind` is decided first and
+  only the chosen variant's fields are kept;
+- `attention.*` only when some level or the middle has attention; `attention.heads` only when
+  `attention.head_channels` is not set; `skip.project` only with add-skips.
+
+The suggester is Optuna's trial (`optuna_suggester`) in a study and a seeded random generator
+(`random_suggester`) for `archsearch build --sample`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from ..schema.distributions import Choice, Distribution, as_distribution, decode_choice, is_distribution
+from ..schema.space import SearchSpace, field_type
+from ..schema.unet import UNetConfig
+
+__all__ = ["Suggest", "instantiate", "sample_trial_configs", "optuna_suggester", "random_suggester", "sample_configs"]
+
+Suggest = Callable[[str, Distribution], Any]
+
+# Decide these first: later parts of the architecture depend on them.
+_ARCH_ORDER = ("base", "depth", "image_size", "in_channels", "levels", "compact", "middle", "skip")
+
+
+def instantiate(spec: dict[str, Any], suggest: Suggest, prefix: str = "", root_model=UNetConfig) -> dict[str, Any]:
+    """A copy of `spec` with every applicable distribution replaced by a suggested value."""
+    if root_model is UNetConfig:
+        return _instantiate_architecture(spec, suggest)
+    return _resolve(spec, suggest, prefix, root_model, "")
+
+
+def _instantiate_architecture(spec: dict[str, Any], suggest: Suggest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    keys = [k for k in _ARCH_ORDER if k in spec] + [k for k in spec if k not in _ARCH_ORDER and k != "attention"]
+    for key in keys:
+        value = spec[key]
+        if key == "depth":
+            depth = suggest("depth", as_distribution(value)) if is_distribution(value) else value
+            continue_levels = spec.get("levels")
+            if isinstance(continue_levels, list):
+                spec = {**spec, "levels": continue_levels[:depth]}
+            continue
+        if key == "skip" and isinstance(value, dict):
+            out[key] = _resolve_skip(value, suggest)
+            continue
+        out[key] = _resolve(value, suggest, "", UNetConfig, key)
+    if "attention" in spec:
+        out["attention"] = _resolve_attention(spec["attention"], suggest, _uses_attention(out))
+    return out
+
+
+def _uses_attention(arch: dict[str, Any]) -> bool:
+    middle = arch.get("middle", {})
+    if middle.get("attention", True):
+        return True
+    if isinstance(arch.get("levels"), list):
+        return any(level.get("attention", False) for level in arch["levels"])
+    compact = arch.get("compact") or {}
+    return bool(compact.get("attention_resolutions", [16]))
+
+
+def _resolve_attention(spec, suggest: Suggest, active: bool):
+    if not isinstance(spec, dict):
+        return _resolve(spec, suggest, "", UNetConfig, "attention") if active else _drop_distributions(spec)
+    if not active:
+        return _drop_distributions(spec)
+    out = {}
+    if "head_channels" in spec:
+        out["head_channels"] = _resolve(spec["head_channels"], suggest, "", UNetConfig, "attention.head_channels")
+    for key, value in spec.items():
+        if key == "head_channels":
+            continue
+        if key == "heads" and out.get("head_channels") is not None:
+            if not is_distribution(value):
+                out[key] = value
+            continue
+        out[key] = _resolve(value, suggest, "", UNetConfig, f"attention.{key}")
+    return out
+
+
+def _resolve_skip(spec: dict[str, Any], suggest: Suggest) -> dict[str, Any]:
+    out = {}
+    if "combine" in spec:
+        out["combine"] = _resolve(spec["combine"], suggest, "", UNetConfig, "skip.combine")
+    for key, value in spec.items():
+        if key == "combine":
+            continue
+        if key == "project" and out.get("combine", "concat") == "concat" and is_distribution(value):
+            continue
+        out[key] = _resolve(value, suggest, "", UNetConfig, f"skip.{key}")
+    return out
+
+
+def _resolve(node: Any, suggest: Suggest, prefix: str, model, path: str) -> Any:
+    """Resolve distributions under `node`, which sits at `path` of `model`."""
+    name = f"{prefix}{path}"
+    if is_distribution(node):
+        return suggest(name, as_distribution(node))
+    if isinstance(node, list):
+        return [_resolve(v, suggest, prefix, model, f"{path}.{i}") for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    if "kind" in node:
+        out["kind"] = _resolve(node["kind"], suggest, prefix, model, _join(path, "kind"))
+    allowed = _variant_fields(model, path, out.get("kind"))
+    for key, value in node.items():
+        if key == "kind":
+            continue
+        if allowed is not None and key not in allowed:
+            continue  # a field of another variant of this union: it does not apply
+        out[key] = _resolve(value, suggest, prefix, model, _join(path, key))
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _variant_fields(model, path: str, kind: Any) -> set[str] | None:
+    """Field names of the union variant `kind` at `path`, or None when there is no such union."""
+    if kind is None or not path:
+        return None
+    from ..schema.space import _models_of, _unwrap
+
+    try:
+        tp = _unwrap(field_type(model, path))
+    except KeyError:
+        return None
+    for variant in _models_of(tp):
+        field = variant.model_fields.get("kind")
+        if field is not None and field.default == kind:
+            return set(variant.model_fields)
+    return None
+
+
+def _drop_distributions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _drop_distributions(v) for k, v in node.items() if not is_distribution(v)}
+    return node
+
+
+def sample_trial_configs(space: SearchSpace, suggest: Suggest) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(architecture mapping, train mapping) for one trial; validation is the caller's."""
+    from ..schema.train import TrainConfig
+
+    arch = instantiate(space.architecture, suggest)
+    train = _resolve(space.train, suggest, "train.", TrainConfig, "")
+    return arch, train
+
+
+def optuna_suggester(trial) -> Suggest:
+    """Ask an Optuna trial; choices that are not scalars travel as JSON text."""
+
+    def suggest(name: str, dist: Distribution) -> Any:
+        if isinstance(dist, Choice):
+            return decode_choice(dist, trial.suggest_categorical(name, dist.encoded()))
+        if dist.kind == "int":
+            return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+    return suggest
+
+
+def random_suggester(seed: int = 0) -> Suggest:
+    rng = random.Random(seed)
+
+    def suggest(name: str, dist: Distribution) -> Any:
+        if isinstance(dist, Choice):
+            return rng.choice(dist.choices)
+        if dist.kind == "int":
+            return rng.choice(dist.values())
+        if dist.log:
+            import math
+
+            return math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+        if dist.step is not None:
+            return rng.choice(dist.values())
+        return rng.uniform(dist.low, dist.high)
+
+    return suggest
+
+
+def sample_configs(space: SearchSpace, n: int, seed: int = 0) -> list[UNetConfig]:
+    """`n` sampled architectures, validated and planned (for `archsearch build --sample`).
+
+    A sample the planner rejects raises its errors, prefixed with `architecture`.
+    """
+    from ..schema.loading import unet_config_from_dict
+
+    suggest = random_suggester(seed)
+    return [unet_config_from_dict(instantiate(space.architecture, suggest), prefix="architecture") for _ in range(n)]

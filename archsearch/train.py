@@ -1,0 +1,310 @@
+"""The short training run of one trial, and the checkpoint it can leave behind.
+
+`train` fits a denoiser built by the caller for a budget of steps or seconds and returns a
+`TrainResult`; it knows nothing of Optuna and reports progress through callbacks:
+
+    protocol = ValidationProtocol(val_images, val_labels, schedule, eval_cfg)
+    result = train(model, loader(device, cfg.batch_size, seed), cfg, protocol, device,
+                   on_progress=lambda phase, step, total: print(phase, step, total))
+    result.outcome, result.final.val_loss, result.learning_curve
+
+- Optimizer: AdamW (fused on CUDA), linear warm-up then cosine decay (or constant), global
+  gradient-norm clipping, optional EMA of the weights with a (1+n)/(10+n) warm-up. With EMA the
+  EMA weights are evaluated, and copied into the model at the end: the model returned is the
+  model evaluated.
+- Device: `precision: auto` is bf16 autocast + TF32 on CUDA and fp32 on CPU; `channels_last:
+  auto` is on for CUDA only; `compile: auto` is off everywhere until measured otherwise.
+- Syncs: the loss stays on the device; every `log_every` steps (and at the end) the window's mean
+  is read once, which gives the train-loss curve and the NaN/inf check (so a divergence is seen
+  at most `log_every` steps late).
+- Budget: `steps`, or `seconds` of training time (evaluations excluded), whichever ends first.
+  Intermediate evaluations happen at fractions k/(curve_points+1) of the budget used so far.
+- Failures: a non-finite loss ends the run as `diverged`, a CUDA out-of-memory error as `oom`
+  (memory freed first); neither raises. `on_eval` may stop the run early (`stopped`).
+- Labels reach the model only if it is class-conditional (`num_classes`, or `config.num_classes`
+  as on archsearch's UNet); `class_dropout` replaces them by the null label -1.
+- Determinism: `seed` seeds torch's global RNG (dropout) and a device generator for timesteps,
+  noise and label dropout; the same model init, config, seed and device give the same losses.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from archsearch.diffusion import NoiseSchedule, training_loss
+from archsearch.errors import ConfigError
+from archsearch.device import autocast_context, configure_backends, resolve_precision, synchronize
+from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classes
+from archsearch.schema.train import TrainConfig
+
+__all__ = [
+    "DeviceSettings", "TrainResult", "train", "resolve_settings", "learning_rate",
+    "save_checkpoint", "load_checkpoint",
+]
+
+Batches = Iterable[tuple[Tensor, Tensor | None]]
+ProgressFn = Callable[[str, int, int], None]    # (phase, step, total steps)
+EvalFn = Callable[[int, EvalResult], bool | None]  # (step, result) -> True to stop the run
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """The device-dependent choices of a run, resolved from the config's `auto` values."""
+
+    device: str
+    precision: str          # fp32 | bf16
+    tf32: bool
+    compile: bool
+    channels_last: bool
+    fused_adamw: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def resolve_settings(cfg: TrainConfig, device: torch.device | str) -> DeviceSettings:
+    """Resolve `auto`: bf16 + TF32 + channels_last + fused AdamW on CUDA; eager fp32 on CPU."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    precision = resolve_precision(device, cfg.precision, "train.precision")
+    return DeviceSettings(
+        device=str(device),
+        precision=precision,
+        tf32=cuda,
+        compile=cfg.compile == "on",  # auto = off: see TrainConfig.compile
+        channels_last=cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda),
+        fused_adamw=cuda,
+    )
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced; `final` is None when it diverged or ran out of memory."""
+
+    outcome: str                                                       # completed | stopped | diverged | oom
+    steps: int                                                         # optimizer steps taken
+    train_loss: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss since last point)
+    learning_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, val_loss)
+    final: EvalResult | None = None
+    duration_s: float = 0.0                                            # whole run, evaluations included
+    train_seconds: float = 0.0                                         # training steps only
+    reason: str = ""
+    settings: DeviceSettings | None = None
+
+    @property
+    def val_loss(self) -> float:
+        return self.final.val_loss if self.final is not None else math.nan
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of 0-based step `step`: linear warm-up, then cosine to 0 or constant."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_decay == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def train(
+    model: nn.Module,
+    batches: Batches,
+    cfg: TrainConfig,
+    protocol: ValidationProtocol,
+    device: torch.device | str,
+    on_progress: ProgressFn | None = None,
+    on_eval: EvalFn | None = None,
+) -> TrainResult:
+    """Train `model` (moved to `device` in place) on `batches` and evaluate it under `protocol`.
+
+    `batches` yields (images (B, C, H, W) in [-1, 1], labels (B,) int64 or None), normally
+    already on the device; it should not run out before `cfg.steps` (if it does, the run ends
+    there). Never raises for divergence or out-of-memory: see `TrainResult.outcome`.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    result = TrainResult(outcome="completed", steps=0, settings=resolve_settings(cfg, device))
+    oom = ""
+    try:
+        _run(model, batches, cfg, protocol, device, result, on_progress or (lambda *a: None), on_eval)
+    except torch.OutOfMemoryError as exc:
+        oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
+    except RuntimeError as exc:  # older kernels report OOM as a plain RuntimeError
+        if "out of memory" not in str(exc):
+            raise
+        oom = str(exc).splitlines()[0]
+    if oom:
+        # The exception (and the traceback holding _run's optimizer, activations and EMA) is gone
+        # now; collect them and hand the cached blocks back before the next trial.
+        result.outcome, result.reason, result.final = "oom", f"out of memory at step {result.steps}: {oom}", None
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    result.duration_s = time.perf_counter() - start
+    return result
+
+
+def _run(
+    model: nn.Module,
+    batches: Batches,
+    cfg: TrainConfig,
+    protocol: ValidationProtocol,
+    device: torch.device,
+    result: TrainResult,
+    on_progress: ProgressFn,
+    on_eval: EvalFn | None,
+) -> None:
+    """The training loop; fills `result` as it goes, so that an OOM keeps the curves so far."""
+    s = result.settings
+    batches = iter(batches)
+    configure_backends(device)  # TF32 and cuDNN autotuning on CUDA, as in measure
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    schedule = NoiseSchedule.create(cfg.schedule, cfg.num_timesteps).to(device)
+    if schedule.num_timesteps != protocol.schedule.num_timesteps or cfg.schedule != protocol.schedule.kind:
+        raise ConfigError("train.schedule", "the validation protocol was built for another noise schedule")
+    fmt = s.memory_format
+    model.to(device=device, memory_format=fmt).train()
+    num_classes = model_num_classes(model)
+    if cfg.class_dropout > 0 and not num_classes:
+        raise ConfigError("train.class_dropout", "needs a class-conditional model (one with num_classes); set it to 0")
+    forward = torch.compile(model) if s.compile else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+        **({"fused": True} if s.fused_adamw else {}),
+    )
+    ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay else None
+    ema_params = [p for p, q in zip(ema.parameters(), model.parameters()) if q.requires_grad] if ema else []
+    evaluated = ema if ema is not None else model
+
+    def evaluate(step: int) -> EvalResult:
+        on_progress("evaluating", step, cfg.steps)
+        if ema is not None:  # buffers are not averaged; take the live ones
+            for b_ema, b in zip(ema.buffers(), model.buffers()):
+                b_ema.copy_(b)
+        res = protocol.evaluate(evaluated, device, s.precision, cfg.prediction, fmt)
+        result.learning_curve.append((step, res.val_loss))
+        return res
+
+    # Intermediate evaluations at these fractions of the budget (steps, or seconds if sooner).
+    fractions = [k / (protocol.cfg.curve_points + 1) for k in range(1, protocol.cfg.curve_points + 1)]
+    window_sum, window_n = torch.zeros((), device=device), 0
+    train_seconds, segment_start = 0.0, time.perf_counter()
+    on_progress("training", 0, cfg.steps)
+    step, done = 0, False
+    while not done:
+        try:
+            x0, labels = next(batches)
+        except StopIteration:
+            if step == 0:
+                raise ValueError("the batches iterator yielded no batch") from None
+            result.reason = f"the data ran out after {step} steps"
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        x0 = x0.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        labels = labels.to(device, non_blocking=True) if labels is not None and num_classes else None
+        with autocast_context(device, s.precision):
+            loss = training_loss(forward, x0, labels, schedule, cfg.prediction, generator, cfg.class_dropout)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)  # foreach; returns a tensor, no sync
+        optimizer.step()
+        step += 1
+        result.steps = step
+        if ema is not None:
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        window_sum += loss.detach()
+        window_n += 1
+
+        elapsed = train_seconds + time.perf_counter() - segment_start
+        done = step >= cfg.steps or (cfg.seconds is not None and elapsed >= cfg.seconds)
+        if step % cfg.log_every == 0 or done:
+            if not _log_window(result, step, window_sum / window_n):
+                return
+            window_sum.zero_()
+            window_n = 0
+            on_progress("training", step, cfg.steps)
+        budget_used = max(step / cfg.steps, elapsed / cfg.seconds if cfg.seconds else 0.0)
+        if not done and fractions and budget_used >= fractions[0]:
+            while fractions and budget_used >= fractions[0]:
+                fractions.pop(0)
+            synchronize(device)  # charge queued training kernels to training time
+            train_seconds += time.perf_counter() - segment_start
+            res = evaluate(step)
+            segment_start = time.perf_counter()
+            if not math.isfinite(res.val_loss):
+                result.outcome, result.reason = "diverged", f"validation loss became {res.val_loss} at step {step}"
+                return
+            if on_eval is not None and on_eval(step, res):
+                result.outcome, result.reason, result.final = "stopped", f"stopped by on_eval at step {step}", res
+                break
+    if window_n and not _log_window(result, step, window_sum / window_n):  # the data ran out mid-window
+        return
+    synchronize(device)
+    if result.outcome != "stopped":
+        train_seconds += time.perf_counter() - segment_start
+    result.train_seconds = train_seconds
+    if ema is not None:
+        with torch.no_grad():
+            torch._foreach_copy_(params, ema_params)  # leave the evaluated weights in the model
+    if result.outcome == "stopped":
+        return
+    result.final = evaluate(step)
+    if not math.isfinite(result.final.val_loss):
+        result.outcome, result.reason = "diverged", f"validation loss became {result.final.val_loss} at step {step}"
+        result.final = None
+    elif not result.reason:
+        result.reason = "seconds budget reached" if step < cfg.steps else "step budget reached"
+
+
+def _log_window(result: TrainResult, step: int, mean_loss: Tensor) -> bool:
+    """Read the window's mean loss (the one sync per window); False, and `diverged`, if not finite."""
+    mean = mean_loss.item()
+    result.train_loss.append((step, mean))
+    if math.isfinite(mean):
+        return True
+    result.outcome, result.reason = "diverged", f"training loss became {mean} by step {step}"
+    return False
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, config: dict, train_cfg: dict, data: dict) -> Path:
+    """Write {"config", "state_dict", "train", "data"} with `torch.save` (plain types and tensors only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    torch.save({"format": _FORMAT, "config": config, "state_dict": state, "train": train_cfg, "data": data}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by `save_checkpoint` (with `weights_only=True`: no code runs)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError("checkpoint", f"{path} does not exist") from None
+    except Exception as exc:  # unpickling errors come in many types
+        raise ConfigError("checkpoint", f"{path} is not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+        raise ConfigError("checkpoint", f"{path} is not an archsearch checkpoint (written by `archsearch train`)")
+    return ckpt
+
+
+_FORMAT = "archsearch-checkpoint-v1"
