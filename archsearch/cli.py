@@ -50,12 +50,12 @@ def handles_errors(fn):
                 raise
             errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
             for error in errors:
-                err_console.print(str(error), markup=False, highlight=False)
+                typer.echo(str(error), err=True)  # one unwrapped line each, for people and for grep
             raise typer.Exit(2) from None
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if _state["debug"]:
                 raise
-            err_console.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+            typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
             err_console.print("(run with --debug for the traceback)", style="dim")
             raise typer.Exit(1) from None
 

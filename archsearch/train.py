@@ -55,6 +55,9 @@ Batches = Iterable[tuple[Tensor, Tensor | None]]
 ProgressFn = Callable[[str, int, int], None]    # (phase, step, total steps)
 EvalFn = Callable[[int, EvalResult], bool | None]  # (step, result) -> True to stop the run
 
+# torch.OutOfMemoryError is top-level from torch 2.5; torch.cuda's name is the same class.
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
 
 @dataclass(frozen=True)
 class DeviceSettings:
@@ -140,7 +143,7 @@ def train(
     oom = ""
     try:
         _run(model, batches, cfg, protocol, device, result, on_progress or (lambda *a: None), on_eval)
-    except torch.OutOfMemoryError as exc:
+    except _OOM as exc:
         oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
     except RuntimeError as exc:  # older kernels report OOM as a plain RuntimeError
         if "out of memory" not in str(exc):

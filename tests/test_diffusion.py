@@ -246,3 +246,10 @@ def test_class_conditional_grid_draws_class_i_mod_num_classes(tmp_path):
     cfg = SampleConfig(sampler=DDIMSampler(steps=2), rows=2, cols=3)
     save_sample_grid(model, tmp_path / "g.png", NoiseSchedule.create("linear", 10), cfg, "cpu", (1, 2, 2))
     assert torch.equal(model.labels[0], torch.tensor([0, 1, 2, 0, 1, 2]))
+
+
+def test_sampler_options_parse_by_kind():
+    assert SampleConfig(sampler={"kind": "ddpm"}).sampler == DDPMSampler(steps=None)
+    assert SampleConfig().sampler == DDIMSampler(steps=50, eta=0.0)
+    with pytest.raises(ValueError, match="eta"):
+        SampleConfig(sampler={"kind": "ddpm", "eta": 0.5})  # eta belongs to ddim only

@@ -156,11 +156,15 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, HW, C/heads)
-        h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads)
-        h = h.transpose(-1, -2).reshape(B, C, H, W)
-        out = x + self.proj(h)
+        d = C // self.heads
+        # The 1x1 convs run as matmuls over pixel tokens: (B, HW, C) @ W^T. This keeps q, k, v
+        # contiguous in their last dimension, which SDPA's fused CPU and CUDA kernels need.
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        qkv = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias)  # (B, HW, 3C)
+        q, k, v = qkv.view(B, H * W, 3, self.heads, d).permute(2, 0, 3, 1, 4)  # each (B, heads, HW, d)
+        h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
+        h = F.linear(h.transpose(1, 2).reshape(B, H * W, C), self.proj.weight.flatten(1), self.proj.bias)
+        out = x + h.transpose(1, 2).reshape(B, C, H, W)
         return out * _INV_SQRT2 if self.rescale else out
 
 

@@ -1,0 +1,175 @@
+"""One trial end to end: build a U-Net, measure its cost, train it briefly, score it.
+
+    data = load_data(space.data)
+    context = TrialContext.create(data, train_cfg, space.eval, device)   # once per process
+    result = run_trial(config, context, train_cfg, space.measure)
+    result.outcome, result.metrics["val_loss"], result.metrics["train_throughput"]
+
+The phases, in order, each reported through `on_progress(phase, step, total)`:
+`building` -> `measuring` (archsearch.measure's timing protocol, on a copy of the fresh model)
+-> `training` (step by step) -> `evaluating`. Measuring comes first so that cost metrics exist
+even for a trial whose training later diverges.
+
+A trial never raises for what a search must survive: out of memory (`oom`), a non-finite loss
+(`diverged`); both come back as a `TrialResult` with the reason. Anything else propagates to
+the caller, which records it as `error: ...`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import ImageData
+from .device import device_info, resolve_device
+from .diffusion import NoiseSchedule
+from .evaluate import ValidationProtocol
+from .measure import MeasurementOOM, measure
+from .nn import build_unet
+from .schema.measure import MeasureConfig
+from .schema.train import EvalConfig, TrainConfig
+from .schema.unet import UNetConfig
+from .train import save_checkpoint, train
+
+__all__ = ["TrialContext", "TrialResult", "run_trial", "METRIC_KEYS"]
+
+ProgressFn = Callable[[str, int, int], None]
+
+# The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
+METRIC_KEYS = (
+    "val_loss", "val_loss_buckets", "learning_curve", "train_loss", "train_throughput", "train_throughput_iqr",
+    "infer_throughput", "latency_ms", "params", "flops", "peak_mem_mb", "peak_mem_source", "duration_s",
+    "train_seconds", "steps", "outcome", "device", "precision", "threads", "torch",
+)
+
+
+@dataclass
+class TrialContext:
+    """What every trial of a process shares: the data, the device and the validation protocol
+    (the same held-out images, timesteps and noise for every model)."""
+
+    data: ImageData
+    device: torch.device
+    protocol: ValidationProtocol
+    schedule_key: tuple[str, int]
+
+    @classmethod
+    def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto") -> TrialContext:
+        device = resolve_device(device) if not isinstance(device, torch.device) else device
+        schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
+        protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
+        return cls(data, device, protocol, (train_cfg.schedule, train_cfg.num_timesteps))
+
+    def protocol_for(self, train_cfg: TrainConfig, eval_cfg: EvalConfig) -> ValidationProtocol:
+        """The shared protocol, or a new one when a trial samples another noise schedule."""
+        key = (train_cfg.schedule, train_cfg.num_timesteps)
+        if key != self.schedule_key:
+            schedule = NoiseSchedule.create(*key)
+            return ValidationProtocol(self.data.val, self.data.val_labels, schedule, eval_cfg)
+        return self.protocol
+
+
+@dataclass
+class TrialResult:
+    outcome: str  # completed | stopped | diverged | oom
+    reason: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def run_trial(
+    config: UNetConfig,
+    context: TrialContext,
+    train_cfg: TrainConfig,
+    measure_cfg: MeasureConfig,
+    eval_cfg: EvalConfig | None = None,
+    on_progress: ProgressFn | None = None,
+    on_eval: Callable[[int, Any], bool | None] | None = None,
+    out_dir: Path | None = None,
+    save_samples: bool = False,
+    save_model: bool = False,
+) -> TrialResult:
+    """Build, measure, train and evaluate one architecture; see the module docstring."""
+    progress = on_progress or (lambda phase, step, total: None)
+    start = time.perf_counter()
+    device = context.device
+    eval_cfg = eval_cfg or context.protocol.cfg
+
+    progress("building", 0, train_cfg.steps)
+    torch.manual_seed(train_cfg.seed)  # the same config and seed give the same initial weights
+    model = build_unet(config)
+    shape = (config.in_channels, config.image_size, config.image_size)
+    metrics: dict[str, Any] = {key: None for key in METRIC_KEYS}
+    metrics["params"] = sum(p.numel() for p in model.parameters())
+    metrics["device"] = device_info(device)["name"]
+
+    progress("measuring", 0, train_cfg.steps)
+    try:
+        model.to(device)
+        cost = measure(model, shape, measure_cfg.batch_size or train_cfg.batch_size, measure_cfg, device,
+                       _precision(train_cfg, device), config.num_classes)
+    except MeasurementOOM as exc:
+        del model
+        _free(device)
+        metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
+        return TrialResult("oom", f"oom: out of memory while measuring ({exc})", metrics)
+    cost_dict = cost.to_dict()
+    for key in ("train_throughput", "train_throughput_iqr", "infer_throughput", "latency_ms", "flops", "peak_mem_mb",
+                "peak_mem_source", "precision", "threads"):
+        metrics[key] = cost_dict.get(key)
+    metrics["torch"] = torch.__version__
+    metrics["measure"] = {k: cost_dict[k] for k in ("train_step_ms", "train_steps", "batch_size", "warmup_steps") if k in cost_dict}
+
+    protocol = context.protocol_for(train_cfg, eval_cfg)
+    batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
+    result = train(model, batches, train_cfg, protocol, device, on_progress=progress, on_eval=on_eval)
+
+    metrics.update(
+        outcome=result.outcome,
+        steps=result.steps,
+        learning_curve=[[int(s), float(v)] for s, v in result.learning_curve],
+        train_loss=[[int(s), float(v)] for s, v in result.train_loss],
+        train_seconds=result.train_seconds,
+    )
+    if result.final is not None:
+        metrics["val_loss"] = result.final.val_loss
+        metrics["val_loss_buckets"] = list(result.final.val_loss_buckets)
+    if out_dir is not None and result.final is not None:
+        _save_outputs(out_dir, model, config, train_cfg, eval_cfg, context, save_samples, save_model)
+    metrics["duration_s"] = time.perf_counter() - start
+    reason = "" if result.outcome in ("completed", "stopped") else (result.reason or result.outcome)
+    del model
+    _free(device)
+    return TrialResult(result.outcome, reason, metrics)
+
+
+def _precision(train_cfg: TrainConfig, device: torch.device) -> str:
+    from .device import resolve_precision
+
+    return resolve_precision(device, train_cfg.precision, "train.precision")
+
+
+def _free(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _save_outputs(out_dir, model, config, train_cfg, eval_cfg, context, save_samples, save_model) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if save_model:
+        data_info = {"name": context.data.name, "num_classes": context.data.num_classes}
+        save_checkpoint(out_dir / "checkpoint.pt", model, config.model_dump(mode="json"), train_cfg.model_dump(mode="json"), data_info)
+    if save_samples:
+        from .samples import save_sample_grid
+
+        schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
+        shape = (config.in_channels, config.image_size, config.image_size)
+        save_sample_grid(model, out_dir / "samples.png", schedule, eval_cfg.samples, context.device, shape,
+                         prediction=train_cfg.prediction, num_classes=config.num_classes, precision=train_cfg.precision)
