@@ -134,6 +134,149 @@ def build(
     describe_configs(configs, console)
 
 
+# --------------------------------------------------------------------------- run / results
+
+
+@app.command()
+@handles_errors
+def run(
+    space_file: Annotated[Path, typer.Argument(metavar="SPACE", help="The space file.")],
+    trials: Annotated[Optional[int], typer.Option(help="Total trials of the study (default: study.trials).")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where study folders are written.")] = Path("results"),
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (postgresql://, mysql://); default: the study folder's journal.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run (or resume) a search: every trial builds, trains and measures one U-Net."""
+    from .schema.space import load_space
+    from .search.display import front_table
+    from .search.study import run_study
+
+    space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
+    summary = run_study(space, results_dir, storage=storage, trials=trials, device=device, console=console)
+    front = summary.front
+    console.print(front_table(front, summary.objectives, title=f"Pareto front of {summary.name}") if len(front) else "no completed trial yet")
+    console.print(
+        f"{summary.trials} trials ({summary.completed} completed), {len(front)} on the Pareto front; "
+        f"results in {summary.study_dir}/ (storage: {summary.storage})"
+    )
+
+
+@app.command()
+@handles_errors
+def results(
+    study_dir: Annotated[Optional[Path], typer.Argument(metavar="STUDY_DIR", help="A study folder (results/<name>).")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of a folder.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="The study name in the storage.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write trials.csv/.parquet (default: the study folder).")] = None,
+) -> None:
+    """Regenerate trials.csv and trials.parquet from the storage and print the table."""
+    from rich.table import Table
+
+    from .report.console import format_metric
+    from .results import load_results, write_tables
+
+    df = load_results(study_dir, storage, study)
+    target = out or study_dir or Path("results") / (study or "study")
+    write_tables(df, Path(target))
+    table = Table(title=f"{len(df)} trials", title_justify="left")
+    columns = [c for c in ("number", "state", "val_loss", "train_throughput", "params", "flops", "duration_s", "fail_reason") if c in df.columns]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("state", "fail_reason") else "right", overflow="fold")
+    for _, row in df.iterrows():
+        table.add_row(*[format_metric(c, None if _isnan(row[c]) else row[c]) for c in columns])
+    console.print(table)
+    console.print(f"wrote {Path(target) / 'trials.csv'} and trials.parquet")
+
+
+def _isnan(value) -> bool:
+    return isinstance(value, float) and value != value
+
+
+# --------------------------------------------------------------------------- train / sample
+
+
+@app.command()
+@handles_errors
+def train(
+    file: Annotated[Path, typer.Argument(help="A space file without distributions (one architecture).")],
+    out: Annotated[Optional[Path], typer.Option(help="Write every metric as JSON here.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    samples: Annotated[Optional[Path], typer.Option(help="Also write a PNG grid of generated samples here.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Also save the trained model here (for `archsearch sample`).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Train one architecture briefly; print and save its loss, throughput and cost metrics."""
+    from .io import atomic_write_json
+    from .report.console import metrics_table, training_progress
+    from .schema.space import load_space
+
+    space = load_space(file, parse_sets(set_))
+    if not space.is_fixed():
+        raise ConfigErrors([ConfigError(str(file), "has distributions; `archsearch train` runs one fixed architecture "
+                                                   "(use `archsearch run` to search, or fix the values with --set)")])
+    config, train_cfg = space.fixed_architecture(), space.fixed_train()
+
+    from .data import load_data
+    from .trial import TrialContext, run_trial
+
+    data = load_data(space.data)
+    for name, reason in data.skipped:
+        err_console.print(f"skipped {name}: {reason}", style="yellow", markup=False)
+    context = TrialContext.create(data, train_cfg, space.eval, device)
+    with training_progress(console, enabled=console.is_terminal) as progress:
+        result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
+                           samples_path=samples, checkpoint_path=checkpoint)
+    console.print(metrics_table(result.metrics, title=f"{file} on {result.metrics['device']}"))
+    if result.reason:
+        console.print(f"[red]{result.reason}[/red]")
+    if out:
+        atomic_write_json(out, result.metrics)
+        console.print(f"metrics written to {out}")
+    for label, path in (("samples", samples), ("checkpoint", checkpoint)):
+        if path and path.exists():
+            console.print(f"{label} written to {path}")
+    if result.outcome not in ("completed", "stopped"):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `archsearch train --checkpoint`.")],
+    out: Annotated[Path, typer.Option(help="The PNG grid to write.")] = Path("samples.png"),
+    sampler: Annotated[str, typer.Option(help="ddim or ddpm.")] = "ddim",
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 50,
+    rows: Annotated[int, typer.Option()] = 8,
+    cols: Annotated[int, typer.Option()] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Write a PNG grid of images generated by a trained checkpoint (DDPM or DDIM sampling)."""
+    from .device import resolve_device
+    from .diffusion import NoiseSchedule
+    from .nn import build_unet
+    from .samples import save_sample_grid
+    from .schema.loading import unet_config_from_dict, validate_model
+    from .schema.train import SampleConfig, TrainConfig
+    from .train import load_checkpoint
+
+    if not checkpoint.exists():
+        raise ConfigErrors([ConfigError(str(checkpoint), "no such checkpoint")])
+    state = load_checkpoint(checkpoint)
+    config = unet_config_from_dict(state["config"])
+    train_cfg = validate_model(TrainConfig, state["train"], "train")
+    sample_cfg = validate_model(SampleConfig, {"sampler": {"kind": sampler, "steps": steps}, "rows": rows, "cols": cols, "seed": seed})
+    dev = resolve_device(device)
+    model = build_unet(config)
+    model.load_state_dict(state["state_dict"])
+    schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
+    shape = (config.in_channels, config.image_size, config.image_size)
+    save_sample_grid(model.to(dev), out, schedule, sample_cfg, dev, shape, prediction=train_cfg.prediction,
+                     num_classes=config.num_classes, precision=train_cfg.precision)
+    console.print(f"wrote {out} ({rows}×{cols} {sampler} samples, {steps} steps)")
+
+
 def _configs_to_build(file, preset, sample, sets):
     from .schema.files import load_any
     from .schema.loading import preset_dict, unet_config_from_dict

@@ -121,9 +121,9 @@ def training_loss(
     """Mean squared error of the model's eps (or v) prediction at uniform random timesteps.
 
     Timesteps, noise and label dropout come from `generator` (on x0's device), so the loss is
-    reproducible. With `class_dropout` > 0 each label is replaced with that
-    probability by `NULL_LABEL`, which trains the unconditional model of classifier-free guidance.
-    Returns a scalar float32 tensor on the device (no host sync).
+    reproducible. With `class_dropout` > 0 each label becomes `NULL_LABEL` with that probability,
+    which trains the unconditional model of classifier-free guidance. Returns a float32 scalar
+    on the device (no host sync).
     """
     B, device = x0.shape[0], x0.device
     t = torch.randint(0, schedule.num_timesteps, (B,), device=device, generator=generator)
@@ -137,12 +137,24 @@ def training_loss(
     return (pred - target.float()).square().mean()
 
 
-def sample_timesteps(num_timesteps: int, steps: int | None) -> list[int]:
-    """Evenly respaced timesteps from T-1 down to 0 (all T when steps is None or >= T)."""
-    if steps is None or steps >= num_timesteps:
-        return list(range(num_timesteps - 1, -1, -1))
-    picked = torch.linspace(0, num_timesteps - 1, steps, dtype=torch.float64).round().long().unique()
-    return picked.flip(0).tolist()
+def sample_timesteps(num_timesteps: int, steps: int | None, spacing: str = "even") -> list[int]:
+    """Respaced timesteps in decreasing order (all T when steps is None or >= T).
+
+    `even`: `steps` values from T-1 to 0 evenly (ADM's respacing for DDPM). `leading`: i*T/steps
+    for i < steps, so the first step is T - T/steps (the DDIM paper and ADM's `ddimN`): at t = T-1
+    the cosine schedule leaves sqrt(ab) ~ 5e-5, and an eps-model's x0 estimate there is its error
+    times 2e4, which deterministic DDIM would keep as the image.
+    """
+    T = num_timesteps
+    if steps is None or steps >= T:
+        return list(range(T - 1, -1, -1))
+    if spacing == "even":
+        picked = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long().unique().tolist()
+    elif spacing == "leading":
+        picked = sorted({i * T // steps for i in range(steps)})
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; use 'even' or 'leading'")
+    return picked[::-1]
 
 
 def sampler_step(x_t: Tensor, pred: Tensor, ab: Tensor, ab_prev: Tensor, eta: float, prediction: str,
@@ -228,7 +240,7 @@ def ddim_sample(
     eta: float = 0.0,
     guidance_scale: float = 1.0,
 ) -> Tensor:
-    """DDIM samples (B, C, H, W) in [-1, 1] over `steps` evenly respaced timesteps."""
+    """DDIM samples (B, C, H, W) in [-1, 1] over `steps` timesteps i*T/steps (leading spacing)."""
     guidance = _guided(model, labels, guidance_scale)
-    timesteps = sample_timesteps(schedule.num_timesteps, steps)
+    timesteps = sample_timesteps(schedule.num_timesteps, steps, "leading")
     return _sample_loop(model, shape, schedule, timesteps, eta, generator, labels, prediction, guidance)

@@ -24,7 +24,8 @@
 - Labels reach the model only if it is class-conditional (`num_classes`, or `config.num_classes`
   as on archsearch's UNet); `class_dropout` replaces them by the null label -1.
 - Determinism: `seed` seeds torch's global RNG (dropout) and a device generator for timesteps,
-  noise and label dropout; the same model init, config, seed and device give the same losses.
+  noise and label dropout; the same model init, config, seed and device give the same losses
+  (bit for bit on CPU; on CUDA up to nondeterministic kernels such as cuDNN autotuning picks).
 """
 
 from __future__ import annotations

@@ -56,22 +56,13 @@ class TrialContext:
     data: ImageData
     device: torch.device
     protocol: ValidationProtocol
-    schedule_key: tuple[str, int]
 
     @classmethod
     def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto") -> TrialContext:
         device = resolve_device(device) if not isinstance(device, torch.device) else device
         schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
         protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
-        return cls(data, device, protocol, (train_cfg.schedule, train_cfg.num_timesteps))
-
-    def protocol_for(self, train_cfg: TrainConfig, eval_cfg: EvalConfig) -> ValidationProtocol:
-        """The shared protocol, or a new one when a trial samples another noise schedule."""
-        key = (train_cfg.schedule, train_cfg.num_timesteps)
-        if key != self.schedule_key:
-            schedule = NoiseSchedule.create(*key)
-            return ValidationProtocol(self.data.val, self.data.val_labels, schedule, eval_cfg)
-        return self.protocol
+        return cls(data, device, protocol)
 
 
 @dataclass
@@ -86,18 +77,16 @@ def run_trial(
     context: TrialContext,
     train_cfg: TrainConfig,
     measure_cfg: MeasureConfig,
-    eval_cfg: EvalConfig | None = None,
     on_progress: ProgressFn | None = None,
     on_eval: Callable[[int, Any], bool | None] | None = None,
-    out_dir: Path | None = None,
-    save_samples: bool = False,
-    save_model: bool = False,
+    samples_path: Path | None = None,
+    checkpoint_path: Path | None = None,
 ) -> TrialResult:
     """Build, measure, train and evaluate one architecture; see the module docstring."""
     progress = on_progress or (lambda phase, step, total: None)
     start = time.perf_counter()
     device = context.device
-    eval_cfg = eval_cfg or context.protocol.cfg
+    eval_cfg = context.protocol.cfg
 
     progress("building", 0, train_cfg.steps)
     torch.manual_seed(train_cfg.seed)  # the same config and seed give the same initial weights
@@ -124,9 +113,8 @@ def run_trial(
     metrics["torch"] = torch.__version__
     metrics["measure"] = {k: cost_dict[k] for k in ("train_step_ms", "train_steps", "batch_size", "warmup_steps") if k in cost_dict}
 
-    protocol = context.protocol_for(train_cfg, eval_cfg)
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
-    result = train(model, batches, train_cfg, protocol, device, on_progress=progress, on_eval=on_eval)
+    result = train(model, batches, train_cfg, context.protocol, device, on_progress=progress, on_eval=on_eval)
 
     metrics.update(
         outcome=result.outcome,
@@ -138,8 +126,8 @@ def run_trial(
     if result.final is not None:
         metrics["val_loss"] = result.final.val_loss
         metrics["val_loss_buckets"] = list(result.final.val_loss_buckets)
-    if out_dir is not None and result.final is not None:
-        _save_outputs(out_dir, model, config, train_cfg, eval_cfg, context, save_samples, save_model)
+    if result.final is not None:
+        _save_outputs(model, config, train_cfg, eval_cfg, context, samples_path, checkpoint_path)
     metrics["duration_s"] = time.perf_counter() - start
     reason = "" if result.outcome in ("completed", "stopped") else (result.reason or result.outcome)
     del model
@@ -161,15 +149,14 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _save_outputs(out_dir, model, config, train_cfg, eval_cfg, context, save_samples, save_model) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if save_model:
+def _save_outputs(model, config, train_cfg, eval_cfg, context, samples_path, checkpoint_path) -> None:
+    if checkpoint_path is not None:
         data_info = {"name": context.data.name, "num_classes": context.data.num_classes}
-        save_checkpoint(out_dir / "checkpoint.pt", model, config.model_dump(mode="json"), train_cfg.model_dump(mode="json"), data_info)
-    if save_samples:
+        save_checkpoint(checkpoint_path, model, config.model_dump(mode="json"), train_cfg.model_dump(mode="json"), data_info)
+    if samples_path is not None:
         from .samples import save_sample_grid
 
         schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
         shape = (config.in_channels, config.image_size, config.image_size)
-        save_sample_grid(model, out_dir / "samples.png", schedule, eval_cfg.samples, context.device, shape,
+        save_sample_grid(model, samples_path, schedule, eval_cfg.samples, context.device, shape,
                          prediction=train_cfg.prediction, num_classes=config.num_classes, precision=train_cfg.precision)

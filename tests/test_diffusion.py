@@ -165,11 +165,13 @@ def test_class_dropout_replaces_labels_with_the_null_label(p):
 # --------------------------------------------------------------------------- samplers
 
 
-def test_sample_timesteps_respace_from_T_minus_1_to_0():
+def test_sample_timesteps_respace_the_schedule():
     assert sample_timesteps(10, None) == list(range(9, -1, -1))
-    assert sample_timesteps(10, 50) == list(range(9, -1, -1))
+    assert sample_timesteps(10, 50, "leading") == list(range(9, -1, -1))
     ts = sample_timesteps(1000, 50)
     assert len(ts) == 50 and ts[0] == 999 and ts[-1] == 0 and ts == sorted(ts, reverse=True)
+    assert sample_timesteps(1000, 50, "leading") == list(range(980, -1, -20))
+    assert sample_timesteps(10, 4, "leading") == [7, 5, 2, 0]
 
 
 def test_ddpm_step_equals_the_posterior_mean_step():
@@ -249,7 +251,8 @@ def test_class_conditional_grid_draws_class_i_mod_num_classes(tmp_path):
 
 
 def test_sampler_options_parse_by_kind():
-    assert SampleConfig(sampler={"kind": "ddpm"}).sampler == DDPMSampler(steps=None)
-    assert SampleConfig().sampler == DDIMSampler(steps=50, eta=0.0)
+    assert SampleConfig(sampler={"kind": "ddim"}).sampler == DDIMSampler(steps=50, eta=0.0)
+    assert SampleConfig().sampler == DDPMSampler(steps=100)
+    assert SampleConfig(sampler={"kind": "ddpm", "steps": None}).sampler.steps is None  # all T
     with pytest.raises(ValueError, match="eta"):
         SampleConfig(sampler={"kind": "ddpm", "eta": 0.5})  # eta belongs to ddim only

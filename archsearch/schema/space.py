@@ -95,6 +95,10 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     errors += _check_tree(UNetConfig, arch, "architecture", space_only={"depth"})
     errors += _check_tree(TrainConfig, space.train, "train")
     errors += _check_depth(arch)
+    for key in ("schedule", "num_timesteps"):
+        if is_distribution(space.train.get(key)):
+            errors.append(ConfigError(f"train.{key}", "cannot be searched: validation losses under different noise "
+                                                      "schedules do not compare; fix it and run one study per schedule"))
     if errors:
         raise ConfigErrors(errors)
     space = space.model_copy(update={"architecture": arch})

@@ -1,0 +1,139 @@
+"""The results table: Optuna storage -> one tidy row per trial -> trials.csv / trials.parquet.
+
+    df = load_results("results/quickstart")               # the embedded storage of a study folder
+    df = load_results(storage="postgresql://...", study="quickstart")
+
+Columns, in order: number, state, the objectives, every metric (params, flops,
+train_throughput, infer_throughput, latency_ms, peak_mem_mb, val_loss, ...), the per-bucket
+losses val_loss_t0..t4 (low to high noise), duration_s, config_hash, fail_reason, then the
+flattened config as arch.<dotted path> and the training settings as train.<dotted path>.
+The table is always derived from the storage, so it can be regenerated at any time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .io import atomic_write
+from .schema.paths import flatten
+from .schema.study import METRICS
+
+__all__ = ["trials_dataframe", "load_results", "write_tables", "open_study"]
+
+_LEAD = ["number", "state"]
+_METRIC_ORDER = ["params", "flops", "train_throughput", "train_throughput_iqr", "infer_throughput", "latency_ms",
+                 "peak_mem_mb", "val_loss", "train_loss"]
+_TAIL = ["duration_s", "config_hash", "settings_hash", "fail_reason", "reused_from", "outcome", "device", "precision",
+         "threads", "torch", "steps", "train_seconds", "datetime_start", "datetime_complete"]
+
+
+def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.DataFrame:
+    """One row per Optuna FrozenTrial (see the module docstring for the columns)."""
+    rows = [_row(t) for t in trials]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=_LEAD + (objectives or []) + _METRIC_ORDER + _TAIL)
+    objectives = list(objectives or [])
+    buckets = sorted((c for c in df.columns if c.startswith("val_loss_t")), key=lambda c: int(c[len("val_loss_t"):]))
+    metrics = [m for m in _METRIC_ORDER + list(METRICS) if m not in objectives]
+    lead = _LEAD + objectives + list(dict.fromkeys(metrics)) + buckets + _TAIL + ["feasible"]
+    arch = sorted(c for c in df.columns if c.startswith("arch."))
+    train = sorted(c for c in df.columns if c.startswith("train."))
+    ordered = [c for c in lead if c in df.columns] + arch + train
+    rest = [c for c in df.columns if c not in ordered]
+    for col in lead:
+        if col not in df.columns and col in _LEAD + objectives + _METRIC_ORDER + ["duration_s", "config_hash", "fail_reason"]:
+            df[col] = None
+    ordered = [c for c in lead if c in df.columns] + arch + train + rest
+    return df[ordered].sort_values("number").reset_index(drop=True)
+
+
+def _row(trial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+    for key in list(METRICS) + ["train_throughput_iqr"] + _TAIL:
+        if key in attrs:
+            row[key] = attrs[key]
+    for i, value in enumerate(attrs.get("val_loss_buckets") or []):
+        row[f"val_loss_t{i}"] = value
+    if trial.datetime_start is not None:
+        row["datetime_start"] = trial.datetime_start.isoformat()
+    if trial.datetime_complete is not None:
+        row["datetime_complete"] = trial.datetime_complete.isoformat()
+        if "duration_s" not in row and trial.datetime_start is not None:
+            row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    constraints = getattr(trial, "constraints", None)
+    if constraints:
+        row["feasible"] = all(v <= 0 for v in constraints.values()) if isinstance(constraints, dict) else all(
+            v <= 0 for v in constraints)
+    config = attrs.get("config")
+    if isinstance(config, dict):
+        row.update({f"arch.{k}": _cell(v) for k, v in flatten(config).items()})
+    train = attrs.get("train")
+    if isinstance(train, dict):
+        row.update({f"train.{k}": _cell(v) for k, v in flatten(train).items()})
+    return row
+
+
+def _cell(value: Any) -> Any:
+    # Lists (multipliers, attention resolutions) as text, so the column has one type.
+    return str(value) if isinstance(value, (list, dict)) else value
+
+
+def open_study(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None):
+    """Load an existing study from its folder (embedded storage) or from a storage URL."""
+    import optuna
+
+    from .errors import ConfigError, ConfigErrors
+    from .search.storage import JOURNAL_NAME, open_storage, redact
+
+    if storage is None:
+        if study_dir is None:
+            raise ConfigErrors([ConfigError("study", "give a study folder, or --storage URL with --study NAME")])
+        study_dir = Path(study_dir)
+        if not (study_dir / JOURNAL_NAME).exists():
+            raise ConfigErrors([ConfigError(str(study_dir), f"is not a study folder (no {JOURNAL_NAME})")])
+        handle = open_storage(None, study_dir)
+        names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
+        name = study or (names[0] if len(names) == 1 else study_dir.name)
+    else:
+        handle = open_storage(storage, Path(study_dir or "."))
+        names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
+        name = study or (names[0] if len(names) == 1 else None)
+        if name is None:
+            raise ConfigErrors([ConfigError("--study", f"the storage {redact(storage)} holds {len(names)} studies; name one of: {', '.join(names)}")])
+    if name not in names:
+        raise ConfigErrors([ConfigError("--study", f"no study {name!r} in the storage; it holds: {', '.join(names) or 'none'}")])
+    return optuna.load_study(study_name=name, storage=handle)
+
+
+def objective_names(study) -> list[str]:
+    names = study.user_attrs.get("objectives")
+    return [o["metric"] for o in names] if names else [f"value_{i}" for i in range(len(study.directions))]
+
+
+def load_results(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None) -> pd.DataFrame:
+    """The results table of a study, regenerated from its storage."""
+    opened = open_study(study_dir, storage, study)
+    return trials_dataframe(opened.get_trials(deepcopy=False), objective_names(opened))
+
+
+def write_tables(df: pd.DataFrame, study_dir: Path) -> None:
+    """Write trials.csv and trials.parquet atomically (temporary files renamed into place)."""
+    atomic_write(study_dir / "trials.csv", lambda path: df.to_csv(path, index=False))
+    atomic_write(study_dir / "trials.parquet", lambda path: _to_parquet(df, path))
+
+
+def _to_parquet(df: pd.DataFrame, path: str) -> None:
+    # Mixed-type object columns (a field that is sometimes null, sometimes text) as strings.
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            types = {type(v) for v in out[col].dropna()}
+            if len(types) > 1:
+                out[col] = out[col].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+    out.to_parquet(path, index=False)
+

@@ -1,0 +1,113 @@
+"""The live view of a running study: progress, the current trial's phase, the Pareto front."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..report.console import format_metric
+from ..report.pareto import pareto_front
+
+__all__ = ["StudyDisplay", "front_table"]
+
+
+def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> Table:
+    """The front's trials with their objectives, parameters and the fields they differ in."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("trial", justify="right")
+    for name in objectives:
+        table.add_column(name, justify="right")
+    extra = [c for c in ("params", "flops") if c not in objectives and c in front.columns]
+    for name in extra:
+        table.add_column(name, justify="right")
+    distinguishing = _distinguishing_columns(front)[:4]
+    for name in distinguishing:
+        table.add_column(name.removeprefix("arch."), overflow="fold")
+    for _, row in front.head(limit).iterrows():
+        cells = [str(int(row["number"]))]
+        cells += [format_metric(n, row.get(n)) for n in objectives + extra]
+        cells += [format_metric(n, row.get(n)) for n in distinguishing]
+        table.add_row(*cells)
+    return table
+
+
+def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
+    cols = [c for c in df.columns if c.startswith(("arch.", "train.")) and c != "arch.schema_version"]
+    return [c for c in cols if df[c].astype(str).nunique() > 1]
+
+
+class StudyDisplay:
+    """Rich Live rendering; `enabled=False` prints one line per finished trial instead."""
+
+    def __init__(self, console: Console, name: str, total: int, objectives: list[str], directions: list[str], enabled: bool = True):
+        self.console = console
+        self.name = name
+        self.total = total
+        self.objectives = objectives
+        self.directions = directions
+        self.enabled = enabled
+        self.done = 0
+        self.trial: int | None = None
+        self.phase = "starting"
+        self.step = (0, 0)
+        self.phase_start = time.perf_counter()
+        self.front = pd.DataFrame()
+        self.live: Live | None = None
+
+    def __enter__(self) -> StudyDisplay:
+        if self.enabled:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+
+    def progress(self, phase: str, step: int, total: int) -> None:
+        if phase != self.phase:
+            self.phase_start = time.perf_counter()
+        self.phase, self.step = phase, (step, total)
+        self._refresh()
+
+    def start_trial(self, number: int) -> None:
+        self.trial = number
+        self.progress("sampling", 0, 0)
+
+    def finish_trial(self, number: int, state: str, reason: str, df: pd.DataFrame, done: int) -> None:
+        self.done = done
+        self.front = self.compute_front(df)
+        if not self.enabled:
+            label = state if not reason else f"{state} ({reason[:100]})"
+            self.console.print(f"trial {number}: {label}  [{done}/{self.total}]", markup=False, highlight=False)
+        self._refresh()
+
+    def compute_front(self, df: pd.DataFrame) -> pd.DataFrame:
+        if df.empty or not set(self.objectives) <= set(df.columns):
+            return pd.DataFrame()
+        ok = df[df["state"] == "COMPLETE"]
+        if "feasible" in ok.columns:
+            ok = ok[ok["feasible"].fillna(True).astype(bool)]
+        return pareto_front(ok, self.objectives, self.directions)
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _render(self):
+        head = Text.assemble((f"{self.name}", "bold"), f"  trials done {self.done}/{self.total}")
+        lines = [head]
+        if self.trial is not None:
+            step, total = self.step
+            detail = f" step {step}/{total}" if self.phase == "training" and total else ""
+            elapsed = time.perf_counter() - self.phase_start
+            lines.append(Text(f"trial {self.trial}: {self.phase}{detail}  ({elapsed:.0f}s)", style="cyan"))
+        if not self.front.empty:
+            lines.append(front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)"))
+        return Group(*lines)

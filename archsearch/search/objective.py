@@ -1,0 +1,168 @@
+"""One Optuna trial of a study: sample, validate, reuse or train, record.
+
+`run_search_trial` never raises for a trial's own failure: a config the planner rejects is
+`invalid: ...`, a diverged or out-of-memory run is `diverged` / `oom`, any other exception is
+`error: ...`; each is recorded on the trial (user attribute `fail_reason`) and the study goes
+on. Only KeyboardInterrupt/SystemExit escape, for the caller to record as `interrupted`.
+
+What a trial records as user attributes (all JSON):
+    config, config_hash, train, settings_hash      what was trained, and under which settings
+    <metric> for every metric                      val_loss, train_throughput, params, flops, ...
+    val_loss_buckets, learning_curve               per noise bucket; (step, val_loss) pairs
+    outcome, fail_reason, reused_from, device ...  how it ended
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigErrors
+from ..schema.loading import unet_config_from_dict, validate_model
+from ..schema.space import SearchSpace
+from ..schema.study import METRICS
+from ..schema.train import TrainConfig
+from .sampling import optuna_suggester, sample_trial_configs
+from .storage import redact
+
+__all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash", "RECORDED_METRICS"]
+
+# Recorded on every trial that trained (the objectives and constraints read from these).
+RECORDED_METRICS = tuple(METRICS) + ("train_throughput_iqr", "train_seconds", "steps", "peak_mem_source",
+                                     "device", "precision", "threads", "torch")
+
+
+@dataclass
+class TrialOutcome:
+    state: str  # complete | fail | pruned
+    values: list[float] | None = None
+    reason: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_hash(config) -> str:
+    """Identity of an architecture: the hash of its full resolved config (defaults included)."""
+    return _digest(config.model_dump(mode="json"))
+
+
+def settings_hash(train_cfg: TrainConfig, space: SearchSpace) -> str:
+    """Identity of the conditions a model was trained and scored under."""
+    return _digest({
+        "train": train_cfg.model_dump(mode="json"),
+        "data": space.data.model_dump(mode="json"),
+        "eval": space.eval.model_dump(mode="json"),
+        "measure": space.measure.model_dump(mode="json"),
+    })
+
+
+def run_search_trial(
+    trial,
+    space: SearchSpace,
+    context_for: Callable[[TrainConfig], Any],
+    on_progress: Callable[[str, int, int], None] | None = None,
+    previous: Callable[[], list] | None = None,
+) -> TrialOutcome:
+    """Sample a config for `trial`, and train and score it unless it is invalid or a duplicate.
+
+    `context_for(train_cfg)` gives the shared TrialContext (data, device, validation protocol);
+    `previous()` lists the study's completed trials, for duplicate reuse.
+    """
+    progress = on_progress or (lambda phase, step, total: None)
+    progress("sampling", 0, 0)
+    try:
+        arch, train = sample_trial_configs(space, optuna_suggester(trial))
+    except Exception as exc:  # noqa: BLE001 - a sampler bug must not end the study
+        return _fail(trial, f"error: sampling failed: {type(exc).__name__}: {redact(str(exc))}")
+    trial.set_user_attr("config", arch)
+    try:
+        config = unet_config_from_dict(arch, prefix="architecture")
+        train_cfg = validate_model(TrainConfig, train, "train")
+    except ConfigErrors as exc:
+        return _fail(trial, "invalid: " + "; ".join(exc.lines()))
+
+    chash, shash = config_hash(config), settings_hash(train_cfg, space)
+    attrs = {"config": config.model_dump(mode="json"), "config_hash": chash,
+             "train": train_cfg.model_dump(mode="json"), "settings_hash": shash}
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+    reused = _find_duplicate(previous() if previous else [], chash, shash)
+    if reused is not None:
+        metrics = {k: reused.user_attrs.get(k) for k in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome")}
+        trial.set_user_attr("reused_from", reused.number)
+        return _complete(trial, space, metrics, attrs)
+
+    try:
+        from ..trial import run_trial
+
+        context = context_for(train_cfg)
+        result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
+                           on_eval=_pruning_hook(trial, space))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on
+        return _fail(trial, f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}")
+
+    metrics = result.metrics
+    if result.outcome in ("diverged", "oom"):
+        _record_metrics(trial, metrics)
+        return _fail(trial, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
+    if result.outcome == "stopped" and getattr(trial, "should_prune", None) and len(space.objectives) == 1:
+        _record_metrics(trial, metrics)
+        trial.set_user_attr("outcome", "pruned")
+        return TrialOutcome("pruned", reason="pruned", attrs=attrs)
+    return _complete(trial, space, metrics, attrs)
+
+
+def _find_duplicate(trials: list, chash: str, shash: str):
+    for t in trials:
+        if t.user_attrs.get("config_hash") == chash and t.user_attrs.get("settings_hash") == shash:
+            return t
+    return None
+
+
+def _record_metrics(trial, metrics: dict[str, Any]) -> None:
+    for key in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome"):
+        if key in metrics:
+            value = metrics[key]
+            trial.set_user_attr(key, None if isinstance(value, float) and not math.isfinite(value) else value)
+
+
+def _complete(trial, space: SearchSpace, metrics: dict[str, Any], attrs: dict[str, Any]) -> TrialOutcome:
+    _record_metrics(trial, metrics)
+    values = [metrics.get(o.metric) for o in space.objectives]
+    missing = [o.metric for o, v in zip(space.objectives, values) if v is None or not math.isfinite(float(v))]
+    if missing:
+        return _fail(trial, f"error: no value for objective {', '.join(missing)}")
+    for constraint in space.constraints:
+        measured = metrics.get(constraint.metric)
+        violation = constraint.violation(float(measured)) if measured is not None else math.inf
+        trial.set_constraint(str(constraint), violation)
+    return TrialOutcome("complete", [float(v) for v in values], attrs=attrs)
+
+
+def _fail(trial, reason: str) -> TrialOutcome:
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("outcome", reason.split(":", 1)[0])
+    return TrialOutcome("fail", reason=reason)
+
+
+def _pruning_hook(trial, space: SearchSpace):
+    """Feed the learning curve to Optuna's pruner (single-objective studies only)."""
+    if len(space.objectives) != 1 or space.study.pruner.kind == "none" or space.objectives[0].metric != "val_loss":
+        return None
+
+    def on_eval(step: int, result) -> bool:
+        trial.report(result.val_loss, step)
+        return trial.should_prune()
+
+    return on_eval

@@ -1,0 +1,237 @@
+"""`archsearch run`: an Optuna study whose every trial builds, trains and measures one U-Net.
+
+    summary = run_study(load_space("search_spaces/quickstart.yaml"))
+
+The study folder `<results_dir>/<study name>/` holds the embedded storage (`optuna.journal`,
+unless a storage URL is given), the resolved space (`space.yaml`), `trials.csv` and
+`trials.parquet` (rewritten atomically after every trial) and `trials/<number>/` with
+`config.yaml` and `metrics.json`.
+
+The trial count is the study's total: running the same command again resumes, keeps every
+finished trial and runs only what is missing. Trials are asked and told one at a time
+(ask/tell), so the loop decides when the count is reached and what a failure records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from ..errors import ConfigError, ConfigErrors
+from ..io import atomic_write_json, atomic_write_text
+from ..results import trials_dataframe, write_tables
+from ..schema.space import SearchSpace
+from .display import StudyDisplay
+from .objective import run_search_trial
+from .storage import describe_storage, open_storage
+
+__all__ = ["run_study", "StudySummary", "create_study", "make_sampler", "make_pruner", "FINISHED"]
+
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass
+class StudySummary:
+    name: str
+    study_dir: Path
+    storage: str
+    trials: int  # finished trials in the study
+    completed: int
+    front: Any  # pandas DataFrame of the Pareto front
+    objectives: list[str]
+
+
+def make_sampler(space: SearchSpace):
+    import optuna
+
+    cfg, seed = space.study.sampler, space.study.seed
+    if cfg.kind == "tpe":
+        multivariate = True if cfg.multivariate is None else cfg.multivariate
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=multivariate,
+            group=cfg.group and multivariate, constant_liar=cfg.constant_liar,
+        )
+    if cfg.kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=cfg.population_size, crossover_prob=cfg.crossover_prob, mutation_prob=cfg.mutation_prob
+        )
+    if cfg.kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.n_startup_trials)
+    if cfg.kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if cfg.kind == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, qmc_type=cfg.qmc_type, scramble=cfg.scramble)
+    from .grid import grid_search_space
+
+    return optuna.samplers.GridSampler(grid_search_space(space), seed=seed)
+
+
+def make_pruner(space: SearchSpace):
+    import optuna
+
+    cfg = space.study.pruner
+    if cfg.kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=cfg.n_warmup_steps)
+    if cfg.kind == "percentile":
+        return optuna.pruners.PercentilePruner(cfg.percentile, n_startup_trials=cfg.n_startup_trials, n_warmup_steps=cfg.n_warmup_steps)
+    if cfg.kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(reduction_factor=cfg.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def create_study(space: SearchSpace, storage):
+    """Create the study, or load it when it exists (objectives must agree)."""
+    import optuna
+
+    directions = [o.direction for o in space.objectives]
+    study = optuna.create_study(
+        study_name=space.study.name, storage=storage, directions=directions, load_if_exists=True,
+        sampler=make_sampler(space), pruner=make_pruner(space),
+    )
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise ConfigErrors([ConfigError("objectives", f"the existing study {space.study.name!r} has directions {stored}, "
+                                                      f"this space {directions}; use another study name")])
+    objectives = [o.model_dump() for o in space.objectives]
+    if study.user_attrs.get("objectives") not in (None, objectives):
+        raise ConfigErrors([ConfigError("objectives", f"the existing study {space.study.name!r} optimizes "
+                                                      f"{[o['metric'] for o in study.user_attrs['objectives']]}; use another study name")])
+    if "objectives" not in study.user_attrs:
+        study.set_user_attr("objectives", objectives)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.set_metric_names([o.metric for o in space.objectives])
+    return study
+
+
+def run_study(
+    space: SearchSpace,
+    results_dir: str | Path = "results",
+    storage: str | None = None,
+    trials: int | None = None,
+    device: str | None = None,
+    console: Console | None = None,
+    live: bool = True,
+) -> StudySummary:
+    """Run (or resume) the study a space describes until it holds `trials` finished trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    console = console or Console()
+    study_dir = Path(results_dir) / space.study.name
+    target = trials or space.study.trials
+    _write_space(space, study_dir)
+    handle = open_storage(storage, study_dir)
+    study = create_study(space, handle)
+    objectives = [o.metric for o in space.objectives]
+    directions = [o.direction for o in space.objectives]
+
+    runner = _Runner(space, device or space.study.device)
+    started = time.monotonic()
+    with StudyDisplay(console, space.study.name, target, objectives, directions, enabled=live and console.is_terminal) as view:
+        df = _refresh_tables(study, objectives, study_dir)
+        view.front, view.done = view.compute_front(df), _finished(study)
+        while _finished(study) + _running(study) < target:
+            if space.study.timeout and time.monotonic() - started > space.study.timeout:
+                break
+            trial = study.ask()
+            view.start_trial(trial.number)
+            outcome = run_search_trial(trial, space, runner.context_for, view.progress, runner.completed_trials(study))
+            _tell(study, trial, outcome)
+            _write_trial_files(study_dir, study, trial.number)
+            df = _refresh_tables(study, objectives, study_dir)
+            view.finish_trial(trial.number, outcome.state, outcome.reason, df, _finished(study))
+    df = _refresh_tables(study, objectives, study_dir)
+    front = view.compute_front(df)
+    completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
+    return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), _finished(study), completed, front, objectives)
+
+
+class _Runner:
+    """Per-process state: the data and the validation protocol, loaded once."""
+
+    def __init__(self, space: SearchSpace, device: str):
+        self.space = space
+        self.device = device
+        self.context = None
+
+    def context_for(self, train_cfg):
+        from ..data import load_data
+        from ..trial import TrialContext
+
+        if self.context is None:
+            self.context = TrialContext.create(load_data(self.space.data), train_cfg, self.space.eval, self.device)
+        return self.context
+
+    @staticmethod
+    def completed_trials(study):
+        import optuna
+
+        return lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _tell(study, trial, outcome) -> None:
+    import optuna
+
+    if outcome.state == "complete":
+        study.tell(trial, outcome.values)
+    elif outcome.state == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _finished(study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and not t.user_attrs.get("retried_as"))
+
+
+def _running(study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in ("RUNNING", "WAITING"))
+
+
+def _refresh_tables(study, objectives: list[str], study_dir: Path):
+    df = trials_dataframe(study.get_trials(deepcopy=False), objectives)
+    write_tables(df, study_dir)
+    return df
+
+
+def _write_space(space: SearchSpace, study_dir: Path) -> None:
+    """Keep the resolved space beside the study; a resumed study must use the same one."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    path = study_dir / "space.yaml"
+    resolved = space.model_dump(mode="json")
+    comparable = _without_counts(resolved)
+    if path.exists():
+        existing = yaml.safe_load(path.read_text()) or {}
+        if _without_counts(existing) != comparable:
+            raise ConfigErrors([ConfigError(
+                "study.name", f"{study_dir} holds a study of another space (see its space.yaml); "
+                              "use another study name or --results-dir to start a new one")])
+    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _without_counts(data: dict) -> dict:
+    study = {k: v for k, v in (data.get("study") or {}).items() if k not in ("trials", "timeout", "device")}
+    return {**data, "study": study}
+
+
+def _write_trial_files(study_dir: Path, study, number: int) -> None:
+    trial = study.get_trials(deepcopy=False)[number]
+    out = study_dir / "trials" / str(number)
+    out.mkdir(parents=True, exist_ok=True)
+    attrs = trial.user_attrs
+    if isinstance(attrs.get("config"), dict):
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(attrs["config"], sort_keys=False))
+    atomic_write_json(out / "metrics.json", {"number": number, "state": trial.state.name, "values": trial.values, **attrs})
+
+
+
+logging.getLogger("optuna").setLevel(logging.ERROR)
