@@ -35,11 +35,11 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.Da
     rows = [_row(t) for t in trials]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=_LEAD + (objectives or []) + _METRIC_ORDER + _TAIL)
+        return pd.DataFrame(columns=list(dict.fromkeys(_LEAD + (objectives or []) + _METRIC_ORDER + _TAIL)))
     objectives = list(objectives or [])
     buckets = sorted((c for c in df.columns if c.startswith("val_loss_t")), key=lambda c: int(c[len("val_loss_t"):]))
     metrics = [m for m in _METRIC_ORDER + list(METRICS) if m not in objectives]
-    lead = _LEAD + objectives + list(dict.fromkeys(metrics)) + buckets + _TAIL + ["feasible"]
+    lead = list(dict.fromkeys(_LEAD + objectives + metrics + buckets + _TAIL + ["feasible"]))
     arch = sorted(c for c in df.columns if c.startswith("arch."))
     train = sorted(c for c in df.columns if c.startswith("train."))
     ordered = [c for c in lead if c in df.columns] + arch + train

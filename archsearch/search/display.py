@@ -92,6 +92,8 @@ class StudyDisplay:
         if df.empty or not set(self.objectives) <= set(df.columns):
             return pd.DataFrame()
         ok = df[df["state"] == "COMPLETE"]
+        if "reused_from" in ok.columns:
+            ok = ok[ok["reused_from"].isna()]  # a reused duplicate is the same point as its original
         if "feasible" in ok.columns:
             ok = ok[ok["feasible"].fillna(True).astype(bool)]
         return pareto_front(ok, self.objectives, self.directions)
