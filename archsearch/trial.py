@@ -42,7 +42,7 @@ ProgressFn = Callable[[str, int, int], None]
 
 # The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
 METRIC_KEYS = (
-    "val_loss", "val_loss_buckets", "learning_curve", "train_loss", "train_throughput", "train_throughput_iqr",
+    "val_loss", "val_loss_buckets", "learning_curve", "train_loss", "train_loss_curve", "train_throughput", "train_throughput_iqr",
     "infer_throughput", "latency_ms", "params", "flops", "peak_mem_mb", "peak_mem_source", "duration_s",
     "train_seconds", "steps", "outcome", "device", "precision", "threads", "torch",
 )
@@ -120,7 +120,8 @@ def run_trial(
         outcome=result.outcome,
         steps=result.steps,
         learning_curve=[[int(s), float(v)] for s, v in result.learning_curve],
-        train_loss=[[int(s), float(v)] for s, v in result.train_loss],
+        train_loss_curve=[[int(s), float(v)] for s, v in result.train_loss],
+        train_loss=float(result.train_loss[-1][1]) if result.train_loss else None,
         train_seconds=result.train_seconds,
     )
     if result.final is not None:
