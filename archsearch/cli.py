@@ -145,15 +145,25 @@ def run(
     results_dir: Annotated[Path, typer.Option(help="Where study folders are written.")] = Path("results"),
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (postgresql://, mysql://); default: the study folder's journal.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine sharing the study.")] = 1,
+    gpus: Annotated[Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3 (worker i gets the i-th).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Run (or resume) a search: every trial builds, trains and measures one U-Net."""
     from .schema.space import load_space
     from .search.display import front_table
     from .search.study import run_study
+    from .search.worker import Interrupted
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
-    summary = run_study(space, results_dir, storage=storage, trials=trials, device=device, console=console)
+    gpu_list = _parse_gpus(gpus)
+    try:
+        summary = run_study(space, results_dir, storage=storage, trials=trials, device=device, console=console,
+                            workers=workers, gpus=gpu_list)
+    except Interrupted as exc:
+        err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
+                          f"run the same command again to resume")
+        raise typer.Exit(exc.code) from None
     front = summary.front
     console.print(front_table(front, summary.objectives, title=f"Pareto front of {summary.name}") if len(front) else "no completed trial yet")
     console.print(
@@ -187,6 +197,15 @@ def results(
         table.add_row(*[format_metric(c, None if _isnan(row[c]) else row[c]) for c in columns])
     console.print(table)
     console.print(f"wrote {Path(target) / 'trials.csv'} and trials.parquet")
+
+
+def _parse_gpus(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigErrors([ConfigError("--gpus", f"{text!r} is not a comma-separated list of GPU indices")]) from None
 
 
 def _isnan(value) -> bool:

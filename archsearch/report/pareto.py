@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["pareto_mask", "pareto_front"]
+__all__ = ["pareto_mask", "pareto_front", "knee_index", "knee_point"]
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -37,3 +37,29 @@ def pareto_front(df: pd.DataFrame, objectives: Sequence[str], directions: Sequen
     mask = pareto_mask(df[list(objectives)].to_numpy(dtype=float), directions)
     ascending = directions[0] == "minimize"
     return df[mask].sort_values(objectives[0], ascending=ascending)
+
+
+def knee_index(values: np.ndarray, directions: Sequence[str]) -> int | None:
+    """Row of `values` (n, k), a Pareto front, that is the knee: the best trade-off.
+
+    Definition: min-max normalize each objective over the front's rows (0 = best value on the
+    front, 1 = worst; an objective constant on the front counts 0), then pick the row nearest
+    (Euclidean) to the ideal point (0, ..., 0). Ties go to the first row. None for no rows.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return None
+    signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    costs = values.reshape(-1, len(signs)) * signs
+    lo, hi = costs.min(axis=0), costs.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    distance = np.sqrt((((costs - lo) / span) ** 2).sum(axis=1))
+    return int(np.argmin(distance))
+
+
+def knee_point(front: pd.DataFrame, objectives: Sequence[str], directions: Sequence[str]) -> pd.Series | None:
+    """The knee row of a front table (see `knee_index`), or None for an empty front."""
+    if front.empty:
+        return None
+    index = knee_index(front[list(objectives)].to_numpy(dtype=float), directions)
+    return front.iloc[index]

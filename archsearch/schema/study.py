@@ -106,6 +106,13 @@ class StudyConfig(Model):
     seed: int = Field(0, ge=0, description="Seed of the sampler.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     max_retries: int = Field(1, ge=0, description="Times a trial whose worker died is retried with the same parameters.")
+    heartbeat_interval: float = Field(
+        10.0, gt=0, description="Seconds between a running trial's heartbeats (how workers see that it is alive)."
+    )
+    grace_period: float = Field(
+        60.0, gt=0, description="A running trial without a heartbeat for this long belongs to a dead worker: it is "
+        "failed and retried. Keep it well above heartbeat_interval.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -57,6 +57,7 @@ class StudyDisplay:
         self.step = (0, 0)
         self.phase_start = time.perf_counter()
         self.front = pd.DataFrame()
+        self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
         self.live: Live | None = None
 
     def __enter__(self) -> StudyDisplay:
@@ -98,6 +99,12 @@ class StudyDisplay:
             ok = ok[ok["feasible"].fillna(True).astype(bool)]
         return pareto_front(ok, self.objectives, self.directions)
 
+    def watch(self, df: pd.DataFrame, done: int, running: list[tuple[int, str]]) -> None:
+        """Update from the storage (the parent of several workers sees no callbacks)."""
+        self.done, self.running = done, running
+        self.front = self.compute_front(df)
+        self._refresh()
+
     def _refresh(self) -> None:
         if self.live is not None:
             self.live.update(self._render())
@@ -110,6 +117,8 @@ class StudyDisplay:
             detail = f" step {step}/{total}" if self.phase == "training" and total else ""
             elapsed = time.perf_counter() - self.phase_start
             lines.append(Text(f"trial {self.trial}: {self.phase}{detail}  ({elapsed:.0f}s)", style="cyan"))
+        for number, phase in self.running:
+            lines.append(Text(f"trial {number}: {phase}", style="cyan"))
         if not self.front.empty:
             lines.append(front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)"))
         return Group(*lines)

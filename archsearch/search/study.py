@@ -15,6 +15,7 @@ finished trial and runs only what is missing. Trials are asked and told one at a
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,12 +30,10 @@ from ..io import atomic_write_json, atomic_write_text
 from ..results import trials_dataframe, write_tables
 from ..schema.space import SearchSpace
 from .display import StudyDisplay
-from .objective import run_search_trial
+from .worker import Interrupted, count_trials, handle_signals, worker_loop
 from .storage import describe_storage, open_storage
 
-__all__ = ["run_study", "StudySummary", "create_study", "make_sampler", "make_pruner", "FINISHED"]
-
-FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+__all__ = ["run_study", "StudySummary", "create_study", "make_sampler", "make_pruner"]
 
 
 @dataclass
@@ -119,40 +118,137 @@ def run_study(
     device: str | None = None,
     console: Console | None = None,
     live: bool = True,
+    workers: int = 1,
+    gpus: list[int] | None = None,
 ) -> StudySummary:
-    """Run (or resume) the study a space describes until it holds `trials` finished trials."""
+    """Run (or resume) the study a space describes until it holds `trials` finished trials.
+
+    With `workers > 1`, that many processes share the study (see archsearch.search.worker);
+    on CUDA worker i gets GPU `gpus[i]` (default: GPU i), on the CPU the cores are split.
+    Raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
+    """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _quiet_optuna()
     console = console or Console()
     study_dir = Path(results_dir) / space.study.name
     target = trials or space.study.trials
     _write_space(space, study_dir)
-    handle = open_storage(storage, study_dir)
-    study = create_study(space, handle)
+    study = create_study(space, open_storage(storage, study_dir))
     objectives = [o.metric for o in space.objectives]
     directions = [o.direction for o in space.objectives]
+    deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
+    device = device or space.study.device
 
-    runner = _Runner(space, device or space.study.device)
-    started = time.monotonic()
     with StudyDisplay(console, space.study.name, target, objectives, directions, enabled=live and console.is_terminal) as view:
         df = _refresh_tables(study, objectives, study_dir)
-        view.front, view.done = view.compute_front(df), _finished(study)
-        while _finished(study) + _running(study) < target:
-            if space.study.timeout and time.monotonic() - started > space.study.timeout:
-                break
-            trial = study.ask()
-            view.start_trial(trial.number)
-            outcome = run_search_trial(trial, space, runner.context_for, view.progress, runner.completed_trials(study))
-            _tell(study, trial, outcome)
-            _write_trial_files(study_dir, study, trial.number)
+        view.front, view.done = view.compute_front(df), count_trials(study)[0]
+        try:
+            if workers <= 1:
+                _run_here(study, space, target, device, study_dir, objectives, view, deadline)
+            else:
+                _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
+        finally:
             df = _refresh_tables(study, objectives, study_dir)
-            view.finish_trial(trial.number, outcome.state, outcome.reason, df, _finished(study))
-    df = _refresh_tables(study, objectives, study_dir)
+            for number in range(len(df)):
+                _write_trial_files(study_dir, study, number)
     front = view.compute_front(df)
     completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
-    return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), _finished(study), completed, front, objectives)
+    del optuna
+    return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), count_trials(study)[0], completed, front, objectives)
+
+
+def _run_here(study, space, target, device, study_dir, objectives, view, deadline) -> None:
+    runner = _Runner(space, device)
+
+    def finish(number: int, outcome) -> None:
+        _write_trial_files(study_dir, study, number)
+        df = _refresh_tables(study, objectives, study_dir)
+        state, reason = (outcome.state, outcome.reason) if outcome is not None else ("fail", "interrupted")
+        view.finish_trial(number, state, reason, df, count_trials(study)[0])
+
+    with handle_signals():
+        worker_loop(study, space, target, runner.context_for, view.start_trial, view.progress, finish, deadline=deadline)
+
+
+def _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline) -> None:
+    """Start `workers` processes on this machine and watch the study until they are done."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no forked torch/optuna state in the children
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = []
+    for i in range(workers):
+        worker_device = _worker_device(device, i, gpus)
+        args = (space.model_dump(mode="json"), str(study_dir.parent), storage, target, worker_device, threads, i,
+                None if deadline is None else deadline - time.monotonic())
+        proc = ctx.Process(target=_worker_process, args=args, name=f"archsearch-worker-{i}")
+        proc.start()
+        procs.append(proc)
+    interrupted: Interrupted | None = None
+    with handle_signals():
+        while any(p.is_alive() for p in procs):
+            try:
+                time.sleep(1.0)
+                df = _refresh_tables(study, objectives, study_dir)
+                running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+                view.watch(df, count_trials(study)[0], [(t.number, t.user_attrs.get("phase", "starting")) for t in running])
+            except Interrupted as exc:  # forward to the workers, then wait for them to record it
+                interrupted = exc
+                for p in procs:
+                    if p.is_alive() and p.pid:
+                        os.kill(p.pid, exc.signum)
+    if interrupted is not None:
+        raise interrupted
+
+
+def _worker_device(device: str, index: int, gpus: list[int] | None) -> str:
+    if gpus:
+        return f"cuda:{gpus[index % len(gpus)]}"
+    if device in ("cuda", "auto"):
+        try:
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+                return f"cuda:{index % torch.cuda.device_count()}"
+        except ImportError:
+            pass
+    return device
+
+
+def _worker_process(space_data, results_dir, storage, target, device, threads, index, seconds_left) -> None:
+    """Entry point of a worker process started by `_run_workers`."""
+    import sys
+
+    import torch
+
+    from ..schema.space import space_from_dict
+
+    torch.set_num_threads(threads)
+    _quiet_optuna()
+    space = space_from_dict(space_data)
+    study_dir = Path(results_dir) / space.study.name
+    study = create_study(space, open_storage(storage, study_dir))
+    objectives = [o.metric for o in space.objectives]
+    runner = _Runner(space, device)
+    deadline = None if seconds_left is None else time.monotonic() + seconds_left
+
+    def finish(number: int, outcome) -> None:
+        _write_trial_files(study_dir, study, number)
+        _refresh_tables(study, objectives, study_dir)
+
+    try:
+        with handle_signals():
+            worker_loop(study, space, target, runner.context_for, on_finish=finish, deadline=deadline)
+    except Interrupted as exc:
+        sys.exit(exc.code)
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class _Runner:
@@ -170,31 +266,6 @@ class _Runner:
         if self.context is None:
             self.context = TrialContext.create(load_data(self.space.data), train_cfg, self.space.eval, self.device)
         return self.context
-
-    @staticmethod
-    def completed_trials(study):
-        import optuna
-
-        return lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-
-
-def _tell(study, trial, outcome) -> None:
-    import optuna
-
-    if outcome.state == "complete":
-        study.tell(trial, outcome.values)
-    elif outcome.state == "pruned":
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    else:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
-
-def _finished(study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and not t.user_attrs.get("retried_as"))
-
-
-def _running(study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in ("RUNNING", "WAITING"))
 
 
 def _refresh_tables(study, objectives: list[str], study_dir: Path):

@@ -1,0 +1,231 @@
+"""Everything a report says about one or several studies, computed from their results tables.
+
+    inputs = [load_study_input("results/quickstart")]
+    report = analyze(inputs)          # Report: one StudyAnalysis per study, one shared Scale
+    report.studies[0].front, .knee, .hv_history, .effects, .importances, .buckets, .protocol
+
+Which trials count where:
+- the front, the knee and the hypervolume use completed, feasible trials that are not reused
+  duplicates (a reused trial is the same point as its original);
+- the normalization and reference point of the hypervolume span every completed trial (feasible
+  or not) of every compared study, so the studies' volumes compare;
+- marginal effects and importances use every completed trial that is not a reused duplicate.
+No plotting and no torch here; `render` and `documents` draw and write what this computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..errors import ConfigError, ConfigErrors
+from .effects import marginal_effects, varying_columns
+from .hypervolume import Scale, hypervolume_history, reference_scale
+from .importance import Importances, param_importances
+from .pareto import knee_point, pareto_front
+
+__all__ = ["StudyInput", "StudyAnalysis", "Report", "load_study_input", "analyze", "bucket_ranges"]
+
+
+@dataclass
+class StudyInput:
+    """A study's results table and what the report needs beside it."""
+
+    name: str
+    df: pd.DataFrame                      # the results table (archsearch.results)
+    objectives: list[str]
+    directions: list[str]
+    folder: Path | None = None            # the study folder: space.yaml, trials/<n>/samples.png
+    space: dict[str, Any] | None = None   # the resolved space file, as written by `archsearch run`
+    searched: dict[str, pd.Series] = field(default_factory=dict)  # column -> value per trial number
+    study: Any = None                     # the Optuna study, for importances
+
+
+def load_study_input(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
+                     folder: str | Path | None = None) -> StudyInput:
+    """Open a study (its folder, or a storage URL and name) and read its table and space file.
+
+    `folder` is where space.yaml and trials/ are looked for (default: `study_dir`).
+    """
+    from ..results import objective_names, open_study, trials_dataframe
+
+    opened = open_study(study_dir, storage, study)
+    objectives = objective_names(opened)
+    directions = [d.name.lower() for d in opened.directions]
+    trials = opened.get_trials(deepcopy=False)
+    df = trials_dataframe(trials, objectives)
+    folder = Path(folder or study_dir) if (folder or study_dir) else None
+    space = None
+    if folder is not None and (folder / "space.yaml").exists():
+        space = yaml.safe_load((folder / "space.yaml").read_text()) or None
+    return StudyInput(opened.study_name, df, objectives, directions, folder, space, _searched(trials, df), opened)
+
+
+def _searched(trials: list, df: pd.DataFrame) -> dict[str, pd.Series]:
+    """The searched parameters, named by their table column (`arch.skip.combine`, `train.lr`),
+    or by the parameter name when the config has no such field (`depth`)."""
+    names = sorted({name for t in trials for name in t.params})
+    out: dict[str, pd.Series] = {}
+    by_number = df.set_index("number") if "number" in df.columns else df
+    for name in names:
+        column = name if name.startswith("train.") else f"arch.{name}"
+        if column in by_number.columns:
+            out[column] = by_number[column]
+        else:
+            out[name] = pd.Series({t.number: t.params.get(name) for t in trials}, name=name)
+    return out
+
+
+@dataclass
+class StudyAnalysis:
+    input: StudyInput
+    counts: dict[str, int]          # trials by state; plus `infeasible` and `reused` among COMPLETE
+    completed: pd.DataFrame         # COMPLETE and not reused (feasible or not)
+    feasible: pd.DataFrame          # ... and feasible
+    front: pd.DataFrame             # Pareto front of `feasible`, sorted by the first objective
+    knee: pd.Series | None
+    hypervolume: float              # normalized (see Report.scale)
+    hv_history: pd.DataFrame        # number, hypervolume (front of trials 0..number)
+    fields: list[str]               # searched fields, as columns of `effects`
+    effects: pd.DataFrame           # effects.marginal_effects
+    importances: Importances | None
+    buckets: pd.DataFrame           # the front's per-bucket losses: number, val_loss_t0...
+    bucket_ranges: list[tuple[int, int]]
+    protocol: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.input.name
+
+
+@dataclass
+class Report:
+    studies: list[StudyAnalysis]
+    objectives: list[str]
+    directions: list[str]
+    scale: Scale | None             # shared normalization and reference point; None without data
+
+
+def analyze(inputs: list[StudyInput], importances: bool = True) -> Report:
+    """Analyze every study against one shared reference point."""
+    if not inputs:
+        raise ConfigErrors([ConfigError("study", "give at least one study")])
+    first = inputs[0]
+    errors = [
+        ConfigError(item.name, f"optimizes {_describe(item)} but {first.name} optimizes {_describe(first)}; "
+                               "only studies with the same objectives compare")
+        for item in inputs[1:] if (item.objectives, item.directions) != (first.objectives, first.directions)
+    ]
+    if errors:
+        raise ConfigErrors(errors)
+    objectives, directions = first.objectives, first.directions
+    parts = [_split(item) for item in inputs]
+    scale = reference_scale([completed[objectives].to_numpy(dtype=float) for completed, _ in parts], directions)
+    studies = [_analyze_one(item, completed, feasible, scale, importances) for item, (completed, feasible) in zip(inputs, parts)]
+    return Report(studies, objectives, directions, scale)
+
+
+def _describe(item: StudyInput) -> str:
+    return ", ".join(f"{d} {o}" for o, d in zip(item.objectives, item.directions))
+
+
+def _split(item: StudyInput) -> tuple[pd.DataFrame, pd.DataFrame]:
+    df = item.df
+    if df.empty or not set(item.objectives) <= set(df.columns):
+        empty = df.iloc[0:0]
+        return empty, empty
+    completed = df[df["state"] == "COMPLETE"]
+    if "reused_from" in completed.columns:
+        completed = completed[completed["reused_from"].isna()]
+    completed = completed[np.isfinite(completed[item.objectives].to_numpy(dtype=float)).all(axis=1)]
+    feasible = completed
+    if "feasible" in completed.columns:
+        feasible = completed[completed["feasible"].map(lambda v: v is None or v != v or bool(v))]
+    return completed, feasible
+
+
+def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFrame, scale: Scale | None,
+                 with_importances: bool) -> StudyAnalysis:
+    df, objectives, directions = item.df, item.objectives, item.directions
+    front = pareto_front(feasible, objectives, directions)
+    counts = df["state"].value_counts().to_dict() if not df.empty else {}
+    complete = df[df["state"] == "COMPLETE"] if not df.empty else df
+    counts["infeasible"] = len(completed) - len(feasible)
+    counts["reused"] = int(complete["reused_from"].notna().sum()) if "reused_from" in complete.columns else 0
+    hv_history = _hv_history(df, feasible, objectives, scale)
+    fields, table = _effect_table(item, completed)
+    effects = marginal_effects(table, fields, objectives)
+    imps = param_importances(item.study, objectives, directions) if with_importances and item.study is not None else None
+    bucket_cols = sorted((c for c in df.columns if c.startswith("val_loss_t")), key=lambda c: int(c[len("val_loss_t"):]))
+    buckets = front[["number", *bucket_cols]].reset_index(drop=True) if bucket_cols else pd.DataFrame()
+    return StudyAnalysis(
+        input=item, counts={k: int(v) for k, v in counts.items()}, completed=completed, feasible=feasible,
+        front=front, knee=knee_point(front, objectives, directions),
+        hypervolume=float(hv_history["hypervolume"].iloc[-1]) if len(hv_history) else 0.0, hv_history=hv_history,
+        fields=fields, effects=effects, importances=imps, buckets=buckets,
+        bucket_ranges=bucket_ranges(item.space, df, len(bucket_cols)), protocol=protocol(item),
+    )
+
+
+def _hv_history(df: pd.DataFrame, feasible: pd.DataFrame, objectives: list[str], scale: Scale | None) -> pd.DataFrame:
+    if scale is None or df.empty:
+        return pd.DataFrame({"number": pd.Series(dtype=int), "hypervolume": pd.Series(dtype=float)})
+    numbers = df["number"].to_numpy()
+    values = np.full((len(df), len(objectives)), np.nan)
+    rows = df.index.get_indexer(feasible.index)  # feasible keeps df's index
+    values[rows] = feasible[objectives].to_numpy(dtype=float)
+    order = np.argsort(numbers, kind="stable")
+    return pd.DataFrame({"number": numbers[order], "hypervolume": hypervolume_history(values[order], scale)})
+
+
+def _effect_table(item: StudyInput, completed: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """The fields to summarize and a table holding them (searched parameters without a config
+    column, like `depth`, are joined on the trial number)."""
+    fields = [c for c, s in item.searched.items() if s.loc[s.index.isin(completed["number"])].map(str).nunique() > 1] \
+        if item.searched else varying_columns(completed)
+    table = completed.copy()
+    for column, series in item.searched.items():
+        if column in fields and column not in table.columns:
+            table[column] = table["number"].map(series)
+    return fields, table
+
+
+def bucket_ranges(space: dict | None, df: pd.DataFrame, buckets: int) -> list[tuple[int, int]]:
+    """[t_lo, t_hi) of each noise bucket, as archsearch.evaluate splits [0, T)."""
+    if buckets == 0:
+        return []
+    T = None
+    if space and isinstance(space.get("train"), dict):
+        T = space["train"].get("num_timesteps")
+    if not isinstance(T, int) and "train.num_timesteps" in df.columns and df["train.num_timesteps"].notna().any():
+        T = int(df["train.num_timesteps"].dropna().iloc[0])
+    T = T if isinstance(T, int) else 1000  # TrainConfig's default
+    edges = [T * b // buckets for b in range(buckets + 1)]
+    return [(edges[b], edges[b + 1]) for b in range(buckets)]
+
+
+def protocol(item: StudyInput) -> dict[str, Any]:
+    """How the numbers were obtained: hardware and software as recorded by the trials, and the
+    space file's measure/eval/data/train sections (empty when there is no space.yaml)."""
+    df = item.df
+    done = df[df["state"] == "COMPLETE"] if not df.empty else df
+    recorded = {}
+    for key in ("device", "torch", "precision", "threads"):
+        if key in done.columns:
+            values = [str(v) for v in done[key].dropna().unique()]
+            recorded[key] = ", ".join(values) if values else None
+    space = item.space or {}
+    return {
+        "recorded": recorded,
+        "measure": space.get("measure"),
+        "eval": space.get("eval"),
+        "data": space.get("data"),
+        "train": space.get("train"),
+        "study": space.get("study"),
+        "constraints": space.get("constraints") or [],
+    }

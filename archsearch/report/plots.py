@@ -1,0 +1,261 @@
+"""The report's figures, drawn with matplotlib (Agg backend) from an `analysis.Report`.
+
+    paths = draw_all(report, out_dir / "plots")   # {"pareto": Path, "hypervolume": Path, ...}
+
+One function per figure; each takes computed data, draws, writes a PNG and returns its path
+(None when there is nothing to draw). Every figure has a title, axis labels with units and a
+legend, so it reads on its own when a reviewer opens the PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_write
+from .analysis import Report, StudyAnalysis
+
+__all__ = ["draw_all", "axis_label", "plot_pareto", "plot_hypervolume", "plot_importance", "plot_buckets",
+           "plot_fronts", "plot_effects"]
+
+_AXIS = {
+    "val_loss": "validation loss (ε-MSE, fixed noise)",
+    "train_loss": "training loss (ε-MSE)",
+    "train_throughput": "training throughput (images/s)",
+    "infer_throughput": "inference throughput (images/s)",
+    "latency_ms": "latency at batch 1 (ms)",
+    "params": "parameters",
+    "flops": "forward FLOPs per image",
+    "peak_mem_mb": "peak memory (MiB)",
+    "duration_s": "trial duration (s)",
+}
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def axis_label(metric: str, direction: str | None = None) -> str:
+    """`val_loss` -> 'validation loss (ε-MSE, fixed noise), lower is better'."""
+    label = _AXIS.get(metric, metric)
+    if direction:
+        label += ", lower is better" if direction == "minimize" else ", higher is better"
+    return label
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "font.size": 10, "axes.titlesize": 11, "axes.grid": True,
+                         "grid.alpha": 0.3, "legend.fontsize": 8, "legend.framealpha": 0.9})
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+def draw_all(report: Report, plots_dir: Path) -> dict[str, Path]:
+    """Every figure of the report; names are prefixed by the study when there are several."""
+    out: dict[str, Path] = {}
+    several = len(report.studies) > 1
+    for study in report.studies:
+        prefix = f"{study.name}-" if several else ""
+        for key, draw in (("pareto", plot_pareto), ("importance", plot_importance), ("buckets", plot_buckets),
+                          ("effects", plot_effects)):
+            path = draw(study, report, plots_dir / f"{prefix}{key}.png")
+            if path is not None:
+                out[f"{prefix}{key}"] = path
+    path = plot_hypervolume(report, plots_dir / "hypervolume.png")
+    if path is not None:
+        out["hypervolume"] = path
+    if several:
+        path = plot_fronts(report, plots_dir / "fronts.png")
+        if path is not None:
+            out["fronts"] = path
+    return out
+
+
+def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
+    """All trials as points, the front highlighted (and joined, for two objectives), the knee
+    marked; infeasible and failed trials apart. One objective: value against trial number."""
+    objectives, directions = report.objectives, report.directions
+    df = study.input.df
+    if df.empty or study.completed.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    if len(objectives) == 1:
+        x_of = lambda frame: frame["number"]  # noqa: E731
+        xlabel, ylabel = "trial number", axis_label(objectives[0], directions[0])
+        ycol = objectives[0]
+    else:
+        x_of = lambda frame: frame[objectives[1]]  # noqa: E731
+        xlabel, ylabel = axis_label(objectives[1], directions[1]), axis_label(objectives[0], directions[0])
+        ycol = objectives[0]
+    others = study.feasible.drop(index=study.front.index)
+    ax.scatter(x_of(others), others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"completed ({len(others)})")
+    infeasible = study.completed.drop(index=study.feasible.index)
+    if len(infeasible):
+        ax.scatter(x_of(infeasible), infeasible[ycol], s=36, marker="x", color="#ff7f0e",
+                   label=f"infeasible: violates a constraint ({len(infeasible)})")
+    failed = df[df["state"].isin(["FAIL", "PRUNED"])]
+    plotted = failed[[c for c in ([ycol] if len(objectives) == 1 else objectives[:2])]].notna().all(axis=1) \
+        if len(failed) else pd.Series(dtype=bool)
+    if len(failed) and plotted.any():
+        shown = failed[plotted]
+        ax.scatter(x_of(shown), shown[ycol], s=36, marker="v", color="#555555", label=f"failed or pruned ({len(shown)})")
+    unplotted = len(failed) - int(plotted.sum()) if len(failed) else 0
+    if unplotted:
+        ax.plot([], [], " ", label=f"failed, no values: {unplotted} (not shown)")
+    front = study.front
+    if len(objectives) == 2 and len(front) > 1:
+        joined = front.sort_values(objectives[1])
+        ax.plot(joined[objectives[1]], joined[ycol], color="#d62728", lw=1.5, zorder=2)
+    label = "Pareto front" if len(objectives) > 1 else "best so far"
+    if len(objectives) == 1:
+        best = study.feasible.sort_values("number")[ycol]
+        best = best.cummin() if directions[0] == "minimize" else best.cummax()
+        ax.plot(study.feasible.sort_values("number")["number"], best, color="#d62728", lw=1.5, label=label)
+    else:
+        ax.scatter(x_of(front), front[ycol], s=60, color="#d62728", edgecolor="black", lw=0.6, zorder=3,
+                   label=f"{label} ({len(front)})" + ("" if len(objectives) == 2 else f" over all {len(objectives)} objectives"))
+        for _, row in front.iterrows():
+            ax.annotate(f"#{int(row['number'])}", (x_of(row.to_frame().T).iloc[0], row[ycol]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8, color="#8b0000")
+    if study.knee is not None:
+        knee = study.knee
+        ax.scatter([x_of(knee.to_frame().T).iloc[0]], [knee[ycol]], s=260, marker="*", color="gold", edgecolor="black",
+                   lw=0.8, zorder=4, label=f"knee: trial #{int(knee['number'])}")
+    total = len(df)
+    ax.set_title(f"{study.name}: {objectives[0]}" + (f" vs {objectives[1]}" if len(objectives) > 1 else "")
+                 + f" ({total} trials)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def plot_hypervolume(report: Report, path: Path) -> Path | None:
+    """Normalized hypervolume of the front of trials 0..n against n, one line per study."""
+    if report.scale is None or all(s.hv_history.empty for s in report.studies):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, study in enumerate(report.studies):
+        h = study.hv_history
+        if h.empty:
+            continue
+        ax.step(h["number"], h["hypervolume"], where="post", color=_COLORS[i % len(_COLORS)], lw=1.8,
+                label=f"{study.name} (final {study.hypervolume:.3f})")
+    ref = ", ".join(f"{o} {_fmt(v)}" for o, v in zip(report.objectives, report.scale.reference_values))
+    ax.set_title(f"Hypervolume of the Pareto front over trials\nreference point: {ref}", fontsize=10)
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("hypervolume (normalized objectives, max %.2f)" % np.prod(report.scale.reference))
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_importance(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
+    """Horizontal bars: each parameter's importance for each objective (and the front)."""
+    imps = study.importances
+    if imps is None or imps.table.empty:
+        return None
+    table = imps.table.iloc[::-1]  # most important at the top
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(table) * max(1, len(table.columns)) ** 0.5))
+    height = 0.8 / len(table.columns)
+    y = np.arange(len(table))
+    for j, column in enumerate(table.columns):
+        label = "reaching the Pareto front" if column == "front" else column
+        ax.barh(y + (j - (len(table.columns) - 1) / 2) * height, table[column], height=height,
+                color=_COLORS[j % len(_COLORS)], label=label)
+    ax.set_yticks(y, table.index)
+    ax.set_xlabel(f"importance ({imps.evaluator}, sums to 1 per objective)")
+    ax.set_title(f"{study.name}: which searched fields mattered ({imps.trials} completed trials)")
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", visible=False)
+    return _save(fig, path)
+
+
+def plot_buckets(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
+    """The front's validation loss per noise bucket (low noise on the left), log scale."""
+    buckets = study.buckets
+    if buckets.empty or len(buckets.columns) < 2:
+        return None
+    cols = [c for c in buckets.columns if c != "number"]
+    labels = [f"t∈[{lo},{hi})" for lo, hi in study.bucket_ranges] if len(study.bucket_ranges) == len(cols) else cols
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    knee = int(study.knee["number"]) if study.knee is not None else None
+    x = np.arange(len(cols))
+    for i, (_, row) in enumerate(buckets.iterrows()):
+        number = int(row["number"])
+        is_knee = number == knee
+        ax.plot(x, row[cols].to_numpy(dtype=float), marker="o", lw=2.4 if is_knee else 1.2,
+                color="black" if is_knee else _COLORS[i % len(_COLORS)],
+                label=f"trial #{number}" + (" (knee)" if is_knee else ""), zorder=3 if is_knee else 2)
+    ax.set_xticks(x, labels, rotation=20 if len(cols) > 5 else 0)
+    ax.set_yscale("log")
+    ax.set_xlabel("timestep bucket (low noise → high noise)")
+    ax.set_ylabel("validation loss (ε-MSE, log scale)")
+    ax.set_title(f"{study.name}: loss per noise level of the Pareto front's members")
+    ax.legend(loc="best", ncol=2 if len(buckets) > 6 else 1)
+    return _save(fig, path)
+
+
+def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
+    """For each searched field, each value's median of each objective with its 95% CI."""
+    effects = study.effects
+    if effects.empty:
+        return None
+    fields = list(dict.fromkeys(effects["field"]))
+    objectives = report.objectives[:2]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(objectives), figsize=(5.2 * len(objectives), 0.9 + 0.3 * len(effects)), squeeze=False)
+    rows = effects.reset_index(drop=True)
+    y = -np.arange(len(rows), dtype=float)
+    colors = {f: _COLORS[i % len(_COLORS)] for i, f in enumerate(fields)}
+    for ax, metric in zip(axes[0], objectives):
+        for yi, (_, row) in zip(y, rows.iterrows()):
+            mid, lo, hi = row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"]
+            ax.errorbar([mid], [yi], xerr=[[mid - lo], [hi - mid]], fmt="o", ms=5, capsize=3, color=colors[row["field"]])
+        ax.set_xlabel(f"median {axis_label(metric)}")
+        ax.grid(axis="y", visible=False)
+    labels = [f"{f.removeprefix('arch.')} = {v}  (n={n})" for f, v, n in zip(rows["field"], rows["value"], rows["n"])]
+    axes[0][0].set_yticks(y, labels, fontsize=8)
+    for ax in axes[0][1:]:
+        ax.set_yticks(y, [""] * len(y))
+    fig.suptitle(f"{study.name}: marginal effect of each searched field (median, bootstrap 95% CI)", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_fronts(report: Report, path: Path) -> Path | None:
+    """Every study's front on one plot (first two objectives)."""
+    if len(report.objectives) < 2:
+        return None
+    y, x = report.objectives[0], report.objectives[1]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    for i, study in enumerate(report.studies):
+        color = _COLORS[i % len(_COLORS)]
+        ax.scatter(study.feasible[x], study.feasible[y], s=14, color=color, alpha=0.25)
+        front = study.front.sort_values(x)
+        ax.plot(front[x], front[y], marker="o", color=color, lw=1.6,
+                label=f"{study.name}: {len(front)} on the front, hypervolume {study.hypervolume:.3f}")
+    ax.set_xlabel(axis_label(x, report.directions[1]))
+    ax.set_ylabel(axis_label(y, report.directions[0]))
+    ax.set_title("Pareto fronts compared (faint points: all completed trials)")
+    ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
