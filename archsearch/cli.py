@@ -212,6 +212,22 @@ def _isnan(value) -> bool:
     return isinstance(value, float) and value != value
 
 
+@app.command()
+@handles_errors
+def report(
+    study_dirs: Annotated[Optional[list[Path]], typer.Argument(metavar="STUDY_DIR...", help="Study folders (results/<name>); several are compared.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of folders.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="The study name in the storage.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: the first study folder, or results/<study>).")] = None,
+) -> None:
+    """Write report.md, report.html, pareto.csv and plots/: the Pareto front and knee, hypervolume
+    over trials, which fields mattered, per-noise-level losses, and how everything was measured."""
+    from .report.build import make_report, print_summary
+
+    result, files = make_report(study_dirs, storage, study, out)
+    print_summary(result, files, console)
+
+
 # --------------------------------------------------------------------------- train / sample
 
 

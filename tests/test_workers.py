@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
+# Real processes and real trials: minutes, not seconds. They run in CI with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 POSTGRES_URL = os.environ.get("ARCHSEARCH_TEST_POSTGRES_URL")
 
 # Tiny trials: 8×8 digits, 8 channels. `steps` sets how long one trial trains.
@@ -21,7 +24,7 @@ def space(name: str, steps: int = 4, **study) -> dict:
                   "heartbeat_interval": 0.5, "grace_period": 4, **study},
         "data": {"source": "digits", "image_size": 8},
         "train": {"steps": steps, "batch_size": 8, "log_every": 2},
-        "eval": {"num_images": 16, "timesteps": 4, "curve_points": 0},
+        "eval": {"num_images": 16, "timesteps": 5, "curve_points": 0},
         "measure": {"warmup_steps": 1, "repeats": 3, "infer": False, "latency": False, "flops": False},
         "architecture": {
             "levels": [{"width": {"choice": [8, 16]}, "blocks": 1}, {"width": 8, "blocks": 1}],
@@ -113,7 +116,7 @@ def test_a_killed_single_run_is_recovered_by_the_next_run(tmp_path):
     victim = wait_for_training(tmp_path / "resumed")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    code, out = run_to_end("run", str(path), "--results-dir", str(tmp_path), "--set", "train.steps=4")
+    code, out = run_to_end("run", str(path), "--results-dir", str(tmp_path))
     # The killed trial's process is gone from this host: found at once, not after the grace period.
     assert code == 0, out
     trials = study_trials(tmp_path / "resumed")
@@ -132,7 +135,7 @@ def test_sigint_records_the_trial_and_the_study_resumes(tmp_path):
     df = table(tmp_path / "interrupted")
     row = df[df["number"] == victim.number].iloc[0]
     assert row["state"] == "FAIL" and row["fail_reason"] == "interrupted"
-    code, out = run_to_end("run", str(path), "--results-dir", str(tmp_path), "--set", "train.steps=4")
+    code, out = run_to_end("run", str(path), "--results-dir", str(tmp_path))
     assert code == 0, out
     trials = study_trials(tmp_path / "interrupted")
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2

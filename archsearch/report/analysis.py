@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, ConfigErrors
-from .effects import marginal_effects, varying_columns
+from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
 from .pareto import knee_point, pareto_front
@@ -217,7 +217,7 @@ def protocol(item: StudyInput) -> dict[str, Any]:
     recorded = {}
     for key in ("device", "torch", "precision", "threads"):
         if key in done.columns:
-            values = [str(v) for v in done[key].dropna().unique()]
+            values = [value_label(v) for v in done[key].dropna().unique()]
             recorded[key] = ", ".join(values) if values else None
     space = item.space or {}
     return {

@@ -26,7 +26,7 @@ _UNITS = {
 
 
 def format_metric(key: str, value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):
         return "–"
     if key in ("params", "flops", "steps") and isinstance(value, (int, float)):
         return f"{int(value):,}"

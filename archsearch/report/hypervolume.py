@@ -107,7 +107,7 @@ class Scale:
     def reference_values(self) -> np.ndarray:
         span = np.where(self.hi > self.lo, self.hi - self.lo, 1.0)
         costs = self.hi + REFERENCE_MARGIN * span
-        return to_costs(costs, self.directions)  # negating twice gives back the maximized values
+        return to_costs(costs, self.directions)[0]  # negating twice gives back the maximized values
 
     def hypervolume(self, values: np.ndarray) -> float:
         """Normalized hypervolume of objective values (n, k) (not costs)."""

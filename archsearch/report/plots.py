@@ -100,7 +100,8 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
         xlabel, ylabel = axis_label(objectives[1], directions[1]), axis_label(objectives[0], directions[0])
         ycol = objectives[0]
     others = study.feasible.drop(index=study.front.index)
-    ax.scatter(x_of(others), others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"completed ({len(others)})")
+    if len(others):
+        ax.scatter(x_of(others), others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"completed, dominated ({len(others)})")
     infeasible = study.completed.drop(index=study.feasible.index)
     if len(infeasible):
         ax.scatter(x_of(infeasible), infeasible[ycol], s=36, marker="x", color="#ff7f0e",
@@ -147,6 +148,8 @@ def plot_hypervolume(report: Report, path: Path) -> Path | None:
     if report.scale is None or all(s.hv_history.empty for s in report.studies):
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for i, study in enumerate(report.studies):
         h = study.hv_history
@@ -157,7 +160,8 @@ def plot_hypervolume(report: Report, path: Path) -> Path | None:
     ref = ", ".join(f"{o} {_fmt(v)}" for o, v in zip(report.objectives, report.scale.reference_values))
     ax.set_title(f"Hypervolume of the Pareto front over trials\nreference point: {ref}", fontsize=10)
     ax.set_xlabel("trial number")
-    ax.set_ylabel("hypervolume (normalized objectives, max %.2f)" % np.prod(report.scale.reference))
+    ax.set_ylabel(f"hypervolume (normalized; whole box = {np.prod(report.scale.reference):.2f})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
     ax.legend(loc="lower right")
     return _save(fig, path)

@@ -1,0 +1,146 @@
+"""`archsearch report`: analyze studies, draw the figures, write report.md, report.html and
+pareto.csv, and print a summary.
+
+    report, files = make_report(["results/quickstart"])               # files in results/quickstart/
+    report, files = make_report(storage="postgresql://...", study="s1", out="results/s1")
+    report, files = make_report(["results/a", "results/b"])           # a comparison, in results/a/
+
+Files (in `out`, by default the first study's folder):
+    report.md       GitHub-readable, images linked from plots/
+    report.html     one self-contained file (CSS inline, images embedded)
+    pareto.csv      the front's rows, the columns of trials.csv (with several studies, a leading
+                    `study` column and every study's front)
+    plots/*.png     pareto, hypervolume, importance, effects, buckets (prefixed by the study name
+                    when there are several), fronts (several studies)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ConfigError, ConfigErrors
+from ..io import atomic_write, atomic_write_text
+from .analysis import Report, StudyInput, analyze, load_study_input
+from .console import format_metric
+from .document import to_html, to_markdown
+from .plots import draw_all
+from .sections import describe_reference, report_blocks
+
+__all__ = ["ReportFiles", "make_report", "write_report", "print_summary", "load_inputs"]
+
+
+@dataclass
+class ReportFiles:
+    out_dir: Path
+    markdown: Path
+    html: Path
+    pareto_csv: Path
+    plots: dict[str, Path]
+
+
+def load_inputs(study_dirs: list[Path] | None = None, storage: str | None = None, study: str | None = None,
+                out: Path | None = None) -> list[StudyInput]:
+    """The studies named on the command line: folders, or one study of a storage URL."""
+    study_dirs = list(study_dirs or [])
+    if storage is not None:
+        if study_dirs:
+            raise ConfigErrors([ConfigError("--storage", "give study folders or --storage URL --study NAME, not both")])
+        if study is None:
+            raise ConfigErrors([ConfigError("--study", "name the study to report on in the storage")])
+        return [load_study_input(storage=storage, study=study, folder=out or Path("results") / study)]
+    if not study_dirs:
+        raise ConfigErrors([ConfigError("STUDY_DIR", "give at least one study folder (results/<name>), or --storage URL --study NAME")])
+    errors = [ConfigError(str(d), "no such folder") for d in study_dirs if not Path(d).is_dir()]
+    if errors:
+        raise ConfigErrors(errors)
+    if len(set(map(str, study_dirs))) != len(study_dirs):
+        raise ConfigErrors([ConfigError("STUDY_DIR", "the same study folder is given twice")])
+    inputs = [load_study_input(d, study=study) for d in study_dirs]
+    names = [i.name for i in inputs]
+    if len(set(names)) != len(names):
+        # Plot files and tables are named by study; two studies of the same name would collide.
+        for item, folder in zip(inputs, study_dirs):
+            item.name = f"{Path(folder).parent.name}-{item.name}" if Path(folder).parent.name else item.name
+    return inputs
+
+
+def make_report(study_dirs: list[Path] | None = None, storage: str | None = None, study: str | None = None,
+                out: Path | None = None, importances: bool = True) -> tuple[Report, ReportFiles]:
+    """Analyze the studies and write the report files into `out` (see the module docstring)."""
+    inputs = load_inputs(study_dirs, storage, study, out)
+    out_dir = Path(out) if out is not None else (Path(study_dirs[0]) if study_dirs else Path("results") / inputs[0].name)
+    report = analyze(inputs, importances=importances)
+    return report, write_report(report, out_dir)
+
+
+def write_report(report: Report, out_dir: Path) -> ReportFiles:
+    """Draw the figures and write every report file atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = draw_all(report, out_dir / "plots")
+    blocks = report_blocks(report, figures, out_dir)
+    title = "archsearch report: " + ", ".join(s.name for s in report.studies)
+    markdown = atomic_write_text(out_dir / "report.md", to_markdown(blocks, out_dir))
+    html = atomic_write_text(out_dir / "report.html", to_html(blocks, title))
+    front = _pareto_rows(report)
+    pareto_csv = atomic_write(out_dir / "pareto.csv", lambda path: front.to_csv(path, index=False))
+    return ReportFiles(out_dir, markdown, html, pareto_csv, figures)
+
+
+def _pareto_rows(report: Report) -> pd.DataFrame:
+    if len(report.studies) == 1:
+        study = report.studies[0]
+        return study.front if len(study.front) else study.input.df.iloc[0:0]
+    frames = [s.front.assign(study=s.name) for s in report.studies]
+    frames = [f[["study", *[c for c in f.columns if c != "study"]]] for f in frames]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
+    """Trials by state, each study's front, knee, hypervolume and top fields; where the files are."""
+    from ..search.display import front_table
+
+    for study in report.studies:
+        counts = study.counts
+        states = ", ".join(f"{counts[s]} {s.lower()}" for s in ("COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING") if counts.get(s))
+        extra = "".join(f", {counts[k]} {label}" for k, label in (("infeasible", "infeasible"), ("reused", "reused")) if counts.get(k))
+        console.print(f"[bold]{study.name}[/bold]: {len(study.input.df)} trials ({states or 'none finished'}{extra})")
+        if len(study.front):
+            console.print(front_table(study.front, report.objectives, title=f"Pareto front of {study.name} ({len(study.front)} trials)"))
+        else:
+            console.print("no completed, feasible trial: no Pareto front yet")
+        if study.knee is not None:
+            values = ", ".join(f"{o} {format_metric(o, float(study.knee[o]))}" for o in report.objectives)
+            console.print(f"knee: trial #{int(study.knee['number'])} ({values})")
+        if report.scale is not None:
+            console.print(f"hypervolume: {study.hypervolume:.4f}")
+        imps = study.importances
+        if imps is not None:
+            if imps.table.empty:
+                console.print(f"importance: {imps.note}", style="dim")
+            else:
+                table = Table(title="most important fields", title_justify="left")
+                table.add_column("objective")
+                table.add_column("fields (importance)")
+                for column in imps.table.columns:
+                    label = "reaching the front" if column == "front" else column
+                    table.add_row(label, ", ".join(f"{n} {v:.2f}" for n, v in imps.top(column)))
+                console.print(table)
+        console.print()
+    if report.scale is not None:
+        console.print(f"hypervolume reference point: {describe_reference(report)}", style="dim")
+    if len(report.studies) > 1:
+        table = Table(title="hypervolumes (same reference point)", title_justify="left")
+        table.add_column("study")
+        table.add_column("on the front", justify="right")
+        table.add_column("hypervolume", justify="right")
+        for study in report.studies:
+            table.add_row(study.name, str(len(study.front)), f"{study.hypervolume:.4f}")
+        console.print(table)
+    console.print(f"wrote {files.html}, {files.markdown.name}, {files.pareto_csv.name} and "
+                  f"{len(files.plots)} plots in {files.out_dir / 'plots'}/")
