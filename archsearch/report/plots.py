@@ -174,17 +174,19 @@ def plot_importance(study: StudyAnalysis, report: Report, path: Path) -> Path | 
         return None
     table = imps.table.iloc[::-1]  # most important at the top
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(table) * max(1, len(table.columns)) ** 0.5))
-    height = 0.8 / len(table.columns)
+    n = len(table.columns)
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.28 * len(table) * n))
+    height = 0.8 / n
     y = np.arange(len(table))
     for j, column in enumerate(table.columns):
         label = "reaching the Pareto front" if column == "front" else column
-        ax.barh(y + (j - (len(table.columns) - 1) / 2) * height, table[column], height=height,
-                color=_COLORS[j % len(_COLORS)], label=label)
+        # The first objective's bar on top within each parameter's group.
+        ax.barh(y + ((n - 1) / 2 - j) * height, table[column], height=height, color=_COLORS[j % len(_COLORS)], label=label)
     ax.set_yticks(y, table.index)
-    ax.set_xlabel(f"importance ({imps.evaluator}, sums to 1 per objective)")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"importance ({imps.evaluator}; each colour sums to 1 over the fields)")
     ax.set_title(f"{study.name}: which searched fields mattered ({imps.trials} completed trials)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="importance for")
     ax.grid(axis="y", visible=False)
     return _save(fig, path)
 

@@ -116,7 +116,7 @@ def run_search_trial(
     if result.outcome in ("diverged", "oom"):
         _record_metrics(trial, metrics)
         return _fail(trial, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
-    if result.outcome == "stopped" and getattr(trial, "should_prune", None) and len(space.objectives) == 1:
+    if result.outcome == "stopped":  # only the pruning hook stops a run early
         _record_metrics(trial, metrics)
         trial.set_user_attr("outcome", "pruned")
         return TrialOutcome("pruned", reason="pruned", attrs=attrs)
