@@ -49,13 +49,17 @@ def handles_errors(fn):
             if _state["debug"]:
                 raise
             errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+            from .search.storage import redact
+
             for error in errors:
-                typer.echo(str(error), err=True)  # one unwrapped line each, for people and for grep
+                typer.echo(redact(str(error)), err=True)  # one unwrapped line each, for people and for grep
             raise typer.Exit(2) from None
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if _state["debug"]:
                 raise
-            typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            from .search.storage import redact
+
+            typer.echo(f"error: {type(exc).__name__}: {redact(str(exc))}", err=True)
             err_console.print("(run with --debug for the traceback)", style="dim")
             raise typer.Exit(1) from None
 

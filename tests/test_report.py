@@ -183,3 +183,10 @@ def test_report_modules_import_no_torch():
             "import archsearch.report.hypervolume, archsearch.report.document\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_marginal_effects_bin_a_continuous_field_into_quartiles():
+    df = pd.DataFrame({"train.lr": np.linspace(1, 8, 8), "val_loss": np.arange(8.0)})
+    effects = marginal_effects(df, ["train.lr"], ["val_loss"], max_values=6)
+    assert effects["n"].tolist() == [2, 2, 2, 2]
+    assert effects["value"].iloc[0].startswith("[") and effects["val_loss"].tolist() == [0.5, 2.5, 4.5, 6.5]

@@ -52,8 +52,9 @@ def make_study(folder: Path, name: str, trials=TRIALS, objectives=OBJECTIVES) ->
                                                   user_attrs={**attrs, "fail_reason": "diverged: loss is nan"})
             else:
                 buckets = [loss * f for f in (3.0, 1.5, 1.0, 0.6, 0.4)]
+                metrics = {"val_loss": loss, "train_throughput": speed, "params": attrs["params"]}
                 trial = optuna.trial.create_trial(
-                    params=params, distributions=dists, values=[loss, speed],
+                    params=params, distributions=dists, values=[metrics[o["metric"]] for o in objectives],
                     user_attrs={**attrs, "val_loss": loss, "train_throughput": speed, "flops": 5e6 * width,
                                 "val_loss_buckets": buckets})
         study.add_trial(trial)

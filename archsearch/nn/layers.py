@@ -82,7 +82,7 @@ class ResBlock(nn.Module):
         self.emb_proj = nn.Linear(emb_channels, out_channels * (2 if scale_shift else 1))
         self.norm2 = norm(out_channels)
         self.act = ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         if zero_init:
             zero_(self.conv2)

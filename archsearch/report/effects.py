@@ -5,6 +5,9 @@ metric over the trials that used it, with a bootstrap 95% confidence interval.
     #   field              value   n  val_loss  val_loss_lo  val_loss_hi  train_throughput ...
     #   arch.skip.combine  add     5  0.171     0.165        0.180        560.2
 
+A numeric field with more than `max_values` distinct values (a searched learning rate) is
+grouped into quartile bins, labelled `[low, high]`.
+
 A marginal effect averages over everything else the search varied, so it is a hint of what a
 choice does, not a controlled ablation (`archsearch ablate` is). The interval is the percentile
 bootstrap of the median: resample the group with replacement `resamples` times, take the
@@ -59,7 +62,8 @@ def varying_columns(df: pd.DataFrame, prefixes: Sequence[str] = ("arch.", "train
 
 
 def marginal_effects(
-    df: pd.DataFrame, fields: Sequence[str], metrics: Sequence[str], resamples: int = 2000, seed: int = 0
+    df: pd.DataFrame, fields: Sequence[str], metrics: Sequence[str], resamples: int = 2000, seed: int = 0,
+    max_values: int = 6,
 ) -> pd.DataFrame:
     """One row per (field, value): `n`, and `<metric>`, `<metric>_lo`, `<metric>_hi` per metric.
 
@@ -72,6 +76,8 @@ def marginal_effects(
         if field not in df.columns:
             continue
         labels = df[field].map(value_label)
+        if labels.nunique() > max_values and pd.api.types.is_numeric_dtype(df[field]):
+            labels = _quartile_labels(df[field])
         for label in _sorted_labels(labels.unique()):
             group = df[labels == label]
             row = {"field": field, "value": label, "n": len(group)}
@@ -84,10 +90,16 @@ def marginal_effects(
     return pd.DataFrame(rows, columns=columns)
 
 
+def _quartile_labels(values: pd.Series) -> pd.Series:
+    bins = pd.qcut(values, 4, duplicates="drop")
+    labels = bins.map(lambda b: f"[{value_label(b.left)}, {value_label(b.right)}]").astype(object)
+    return labels.where(values.notna(), MISSING)
+
+
 def _sorted_labels(labels) -> list[str]:
     def key(label: str):
         try:
-            return (0, float(label), "")
+            return (0, float(label.split(",")[0].lstrip("[")), label)
         except ValueError:
             return (1 if label != MISSING else 2, 0.0, label)
 

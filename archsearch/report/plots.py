@@ -101,7 +101,8 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
         ycol = objectives[0]
     others = study.feasible.drop(index=study.front.index)
     if len(others):
-        ax.scatter(x_of(others), others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"completed, dominated ({len(others)})")
+        label = "completed" if len(objectives) == 1 else "completed, dominated"
+        ax.scatter(x_of(others), others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"{label} ({len(others)})")
     infeasible = study.completed.drop(index=study.feasible.index)
     if len(infeasible):
         ax.scatter(x_of(infeasible), infeasible[ycol], s=36, marker="x", color="#ff7f0e",
@@ -123,7 +124,11 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     if len(objectives) == 1:
         best = study.feasible.sort_values("number")[ycol]
         best = best.cummin() if directions[0] == "minimize" else best.cummax()
-        ax.plot(study.feasible.sort_values("number")["number"], best, color="#d62728", lw=1.5, label=label)
+        ax.plot(study.feasible.sort_values("number")["number"], best, color="#d62728", lw=1.5, label=label,
+                drawstyle="steps-post")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.scatter(x_of(front), front[ycol], s=60, color="#d62728", edgecolor="black", lw=0.6, zorder=3,
                    label=f"{label} ({len(front)})" + ("" if len(objectives) == 2 else f" over all {len(objectives)} objectives"))
@@ -133,7 +138,7 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     if study.knee is not None:
         knee = study.knee
         ax.scatter([x_of(knee.to_frame().T).iloc[0]], [knee[ycol]], s=260, marker="*", color="gold", edgecolor="black",
-                   lw=0.8, zorder=4, label=f"knee: trial #{int(knee['number'])}")
+                   lw=0.8, zorder=4, label=f"{'knee' if len(objectives) > 1 else 'best'}: trial #{int(knee['number'])}")
     total = len(df)
     ax.set_title(f"{study.name}: {objectives[0]}" + (f" vs {objectives[1]}" if len(objectives) > 1 else "")
                  + f" ({total} trials)")
@@ -225,7 +230,8 @@ def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
     fields = list(dict.fromkeys(effects["field"]))
     objectives = report.objectives[:2]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(objectives), figsize=(5.2 * len(objectives), 0.9 + 0.3 * len(effects)), squeeze=False)
+    fig, axes = plt.subplots(1, len(objectives), figsize=(5.2 * len(objectives), max(2.6, 0.9 + 0.3 * len(effects))),
+                             squeeze=False)
     rows = effects.reset_index(drop=True)
     y = -np.arange(len(rows), dtype=float)
     colors = {f: _COLORS[i % len(_COLORS)] for i, f in enumerate(fields)}

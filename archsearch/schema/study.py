@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ._base import Model, tagged_union
 
@@ -31,6 +31,15 @@ METRICS: dict[str, Literal["minimize", "maximize"]] = {
     "train_loss": "minimize",
     "duration_s": "minimize",
 }
+
+
+def known_metric(value: str) -> str:
+    if value not in METRICS:
+        raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+    return value
+
+
+Metric = Annotated[str, AfterValidator(known_metric)]
 
 
 class TPE(Model):
@@ -123,15 +132,8 @@ class StudyConfig(Model):
 
 
 class Objective(Model):
-    metric: str = Field(description=f"One of {', '.join(METRICS)}.")
+    metric: Metric = Field(description=f"One of {', '.join(METRICS)}.")
     direction: Literal["minimize", "maximize"] | None = Field(None, description="Default: the metric's natural direction.")
-
-    @field_validator("metric")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
-        return value
 
     @model_validator(mode="after")
     def _direction(self) -> Objective:
@@ -148,9 +150,9 @@ _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
 class Constraint(Model):
     """`metric <= value` or `metric >= value`; written as that string in a space file."""
 
-    metric: str
-    op: Literal["<=", ">="]
-    value: float
+    metric: Metric = Field(description=f"One of {', '.join(METRICS)}.")
+    op: Literal["<=", ">="] = Field(description="<= (an upper bound) or >= (a lower bound).")
+    value: float = Field(description="The bound.")
 
     @model_validator(mode="before")
     @classmethod
@@ -162,13 +164,6 @@ class Constraint(Model):
             metric, op, value = match.groups()
             return {"metric": metric, "op": {"<": "<=", ">": ">="}.get(op, op), "value": value}
         return data
-
-    @field_validator("metric")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
-        return value
 
     def violation(self, measured: float) -> float:
         """Optuna's convention: <= 0 when satisfied, the amount of violation otherwise."""

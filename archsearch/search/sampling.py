@@ -42,20 +42,20 @@ def instantiate(spec: dict[str, Any], suggest: Suggest, prefix: str = "", root_m
 
 def _instantiate_architecture(spec: dict[str, Any], suggest: Suggest) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    keys = [k for k in _ARCH_ORDER if k in spec] + [k for k in spec if k not in _ARCH_ORDER and k != "attention"]
-    for key in keys:
-        value = spec[key]
-        if key == "depth":
-            depth = suggest("depth", as_distribution(value)) if is_distribution(value) else value
-            continue_levels = spec.get("levels")
-            if isinstance(continue_levels, list):
-                spec = {**spec, "levels": continue_levels[:depth]}
+    if "depth" in spec:
+        depth = spec["depth"]
+        depth = suggest("depth", as_distribution(depth)) if is_distribution(depth) else depth
+        if isinstance(spec.get("levels"), list):
+            spec = {**spec, "levels": spec["levels"][:depth]}  # levels beyond the depth do not exist
+    ordered = [k for k in _ARCH_ORDER if k in spec] + [k for k in spec if k not in _ARCH_ORDER]
+    for key in ordered:
+        if key in ("depth", "attention"):
             continue
-        if key == "skip" and isinstance(value, dict):
-            out[key] = _resolve_skip(value, suggest)
-            continue
-        out[key] = _resolve(value, suggest, "", UNetConfig, key)
-    if "attention" in spec:
+        if key == "skip" and isinstance(spec[key], dict):
+            out[key] = _resolve_skip(spec[key], suggest)
+        else:
+            out[key] = _resolve(spec[key], suggest, "", UNetConfig, key)
+    if "attention" in spec:  # last: whether it applies depends on the levels and the middle
         out["attention"] = _resolve_attention(spec["attention"], suggest, _uses_attention(out))
     return out
 
