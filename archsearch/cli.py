@@ -178,6 +178,37 @@ def run(
 
 @app.command()
 @handles_errors
+def ablate(
+    ablation_file: Annotated[Path, typer.Argument(metavar="FILE", help="The ablation file (base, variants, seeds).")],
+    results_dir: Annotated[Path, typer.Option(help="Where study folders are written.")] = Path("results"),
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL; default: the study folder's journal.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
+    report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing; rebuild the report from the storage.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Run (or resume) an ablation: the base and every variant over several seeds, then each
+    variant against the base (Δ loss and Δ throughput with 95% intervals paired by seed)."""
+    from .ablation.report import comparison_table
+    from .ablation.runner import ablate as run_and_report
+    from .schema.ablation import load_ablation
+    from .search.worker import Interrupted
+
+    spec = load_ablation(ablation_file, parse_sets(set_))  # exits 2 before anything is written
+    try:
+        report = run_and_report(spec, results_dir, storage=storage, device=device, console=console, train=not report_only)
+    except Interrupted as exc:
+        err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
+                          f"run the same command again to resume")
+        raise typer.Exit(exc.code) from None
+    console.print(comparison_table(report.comparisons, title=spec.study.name))
+    if report.pending:
+        console.print(f"[yellow]{len(report.pending)} of {spec.num_trials} trials not finished yet "
+                      f"(running in another process, or left by study.timeout); rerun to complete them[/yellow]")
+    console.print(f"wrote {', '.join(str(p) for p in report.files)} (storage: {report.storage})")
+
+
+@app.command()
+@handles_errors
 def results(
     study_dir: Annotated[Optional[Path], typer.Argument(metavar="STUDY_DIR", help="A study folder (results/<name>).")] = None,
     storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of a folder.")] = None,
@@ -219,9 +250,9 @@ def _isnan(value) -> bool:
 @app.command()
 @handles_errors
 def report(
-    study_dirs: Annotated[Optional[list[Path]], typer.Argument(metavar="STUDY_DIR...", help="Study folders (results/<name>); several are compared.")] = None,
+    study_dirs: Annotated[Optional[list[Path]], typer.Argument(metavar="STUDY_DIR", help="Study folders (results/<name>); several are compared.")] = None,
     storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of folders.")] = None,
-    study: Annotated[Optional[str], typer.Option(help="The study name in the storage.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="The study name in the storage (needed when it holds several).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: the first study folder, or results/<study>).")] = None,
 ) -> None:
     """Write report.md, report.html, pareto.csv and plots/: the Pareto front and knee, hypervolume

@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
+from archsearch.report.build import make_report
 
 optuna = pytest.importorskip("optuna")
 
@@ -72,6 +73,10 @@ def make_study(folder: Path, name: str, trials=TRIALS, objectives=OBJECTIVES) ->
 
 def test_report_writes_every_file_with_the_hand_computed_front(tmp_path):
     folder = make_study(tmp_path / "tiny", "tiny")
+    from PIL import Image
+
+    (folder / "trials" / "1").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(folder / "trials" / "1" / "samples.png")  # a front member's sample grid
     result = CliRunner().invoke(app, ["report", str(folder)])
     assert result.exit_code == 0, result.output
     assert "knee: trial #1" in result.output
@@ -94,15 +99,16 @@ def test_report_writes_every_file_with_the_hand_computed_front(tmp_path):
     # Marginal effects: concat was used by #2, #3, #4, #7 (losses .25 .10 .22 .12, median .17).
     assert "| skip.combine | concat | 4 | 0.17 [" in md
     html = (folder / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "<table>" in html and "plots/" not in html
+    assert html.count("data:image/png;base64,") == 6 and "<table>" in html and "plots/" not in html
+    assert "![samples of trial 1](trials/1/samples.png)" in md
 
 
 def test_report_compares_studies_on_one_reference_point(tmp_path):
     a = make_study(tmp_path / "a", "a")
     b = make_study(tmp_path / "b", "b", trials=[(8, "add", 0.05, 1000.0), (16, "add", 0.5, 10.0)])
     out = tmp_path / "cmp"
-    result = CliRunner().invoke(app, ["report", str(a), str(b), "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    report, files = make_report([a, b], out=out, importances=False)  # the CLI path is tested above
+    assert [s.name for s in report.studies] == ["a", "b"] and files.out_dir == out
     assert (out / "plots" / "fronts.png").exists() and (out / "plots" / "a-pareto.png").exists()
     front = pd.read_csv(out / "pareto.csv")
     assert front.columns[0] == "study"
@@ -128,3 +134,14 @@ def test_report_rejects_bad_input_with_exit_2(tmp_path):
     b = make_study(tmp_path / "b", "b", trials=[(8, "add", 0.1, 5.0)], objectives=other)
     result = runner.invoke(app, ["report", str(a), str(b)])
     assert result.exit_code == 2 and "only studies with the same objectives compare" in result.output
+
+
+def test_report_from_a_storage_url(tmp_path):
+    folder = make_study(tmp_path / "tiny", "tiny", trials=TRIALS[:3])
+    out = tmp_path / "elsewhere"
+    result = CliRunner().invoke(app, ["report", "--storage", f"journal://{folder / 'optuna.journal'}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_csv(out / "pareto.csv")["number"]) == [0, 1]
+    md = (out / "report.md").read_text()
+    assert "not enough completed trials (3" in md
+    assert "No `space.yaml` beside the study" in md  # the protocol is not guessed

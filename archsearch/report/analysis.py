@@ -29,7 +29,7 @@ from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
 from .pareto import knee_point, pareto_front
 
-__all__ = ["StudyInput", "StudyAnalysis", "Report", "load_study_input", "analyze", "bucket_ranges"]
+__all__ = ["StudyInput", "StudyAnalysis", "Report", "load_study_input", "read_space", "analyze", "bucket_ranges"]
 
 
 @dataclass
@@ -60,10 +60,14 @@ def load_study_input(study_dir: str | Path | None = None, storage: str | None = 
     trials = opened.get_trials(deepcopy=False)
     df = trials_dataframe(trials, objectives)
     folder = Path(folder or study_dir) if (folder or study_dir) else None
-    space = None
-    if folder is not None and (folder / "space.yaml").exists():
-        space = yaml.safe_load((folder / "space.yaml").read_text()) or None
-    return StudyInput(opened.study_name, df, objectives, directions, folder, space, _searched(trials, df), opened)
+    return StudyInput(opened.study_name, df, objectives, directions, folder, read_space(folder), _searched(trials, df), opened)
+
+
+def read_space(folder: Path | None) -> dict[str, Any] | None:
+    """The resolved space file `archsearch run` keeps in a study folder, if there is one."""
+    if folder is None or not (folder / "space.yaml").exists():
+        return None
+    return yaml.safe_load((folder / "space.yaml").read_text()) or None
 
 
 def _searched(trials: list, df: pd.DataFrame) -> dict[str, pd.Series]:

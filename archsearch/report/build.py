@@ -25,7 +25,7 @@ from rich.table import Table
 
 from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write, atomic_write_text
-from .analysis import Report, StudyInput, analyze, load_study_input
+from .analysis import Report, StudyInput, analyze, load_study_input, read_space
 from .console import format_metric
 from .document import to_html, to_markdown
 from .plots import draw_all
@@ -50,9 +50,11 @@ def load_inputs(study_dirs: list[Path] | None = None, storage: str | None = None
     if storage is not None:
         if study_dirs:
             raise ConfigErrors([ConfigError("--storage", "give study folders or --storage URL --study NAME, not both")])
-        if study is None:
-            raise ConfigErrors([ConfigError("--study", "name the study to report on in the storage")])
-        return [load_study_input(storage=storage, study=study, folder=out or Path("results") / study)]
+        item = load_study_input(storage=storage, study=study, folder=out)  # open_study picks a storage's only study
+        if out is None:
+            item.folder = Path("results") / item.name
+            item.space = read_space(item.folder)
+        return [item]
     if not study_dirs:
         raise ConfigErrors([ConfigError("STUDY_DIR", "give at least one study folder (results/<name>), or --storage URL --study NAME")])
     errors = [ConfigError(str(d), "no such folder") for d in study_dirs if not Path(d).is_dir()]

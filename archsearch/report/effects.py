@@ -91,9 +91,10 @@ def marginal_effects(
 
 
 def _quartile_labels(values: pd.Series) -> pd.Series:
-    bins = pd.qcut(values, 4, duplicates="drop")
-    labels = bins.map(lambda b: f"[{value_label(b.left)}, {value_label(b.right)}]").astype(object)
-    return labels.where(values.notna(), MISSING)
+    codes = pd.qcut(values, 4, labels=False, duplicates="drop")
+    spans = values.groupby(codes).agg(["min", "max"])
+    names = {code: f"[{value_label(row['min'])}, {value_label(row['max'])}]" for code, row in spans.iterrows()}
+    return codes.map(names).where(values.notna(), MISSING).astype(object)
 
 
 def _sorted_labels(labels) -> list[str]:

@@ -91,28 +91,23 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    if len(objectives) == 1:
-        x_of = lambda frame: frame["number"]  # noqa: E731
-        xlabel, ylabel = "trial number", axis_label(objectives[0], directions[0])
-        ycol = objectives[0]
-    else:
-        x_of = lambda frame: frame[objectives[1]]  # noqa: E731
-        xlabel, ylabel = axis_label(objectives[1], directions[1]), axis_label(objectives[0], directions[0])
-        ycol = objectives[0]
+    ycol = objectives[0]
+    xcol = "number" if len(objectives) == 1 else objectives[1]
+    xlabel = "trial number" if len(objectives) == 1 else axis_label(xcol, directions[1])
+    ylabel = axis_label(ycol, directions[0])
     others = study.feasible.drop(index=study.front.index)
     if len(others):
         label = "completed" if len(objectives) == 1 else "completed, dominated"
-        ax.scatter(x_of(others), others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"{label} ({len(others)})")
+        ax.scatter(others[xcol], others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"{label} ({len(others)})")
     infeasible = study.completed.drop(index=study.feasible.index)
     if len(infeasible):
-        ax.scatter(x_of(infeasible), infeasible[ycol], s=36, marker="x", color="#ff7f0e",
+        ax.scatter(infeasible[xcol], infeasible[ycol], s=36, marker="x", color="#ff7f0e",
                    label=f"infeasible: violates a constraint ({len(infeasible)})")
     failed = df[df["state"].isin(["FAIL", "PRUNED"])]
-    plotted = failed[[c for c in ([ycol] if len(objectives) == 1 else objectives[:2])]].notna().all(axis=1) \
-        if len(failed) else pd.Series(dtype=bool)
+    plotted = failed[list(dict.fromkeys([xcol, ycol]))].notna().all(axis=1) if len(failed) else pd.Series(dtype=bool)
     if len(failed) and plotted.any():
         shown = failed[plotted]
-        ax.scatter(x_of(shown), shown[ycol], s=36, marker="v", color="#555555", label=f"failed or pruned ({len(shown)})")
+        ax.scatter(shown[xcol], shown[ycol], s=36, marker="v", color="#555555", label=f"failed or pruned ({len(shown)})")
     unplotted = len(failed) - int(plotted.sum()) if len(failed) else 0
     if unplotted:
         ax.plot([], [], " ", label=f"failed, no values: {unplotted} (not shown)")
@@ -130,15 +125,17 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
-        ax.scatter(x_of(front), front[ycol], s=60, color="#d62728", edgecolor="black", lw=0.6, zorder=3,
+        ax.scatter(front[xcol], front[ycol], s=60, color="#d62728", edgecolor="black", lw=0.6, zorder=3,
                    label=f"{label} ({len(front)})" + ("" if len(objectives) == 2 else f" over all {len(objectives)} objectives"))
         for _, row in front.iterrows():
-            ax.annotate(f"#{int(row['number'])}", (x_of(row.to_frame().T).iloc[0], row[ycol]), textcoords="offset points",
+            ax.annotate(f"#{int(row['number'])}", (row[xcol], row[ycol]), textcoords="offset points",
                         xytext=(5, 4), fontsize=8, color="#8b0000")
     if study.knee is not None:
         knee = study.knee
-        ax.scatter([x_of(knee.to_frame().T).iloc[0]], [knee[ycol]], s=260, marker="*", color="gold", edgecolor="black",
+        ax.scatter([knee[xcol]], [knee[ycol]], s=260, marker="*", color="gold", edgecolor="black",
                    lw=0.8, zorder=4, label=f"{'knee' if len(objectives) > 1 else 'best'}: trial #{int(knee['number'])}")
+    if len(objectives) > 1 and _log_x(ax, study.completed[objectives[1]]):
+        xlabel += " (log scale)"
     total = len(df)
     ax.set_title(f"{study.name}: {objectives[0]}" + (f" vs {objectives[1]}" if len(objectives) > 1 else "")
                  + f" ({total} trials)")
@@ -180,7 +177,7 @@ def plot_importance(study: StudyAnalysis, report: Report, path: Path) -> Path | 
     table = imps.table.iloc[::-1]  # most important at the top
     plt = _pyplot()
     n = len(table.columns)
-    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.28 * len(table) * n))
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.19 * len(table) * n))
     height = 0.8 / n
     y = np.arange(len(table))
     for j, column in enumerate(table.columns):
@@ -201,6 +198,8 @@ def plot_buckets(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
     buckets = study.buckets
     if buckets.empty or len(buckets.columns) < 2:
         return None
+    from matplotlib.ticker import FuncFormatter
+
     cols = [c for c in buckets.columns if c != "number"]
     labels = [f"t∈[{lo},{hi})" for lo, hi in study.bucket_ranges] if len(study.bucket_ranges) == len(cols) else cols
     plt = _pyplot()
@@ -215,6 +214,9 @@ def plot_buckets(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
                 label=f"trial #{number}" + (" (knee)" if is_knee else ""), zorder=3 if is_knee else 2)
     ax.set_xticks(x, labels, rotation=20 if len(cols) > 5 else 0)
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 0.2 rather than 2×10⁻¹
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("timestep bucket (low noise → high noise)")
     ax.set_ylabel("validation loss (ε-MSE, log scale)")
     ax.set_title(f"{study.name}: loss per noise level of the Pareto front's members")
@@ -262,11 +264,35 @@ def plot_fronts(report: Report, path: Path) -> Path | None:
         front = study.front.sort_values(x)
         ax.plot(front[x], front[y], marker="o", color=color, lw=1.6,
                 label=f"{study.name}: {len(front)} on the front, hypervolume {study.hypervolume:.3f}")
-    ax.set_xlabel(axis_label(x, report.directions[1]))
+    log = _log_x(ax, pd.concat([s.completed[x] for s in report.studies]))
+    ax.set_xlabel(axis_label(x, report.directions[1]) + (" (log scale)" if log else ""))
     ax.set_ylabel(axis_label(y, report.directions[0]))
     ax.set_title("Pareto fronts compared (faint points: all completed trials)")
     ax.legend(loc="best")
     return _save(fig, path)
+
+
+def _log_x(ax, values: pd.Series) -> bool:
+    """A log x axis when the values are positive and span more than 30×: throughputs often do."""
+    xs = values.to_numpy(dtype=float)
+    xs = xs[np.isfinite(xs)]
+    if not len(xs) or xs.min() <= 0 or xs.max() / xs.min() <= 30:
+        return False
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    return True
+
+
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis 1, 2, 5, 10, 20, 50, ... rather than 10⁰, 10¹."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v, _):
+        lead = round(v / 10 ** np.floor(np.log10(v))) if v > 0 else 0
+        return f"{v:g}" if lead in (2, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _fmt(value: float) -> str:

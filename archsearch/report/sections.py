@@ -116,7 +116,9 @@ def front_display(study: StudyAnalysis, objectives: list[str]) -> pd.DataFrame:
     which its members differ (every differing config field when the searched ones are unknown)."""
     front = study.front
     knee = int(study.knee["number"]) if study.knee is not None else None
-    extra = [c for c in ("params", "flops", "peak_mem_mb") if c not in objectives and c in front.columns]
+    spread = ["train_throughput_iqr"] if "train_throughput" in objectives else []  # is a speed gap real?
+    extra = [c for c in (*spread, "params", "flops", "peak_mem_mb") if c not in objectives and c in front.columns
+             and front[c].notna().any()]
     numbers = front["number"].astype(int)
     if study.input.searched:
         values = {c: numbers.map(s).set_axis(front.index) for c, s in study.input.searched.items()}

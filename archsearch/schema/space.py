@@ -93,8 +93,16 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     errors: list[ConfigError] = []
     arch = _complete_architecture(space, errors)
     errors += _check_tree(UNetConfig, arch, "architecture", space_only={"depth"})
-    errors += _check_tree(TrainConfig, space.train, "train")
     errors += _check_depth(arch)
+    if not errors and not any(True for _ in walk_distributions(arch)):
+        # A fixed architecture is planned now, so its cross-field problems come with the rest.
+        from .loading import unet_config_from_dict
+
+        try:
+            unet_config_from_dict(_without_depth(arch), prefix="architecture")
+        except ConfigErrors as exc:
+            errors += exc.errors
+    errors += _check_tree(TrainConfig, space.train, "train")
     for key in ("schedule", "num_timesteps"):
         if is_distribution(space.train.get(key)):
             errors.append(ConfigError(f"train.{key}", "cannot be searched: validation losses under different noise "
@@ -115,7 +123,8 @@ def _complete_architecture(space: SearchSpace, errors: list[ConfigError]) -> dic
         arch = resolve_base(space.architecture, "architecture")
     except ConfigErrors as exc:
         errors += exc.errors
-        return dict(space.architecture)
+        # Without `base`, so that the unknown preset is reported once, not also as an unknown field.
+        return {k: v for k, v in space.architecture.items() if k != "base"}
     written = {k for k in ("image_size", "in_channels") if k in space.architecture}
     for key, data_value in (("image_size", space.data.image_size), ("in_channels", space.data.channels)):
         value = arch.get(key)

@@ -235,9 +235,15 @@ class _PhaseWriter:
 def _tell(study, trial, outcome) -> None:
     import optuna
 
-    if outcome.state == "complete":
-        study.tell(trial, outcome.values)
-    elif outcome.state == "pruned":
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    else:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    try:
+        if outcome.state == "complete":
+            study.tell(trial, outcome.values)
+        elif outcome.state == "pruned":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except RuntimeError as exc:
+        # GridSampler.after_trial calls study.stop() once every grid point is visited, which
+        # ask-and-tell forbids. Optuna has stored the trial by then (in a `finally`).
+        if "Study.stop" not in str(exc):
+            raise

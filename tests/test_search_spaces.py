@@ -1,0 +1,67 @@
+"""Every shipped file under search_spaces/ validates, and every network a shipped space samples
+plans: a user copying one never starts from a broken example. Validation reads no data, so the
+CIFAR-10 spaces validate on a machine without CIFAR-10."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from archsearch.cli import app
+from archsearch.schema.files import load_any
+from archsearch.search.sampling import sample_configs
+
+ROOT = Path(__file__).parent.parent / "search_spaces"
+FILES = sorted(ROOT.rglob("*.yaml"))
+NAMES = [str(p.relative_to(ROOT)) for p in FILES]
+
+
+def _is_space(path: Path) -> bool:
+    """load_any's rule, read without validating: `architecture` or `study`, and no `variants`."""
+    keys = set(yaml.safe_load(path.read_text()) or {})
+    return "variants" not in keys and bool({"architecture", "study"} & keys)
+
+
+SPACES = [p for p in FILES if _is_space(p)]
+
+
+def test_the_shipped_files_are_there():
+    assert {"quickstart.yaml", "train_digits.yaml", "seed.yaml", "ddpm_cifar10.yaml"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=NAMES)
+def test_every_shipped_file_validates(path):
+    kind, obj = load_any(path)
+    assert kind in ("space file", "ablation file")
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
+def test_every_sample_of_a_shipped_space_plans(path):
+    _, space = load_any(path)
+    if space.is_fixed():
+        assert space.fixed_architecture() and space.fixed_train()
+        return
+    configs = [c for seed in range(10) for c in sample_configs(space, 4, seed=seed)]  # raises on any broken rule
+    assert len({c.model_dump_json() for c in configs}) > 1  # the space really varies
+
+
+def test_the_train_file_describes_one_cpu_trial():
+    _, space = load_any(ROOT / "train_digits.yaml")
+    assert space.is_fixed() and space.study.device == "cpu" and space.data.source == "digits"
+
+
+@pytest.mark.parametrize("name, base_params", [("seed.yaml", "levels"), ("ddpm_cifar10.yaml", "compact")])
+def test_the_gpu_spaces_search_around_their_preset_on_cifar10(name, base_params):
+    _, space = load_any(ROOT / name)
+    assert space.study.device == "cuda" and space.data.source == "cifar10" and not space.data.download
+    assert (space.architecture["image_size"], space.architecture["in_channels"]) == (32, 3)
+    assert base_params in space.architecture and not space.is_fixed()
+
+
+@pytest.mark.parametrize("name", ["seed.yaml", "ddpm_cifar10.yaml"])
+def test_build_shows_three_samples(name):
+    result = CliRunner().invoke(app, ["build", str(ROOT / name), "--sample", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert [f"sample {i}" in result.output for i in range(3)] == [True] * 3
+    assert result.output.count("parameters: ") == 3
