@@ -154,16 +154,20 @@ def run(
     set_: SetOption = None,
 ) -> None:
     """Run (or resume) a search: every trial builds, trains and measures one U-Net."""
+    from .report.live import StudyDisplay, front_table
     from .schema.space import load_space
-    from .search.display import front_table
     from .search.study import run_study
     from .search.worker import Interrupted
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
     gpu_list = _parse_gpus(gpus)
+    objectives = [o.metric for o in space.objectives]
+    display = StudyDisplay(console, space.study.name, trials or space.study.trials, objectives,
+                           [o.direction for o in space.objectives], enabled=console.is_terminal)
     try:
-        summary = run_study(space, results_dir, storage=storage, trials=trials, device=device, console=console,
-                            workers=workers, gpus=gpu_list)
+        with display:
+            summary = run_study(space, results_dir, storage=storage, trials=trials, device=device, view=display,
+                                workers=workers, gpus=gpu_list)
     except Interrupted as exc:
         err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
                           f"run the same command again to resume")

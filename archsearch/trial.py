@@ -102,7 +102,7 @@ def run_trial(
         cost = measure(model, shape, measure_cfg.batch_size or train_cfg.batch_size, measure_cfg, device,
                        _precision(train_cfg, device), config.num_classes)
     except MeasurementOOM as exc:
-        del model
+        model = None  # drop the weights before freeing the allocator's cache
         _free(device)
         metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
         return TrialResult("oom", f"oom: out of memory while measuring ({exc})", metrics)

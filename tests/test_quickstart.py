@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from archsearch.schema.space import load_space
 from archsearch.search.study import run_study
@@ -14,7 +13,7 @@ QUICKSTART = Path(__file__).parent.parent / "search_spaces" / "quickstart.yaml"
 
 
 def test_quickstart_runs_and_has_a_pareto_front(tmp_path):
-    summary = run_study(load_space(QUICKSTART), tmp_path, console=Console(file=open("/dev/null", "w")), live=False)
+    summary = run_study(load_space(QUICKSTART), tmp_path)
     assert summary.trials == 12
     assert summary.completed == 12, "every quickstart trial should train"
     assert len(summary.front) >= 3

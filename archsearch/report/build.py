@@ -105,7 +105,7 @@ def _pareto_rows(report: Report) -> pd.DataFrame:
 
 def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
     """Trials by state, each study's front, knee, hypervolume and top fields; where the files are."""
-    from ..search.display import front_table
+    from .live import front_table
 
     for study in report.studies:
         counts = study.counts

@@ -20,16 +20,14 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
-from rich.console import Console
 
 from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write_json, atomic_write_text
 from ..results import trials_dataframe, write_tables
 from ..schema.space import SearchSpace
-from .display import StudyDisplay
 from .worker import Interrupted, count_trials, handle_signals, worker_loop
 from .storage import describe_storage, open_storage
 
@@ -41,16 +39,34 @@ class StudySummary:
     name: str
     study_dir: Path
     storage: str
-    trials: int  # finished trials in the study
+    trials: int  # finished trials that count towards the study's total
     completed: int
-    front: Any  # pandas DataFrame of the Pareto front
+    table: Any  # the results table (pandas DataFrame), as written to trials.csv
+    front: Any  # its rows on the Pareto front of the feasible completed trials (Optuna's best_trials)
     objectives: list[str]
 
 
-def make_sampler(space: SearchSpace):
+class StudyView(Protocol):
+    """What a study reports while it runs; archsearch.report.live renders it, tests ignore it."""
+
+    def start_trial(self, number: int) -> None: ...
+    def progress(self, phase: str, step: int, total: int) -> None: ...
+    def finish_trial(self, number: int, state: str, reason: str, table, done: int) -> None: ...
+    def watch(self, table, done: int, running: list[tuple[int, str]]) -> None: ...
+
+
+class NullView:
+    def start_trial(self, number: int) -> None: ...
+    def progress(self, phase: str, step: int, total: int) -> None: ...
+    def finish_trial(self, number: int, state: str, reason: str, table, done: int) -> None: ...
+    def watch(self, table, done: int, running: list[tuple[int, str]]) -> None: ...
+
+
+def make_sampler(space: SearchSpace, seed_offset: int = 0):
+    """The space's sampler, seeded with `study.seed + seed_offset` (see `create_study`)."""
     import optuna
 
-    cfg, seed = space.study.sampler, space.study.seed
+    cfg, seed = space.study.sampler, space.study.seed + seed_offset
     if cfg.kind == "tpe":
         multivariate = True if cfg.multivariate is None else cfg.multivariate
         return optuna.samplers.TPESampler(
@@ -85,8 +101,13 @@ def make_pruner(space: SearchSpace):
     return optuna.pruners.NopPruner()
 
 
-def create_study(space: SearchSpace, storage):
-    """Create the study, or load it when it exists (objectives must agree)."""
+def create_study(space: SearchSpace, storage, worker_index: int = 0):
+    """Create the study, or load it when it exists (objectives must agree).
+
+    A fresh study's sampler is seeded with `study.seed`. A resumed study, or the i-th worker,
+    offsets the seed by the trials already there and by its index: the same seed would replay
+    the first proposals, which the study has already tried.
+    """
     import optuna
 
     directions = [o.direction for o in space.objectives]
@@ -102,6 +123,9 @@ def create_study(space: SearchSpace, storage):
     if study.user_attrs.get("objectives") not in (None, objectives):
         raise ConfigErrors([ConfigError("objectives", f"the existing study {space.study.name!r} optimizes "
                                                       f"{[o['metric'] for o in study.user_attrs['objectives']]}; use another study name")])
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * worker_index
+    if offset:
+        study.sampler = make_sampler(space, seed_offset=offset)
     if "objectives" not in study.user_attrs:
         study.set_user_attr("objectives", objectives)
         with warnings.catch_warnings():
@@ -116,8 +140,7 @@ def run_study(
     storage: str | None = None,
     trials: int | None = None,
     device: str | None = None,
-    console: Console | None = None,
-    live: bool = True,
+    view: StudyView | None = None,
     workers: int = 1,
     gpus: list[int] | None = None,
 ) -> StudySummary:
@@ -127,35 +150,47 @@ def run_study(
     on CUDA worker i gets GPU `gpus[i]` (default: GPU i), on the CPU the cores are split.
     Raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
     """
-    import optuna
-
     _quiet_optuna()
-    console = console or Console()
+    view = view or NullView()
     study_dir = Path(results_dir) / space.study.name
     target = trials or space.study.trials
     _write_space(space, study_dir)
     study = create_study(space, open_storage(storage, study_dir))
     objectives = [o.metric for o in space.objectives]
-    directions = [o.direction for o in space.objectives]
     deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
     device = device or space.study.device
 
-    with StudyDisplay(console, space.study.name, target, objectives, directions, enabled=live and console.is_terminal) as view:
+    df = _refresh_tables(study, objectives, study_dir)
+    view.watch(df, count_trials(study)[0], [])
+    try:
+        if workers <= 1:
+            _run_here(study, space, target, device, study_dir, objectives, view, deadline)
+        else:
+            _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
+    finally:
         df = _refresh_tables(study, objectives, study_dir)
-        view.front, view.done = view.compute_front(df), count_trials(study)[0]
-        try:
-            if workers <= 1:
-                _run_here(study, space, target, device, study_dir, objectives, view, deadline)
-            else:
-                _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
-        finally:
-            df = _refresh_tables(study, objectives, study_dir)
-            for number in range(len(df)):
-                _write_trial_files(study_dir, study, number)
-    front = view.compute_front(df)
+        for number in range(len(df)):
+            _write_trial_files(study_dir, study, number)
     completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
-    del optuna
-    return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), count_trials(study)[0], completed, front, objectives)
+    return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), count_trials(study)[0],
+                        completed, df, _front_rows(study, df), objectives)
+
+
+def _front_rows(study, df):
+    """Rows of the Pareto-optimal feasible trials; a reused duplicate is its original's point."""
+    best = {t.number for t in study.best_trials} if len(study.directions) > 1 else (
+        {study.best_trial.number} if _has_complete(study) else set())
+    rows = df[df["number"].isin(best)] if not df.empty else df
+    if "reused_from" in rows.columns:
+        rows = rows[rows["reused_from"].isna()]
+    first = (study.user_attrs.get("objectives") or [{"metric": "number"}])[0]["metric"]
+    if not len(rows) or first not in rows.columns:
+        return rows
+    return rows.sort_values(first, ascending=study.directions[0].name == "MINIMIZE")
+
+
+def _has_complete(study) -> bool:
+    return any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
 
 
 def _run_here(study, space, target, device, study_dir, objectives, view, deadline) -> None:
@@ -228,7 +263,7 @@ def _worker_process(space_data, results_dir, storage, target, device, threads, i
     _quiet_optuna()
     space = space_from_dict(space_data)
     study_dir = Path(results_dir) / space.study.name
-    study = create_study(space, open_storage(storage, study_dir))
+    study = create_study(space, open_storage(storage, study_dir), worker_index=index)
     objectives = [o.metric for o in space.objectives]
     runner = _Runner(space, device)
     deadline = None if seconds_left is None else time.monotonic() + seconds_left

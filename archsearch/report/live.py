@@ -1,4 +1,7 @@
-"""The live view of a running study: progress, the current trial's phase, the Pareto front."""
+"""The live view of a running study: progress, the current trial's phase, the Pareto front.
+
+Implements `archsearch.search.study.StudyView`; `archsearch run` passes it to `run_study`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..report.console import format_metric
-from ..report.pareto import pareto_front
+from .console import format_metric
+from .pareto import pareto_front
 
 __all__ = ["StudyDisplay", "front_table"]
 
@@ -100,7 +103,7 @@ class StudyDisplay:
         return pareto_front(ok, self.objectives, self.directions)
 
     def watch(self, df: pd.DataFrame, done: int, running: list[tuple[int, str]]) -> None:
-        """Update from the storage (the parent of several workers sees no callbacks)."""
+        """Update from the storage (at the start, and in the parent of several workers)."""
         self.done, self.running = done, running
         self.front = self.compute_front(df)
         self._refresh()
