@@ -26,7 +26,7 @@ __all__ = ["trials_dataframe", "load_results", "write_tables", "open_study"]
 _LEAD = ["number", "state"]
 _METRIC_ORDER = ["params", "flops", "train_throughput", "train_throughput_iqr", "infer_throughput", "latency_ms",
                  "peak_mem_mb", "val_loss", "train_loss"]
-_TAIL = ["duration_s", "config_hash", "settings_hash", "fail_reason", "reused_from", "outcome", "device", "precision",
+_TAIL = ["variant", "duration_s", "config_hash", "settings_hash", "fail_reason", "reused_from", "outcome", "device", "precision",
          "threads", "torch", "steps", "train_seconds", "datetime_start", "datetime_complete"]
 
 

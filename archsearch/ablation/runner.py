@@ -1,0 +1,349 @@
+"""Running an ablation: every network × seed as one trial of an Optuna study, resumable.
+
+    spec = load_ablation("search_spaces/ablations/seed_design_choices.yaml")
+    run = run_ablation(spec, "results")         # trains what is missing
+    runs = run.runs                             # one row per network × seed: variant, seed, metrics
+
+The study folder has the layout of `archsearch run`'s (`optuna.journal` or `--storage`,
+`trials.csv`/`.parquet` with an extra `variant` column, `trials/<number>/`), plus the resolved
+`ablation.yaml`. Each trial is a fixed space (`AblationSpec.trial_space`) run through the search
+layer's `run_search_trial`, so it is trained, measured and recorded exactly like a search trial.
+
+A network × seed is identified by its config hash and settings hash (the training seed is part
+of the settings), not by its name: a rerun trains only the pairs without a finished trial, an
+edited variant is retrained, a renamed one is not. The next pair is enqueued just before it is
+popped (`enqueue_trial` then `ask`), so several `archsearch ablate` processes on the same folder
+share the work; two that start at the same instant may train one pair twice (both are kept; the
+report uses the first). Dead workers and signals are handled as in `archsearch run`
+(archsearch.search.worker): a running trial writes heartbeats; SIGINT/SIGTERM fail it as
+`interrupted`; a trial whose worker died (no heartbeat for `grace_period`, or a gone process
+of this host) is failed as `worker died`. Either way its pair counts as not done, so the next
+run trains it again.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from ..io import atomic_write_json, atomic_write_text
+from ..results import trials_dataframe, write_tables
+from ..schema.ablation import AblationSpec
+
+__all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
+
+_PASSED_OVER = ("interrupted", "worker died", "skipped")  # failures that leave a pair to be trained again
+
+
+@dataclass
+class AblationRun:
+    study_dir: Path
+    storage: str
+    runs: pd.DataFrame  # one row per finished network × seed (see collect_runs)
+    pending: list[tuple[str, int]]  # pairs without a finished trial (running elsewhere, or left by the timeout)
+
+
+def pair_identities(spec: AblationSpec) -> dict[tuple[str, int], tuple[str, str]]:
+    """(variant, seed) -> (config hash, settings hash) for every trial the ablation needs, in the
+    order they run: seed by seed, each round the base then every variant. A base and a variant of
+    one seed thus run minutes apart, not the whole ablation apart, so a drift in the machine's
+    speed (other jobs, thermal limits) hardly enters their paired throughput difference; and
+    after the first round every variant already has a number."""
+    from ..search.objective import config_hash, settings_hash
+
+    configs = spec.variant_configs()
+    out = {}
+    for seed in range(spec.seeds):
+        for name, config in configs:
+            out[(name, seed)] = (config_hash(config), settings_hash(spec.train_config(seed), spec.trial_space(name, seed)))
+    return out
+
+
+def open_ablation_study(spec: AblationSpec, study_dir: Path, storage: str | None = None):
+    """Create or load the ablation's Optuna study (the objectives of a default space file)."""
+    import optuna
+
+    from ..search.storage import open_storage
+    from ..search.study import create_study
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = create_study(spec.trial_space("base", 0), open_storage(storage, study_dir))
+    if study.user_attrs.get("kind") != "ablation" and study.get_trials(deepcopy=False):
+        from ..errors import ConfigError, ConfigErrors
+
+        raise ConfigErrors([ConfigError("study.name", f"the study {study.study_name!r} in {study_dir} is a search, not an "
+                                                      "ablation; use another study name or --results-dir")])
+    study.set_user_attr("kind", "ablation")
+    return study
+
+
+def run_ablation(
+    spec: AblationSpec,
+    results_dir: str | Path = "results",
+    storage: str | None = None,
+    device: str | None = None,
+    console: Console | None = None,
+    live: bool = True,
+) -> AblationRun:
+    """Train every network × seed of `spec` that has no finished trial yet; return all runs."""
+    from ..search.storage import describe_storage
+    from ..search.worker import handle_signals, reap_stale_trials
+
+    console = console or Console()
+    study_dir = Path(results_dir) / spec.study.name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(study_dir / "ablation.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    study = open_ablation_study(spec, study_dir, storage)
+    identities = pair_identities(spec)
+    by_identity = {ident: pair for pair, ident in identities.items()}
+    spaces: dict[tuple[str, int], Any] = {}
+    context = _Context(spec, device or spec.study.device)
+    started = time.monotonic()
+    cfg = spec.trial_space("base", 0).study  # heartbeat interval and grace period of a space file
+    with _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal) as view, handle_signals():
+        try:
+            _refresh_tables(study, study_dir)
+            while True:
+                reap_stale_trials(study, cfg.grace_period, max_retries=0)  # their pairs become to-do again
+                trials = study.get_trials(deepcopy=False)
+                todo = _todo(trials, identities)
+                waiting = [t for t in trials if t.state.name == "WAITING"]
+                view.done = len(identities) - len(todo) - _count(trials, identities, ("RUNNING", "WAITING"))
+                if not todo and not waiting:
+                    break
+                if spec.study.timeout and time.monotonic() - started > spec.study.timeout:
+                    break
+                if todo:
+                    name, seed = todo[0]
+                    chash, shash = identities[todo[0]]
+                    study.enqueue_trial({}, user_attrs={"variant": name, "seed": seed, "config_hash": chash, "settings_hash": shash})
+                trial = study.ask()  # the oldest waiting trial: usually the one just enqueued
+                pair = by_identity.get((trial.user_attrs.get("config_hash"), trial.user_attrs.get("settings_hash")))
+                if pair is None:  # queued by an earlier version of the file
+                    _tell_fail(study, trial, "skipped: not part of the ablation file any more")
+                    continue
+                view.start(trial.number, *pair)
+                if pair not in spaces:
+                    spaces[pair] = spec.trial_space(*pair)
+                _run_one(study, trial, spaces[pair], context, view, cfg.heartbeat_interval)
+                _write_trial_files(study_dir, study, trial.number)
+                _refresh_tables(study, study_dir)
+                view.finish(study.get_trials(deepcopy=False)[trial.number])
+        finally:  # also after SIGINT/SIGTERM, so that the tables show the interrupted trial
+            _refresh_tables(study, study_dir)
+
+    trials = study.get_trials(deepcopy=False)
+    return AblationRun(study_dir, describe_storage(storage, study_dir), collect_runs(trials, identities), _unfinished(trials, identities))
+
+
+def collect_runs(trials: list, identities: dict[tuple[str, int], tuple[str, str]]) -> pd.DataFrame:
+    """One row per network × seed with a finished trial: the first completed one, else the last
+    failure. Columns: variant, seed, number, state, val_loss, train_throughput, params, flops,
+    fail_reason, reused_from."""
+    best: dict[tuple[str, int], Any] = {}
+    by_identity = {ident: pair for pair, ident in identities.items()}
+    for t in sorted(trials, key=lambda t: t.number):
+        pair = by_identity.get((t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")))
+        if pair is None or not _finished(t):
+            continue
+        held = best.get(pair)
+        if held is None or (held.state.name != "COMPLETE" and (t.state.name == "COMPLETE" or t.number > held.number)):
+            best[pair] = t
+    rows = []
+    for (name, seed), t in sorted(best.items(), key=lambda kv: list(identities).index(kv[0])):
+        attrs = t.user_attrs
+        rows.append({"variant": name, "seed": seed, "number": t.number, "state": t.state.name,
+                     **{k: attrs.get(k) for k in ("val_loss", "train_throughput", "params", "flops", "fail_reason", "reused_from")}})
+    columns = ["variant", "seed", "number", "state", "val_loss", "train_throughput", "params", "flops", "fail_reason", "reused_from"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass
+class AblationReport:
+    study_dir: Path
+    storage: str
+    comparisons: list  # archsearch.ablation.stats.Comparison, the base first
+    files: list[Path]  # ablation.md, ablation.csv, plots/forest.png
+    pending: list[tuple[str, int]]
+
+
+def ablate(
+    spec: AblationSpec,
+    results_dir: str | Path = "results",
+    storage: str | None = None,
+    device: str | None = None,
+    console: Console | None = None,
+    live: bool = True,
+    train: bool = True,
+) -> AblationReport:
+    """`archsearch ablate`: run what is missing (unless `train` is false), then compare every
+    variant with the base and write the report files into the study folder."""
+    from ..search.storage import JOURNAL_NAME, describe_storage
+    from .report import write_report
+    from .stats import compare_variants
+
+    study_dir = Path(results_dir) / spec.study.name
+    if train:
+        run = run_ablation(spec, results_dir, storage, device, console, live)
+        runs, pending = run.runs, run.pending
+    else:
+        if storage is None and not (study_dir / JOURNAL_NAME).exists():
+            from ..errors import ConfigError, ConfigErrors
+
+            raise ConfigErrors([ConfigError(str(study_dir), f"holds no ablation yet (no {JOURNAL_NAME}); run it first")])
+        trials = open_ablation_study(spec, study_dir, storage).get_trials(deepcopy=False)
+        identities = pair_identities(spec)
+        runs, pending = collect_runs(trials, identities), _unfinished(trials, identities)
+    comparisons = compare_variants(runs, {name: spec.description(name) for name in spec.names}, spec.seeds)
+    files = write_report(comparisons, study_dir, spec.study.name, spec.seeds)
+    return AblationReport(study_dir, describe_storage(storage, study_dir), comparisons, files, pending)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _finished(trial) -> bool:
+    """A completed trial, or one that failed on its own (diverged, oom, error), not one that was
+    interrupted, lost with its worker, or skipped."""
+    if trial.state.name == "COMPLETE":
+        return True
+    return trial.state.name == "FAIL" and trial.user_attrs.get("outcome") not in _PASSED_OVER
+
+
+def _todo(trials: list, identities: dict) -> list[tuple[str, int]]:
+    """Pairs with no finished, running or waiting trial, in plan order."""
+    taken = {(t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash"))
+             for t in trials if _finished(t) or t.state.name in ("RUNNING", "WAITING")}
+    return [pair for pair, ident in identities.items() if ident not in taken]
+
+
+def _unfinished(trials: list, identities: dict) -> list[tuple[str, int]]:
+    """Pairs without a finished trial (to do, waiting, or running somewhere)."""
+    done = {(t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")) for t in trials if _finished(t)}
+    return [pair for pair, ident in identities.items() if ident not in done]
+
+
+def _count(trials: list, identities: dict, states: tuple[str, ...]) -> int:
+    idents = set(identities.values())
+    return sum(1 for t in trials if t.state.name in states
+               and (t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")) in idents)
+
+
+class _Context:
+    """The data and validation protocol, loaded once per process (at the first trial)."""
+
+    def __init__(self, spec: AblationSpec, device: str):
+        self.spec, self.device, self.context = spec, device, None
+
+    def __call__(self, train_cfg):
+        if self.context is None:
+            from ..data import load_data
+            from ..trial import TrialContext
+
+            self.context = TrialContext.create(load_data(self.spec.data), train_cfg, self.spec.eval, self.device)
+        return self.context
+
+
+def _run_one(study, trial, space, context: _Context, view: _Display, heartbeat_interval: float) -> None:
+    import optuna
+
+    from ..search.objective import run_search_trial
+    from ..search.worker import Heartbeat, Interrupted, fail_and_retry
+
+    def completed():
+        return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+    try:
+        with Heartbeat(study, trial._trial_id, heartbeat_interval):
+            outcome = run_search_trial(trial, space, context, view.progress, completed)
+    except Interrupted:
+        # No params to re-enqueue (max_retries=0): the next run enqueues the pair itself.
+        fail_and_retry(study, study.get_trials(deepcopy=False)[trial.number], "interrupted", max_retries=0)
+        raise
+    if outcome.state == "complete":
+        study.tell(trial, outcome.values)
+    else:  # an ablation has no pruner; a diverged or oom run is a failed pair
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _tell_fail(study, trial, reason: str) -> None:
+    import optuna
+
+    trial.set_user_attr("fail_reason", reason)
+    trial.set_user_attr("outcome", reason.split(":", 1)[0])
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _refresh_tables(study, study_dir: Path) -> None:
+    trials = study.get_trials(deepcopy=False)
+    df = trials_dataframe(trials, ["val_loss", "train_throughput"])
+    if len(df) and "variant" not in df.columns:
+        variants = {t.number: t.user_attrs.get("variant") for t in trials}
+        df.insert(2, "variant", df["number"].map(variants))
+    write_tables(df, study_dir)
+
+
+def _write_trial_files(study_dir: Path, study, number: int) -> None:
+    trial = study.get_trials(deepcopy=False)[number]
+    out = study_dir / "trials" / str(number)
+    out.mkdir(parents=True, exist_ok=True)
+    attrs = trial.user_attrs
+    if isinstance(attrs.get("config"), dict):
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(attrs["config"], sort_keys=False))
+    atomic_write_json(out / "metrics.json", {"number": number, "state": trial.state.name, "values": trial.values, **attrs})
+
+
+class _Display:
+    """One live status line (in a terminal), or one printed line per finished trial."""
+
+    def __init__(self, console: Console, name: str, total: int, enabled: bool):
+        self.console, self.name, self.total, self.enabled = console, name, total, enabled
+        self.done, self.label, self.phase, self.started = 0, "", "", time.perf_counter()
+        self.live: Live | None = None
+
+    def __enter__(self) -> _Display:
+        if self.enabled:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def start(self, number: int, name: str, seed: int) -> None:
+        self.label, self.started = f"trial {number} ({name}, seed {seed})", time.perf_counter()
+        self.progress("starting", 0, 0)
+
+    def progress(self, phase: str, step: int, total: int) -> None:
+        self.phase = f"{phase} {step}/{total}" if phase == "training" and total else phase
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def finish(self, trial) -> None:
+        self.done += 1
+        attrs = trial.user_attrs
+        if trial.state.name == "COMPLETE":
+            what = f"val_loss {attrs.get('val_loss', float('nan')):.4g}, {attrs.get('train_throughput', float('nan')):.4g} images/s"
+            what += f" (reused trial {attrs['reused_from']})" if attrs.get("reused_from") is not None else ""
+        else:
+            what = f"failed: {attrs.get('fail_reason', '')}"[:120]
+        line = f"{self.label}: {what}  [{self.done}/{self.total}, {time.perf_counter() - self.started:.0f}s]"
+        if self.live is not None:
+            self.live.console.print(line, markup=False, highlight=False)
+        else:
+            self.console.print(line, markup=False, highlight=False)
+
+    def _render(self) -> Text:
+        elapsed = time.perf_counter() - self.started
+        return Text(f"{self.name}: {self.done}/{self.total} done  {self.label}: {self.phase} ({elapsed:.0f}s)", style="cyan")

@@ -1,0 +1,100 @@
+"""`archsearch ablate` end to end on a tiny ablation: the files, the table, and resuming."""
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from archsearch.cli import app
+
+runner = CliRunner()
+
+TINY = {
+    "study": {"name": "tiny", "device": "cpu"},
+    "base": {"levels": [{"width": 8, "blocks": 1}, {"width": 8, "blocks": 1}], "middle": {"blocks": 1, "attention": False},
+             "block": {"norm": {"groups": 2}}, "embedding": {"dim": 8}},
+    "variants": {
+        "add-skips": {"description": "add skips instead of concat", "skip": {"combine": "add", "project": True}},
+        "relu": {"description": "ReLU instead of SiLU", "block": {"activation": "relu"}},
+    },
+    "seeds": 2,
+    "data": {"source": "synthetic", "image_size": 8, "num_images": 48},
+    "train": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "log_every": 3},
+    "eval": {"num_images": 8, "timesteps": 5, "curve_points": 0},
+    "measure": {"warmup_steps": 1, "repeats": 3, "infer": False, "latency": False},
+}
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _journal_trials(study_dir):
+    """trials.csv as `ablate` writes it (the results table plus a `variant` column)."""
+    return pd.read_csv(study_dir / "trials.csv")
+
+
+@pytest.fixture
+def ablation_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    return path
+
+
+def test_ablate_runs_every_network_and_seed_writes_the_report_and_resumes(ablation_file, tmp_path):
+    out = tmp_path / "results"
+    result = invoke("ablate", str(ablation_file), "--results-dir", str(out))
+    assert result.exit_code == 0, result.output
+    study = out / "tiny"
+    trials = _journal_trials(study)
+    assert len(trials) == 6 and set(trials["state"]) == {"COMPLETE"}
+    assert sorted(zip(trials["variant"], trials["train.seed"])) == sorted(
+        (name, seed) for name in ("base", "add-skips", "relu") for seed in (0, 1))
+
+    # The table: the base, then each variant with its interval and verdict.
+    assert "tiny: each variant vs the base" in result.output
+    for name in ("base", "add-skips", "relu"):
+        assert name in result.output
+    assert "% [" in result.output
+
+    table = pd.read_csv(study / "ablation.csv")
+    assert list(table["variant"]) == ["base", "add-skips", "relu"]
+    assert (table["seeds"] == 2).all() and table.loc[0, "loss_verdict"] == "reference"
+    assert table.loc[1, "params_change_pct"] < 0  # add-skips drops the wider decoder convs
+    assert table.loc[2, "params_change_pct"] == 0
+    md = (study / "ablation.md").read_text()
+    assert "| add-skips | add skips instead of concat |" in md and "![forest plot](plots/forest.png)" in md
+    assert (study / "plots" / "forest.png").read_bytes()[:4] == b"\x89PNG"
+    assert (study / "trials.csv").exists() and (study / "trials" / "5" / "metrics.json").exists()
+    assert yaml.safe_load((study / "ablation.yaml").read_text())["seeds"] == 2
+
+    # A rerun trains nothing and reports the same numbers.
+    again = invoke("ablate", str(ablation_file), "--results-dir", str(out))
+    assert again.exit_code == 0, again.output
+    assert "trial " not in again.output  # no trial line: nothing trained
+    assert len(_journal_trials(study)) == 6
+    pd.testing.assert_frame_equal(pd.read_csv(study / "ablation.csv"), table)
+
+    # One more seed trains exactly the three new pairs.
+    more = invoke("ablate", str(ablation_file), "--results-dir", str(out), "--set", "seeds=3")
+    assert more.exit_code == 0, more.output
+    trials = _journal_trials(study)
+    assert len(trials) == 9 and sorted(trials["train.seed"].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert (pd.read_csv(study / "ablation.csv")["seeds"] == 3).all()
+
+
+def test_ablate_rejects_a_bad_file_before_writing_anything(ablation_file, tmp_path):
+    data = yaml.safe_load(ablation_file.read_text())
+    data["variants"]["relu"]["block"] = {"activaton": "relu"}
+    ablation_file.write_text(yaml.safe_dump(data))
+    out = tmp_path / "results"
+    result = runner.invoke(app, ["ablate", str(ablation_file), "--results-dir", str(out)])
+    assert result.exit_code == 2
+    assert "variants.relu.block.activaton: unknown field" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_report_only_needs_a_finished_run(ablation_file, tmp_path):
+    result = runner.invoke(app, ["ablate", str(ablation_file), "--results-dir", str(tmp_path), "--report-only"])
+    assert result.exit_code == 2
+    assert "holds no ablation yet" in result.output
