@@ -104,6 +104,8 @@ class StudyDisplay:
 
     def watch(self, df: pd.DataFrame, done: int, running: list[tuple[int, str]]) -> None:
         """Update from the storage (at the start, and in the parent of several workers)."""
+        if not self.enabled and done > self.done:
+            self.console.print(f"trials done {done}/{self.total}", markup=False, highlight=False)
         self.done, self.running = done, running
         self.front = self.compute_front(df)
         self._refresh()

@@ -221,13 +221,17 @@ def _run_workers(study, space, target, device, study_dir, objectives, view, work
         proc.start()
         procs.append(proc)
     interrupted: Interrupted | None = None
+    seen = None
     with handle_signals():
         while any(p.is_alive() for p in procs):
             try:
                 time.sleep(1.0)
-                df = _refresh_tables(study, objectives, study_dir)
-                running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
-                view.watch(df, count_trials(study)[0], [(t.number, t.user_attrs.get("phase", "starting")) for t in running])
+                trials = study.get_trials(deepcopy=False)
+                running = [(t.number, t.user_attrs.get("phase", "starting")) for t in trials if t.state.name == "RUNNING"]
+                if (len(trials), running) == seen:
+                    continue  # nothing new: do not reread the whole study into a table
+                seen = (len(trials), running)
+                view.watch(trials_dataframe(trials, objectives), count_trials(study)[0], running)
             except Interrupted as exc:  # forward to the workers, then wait for them to record it
                 interrupted = exc
                 for p in procs:

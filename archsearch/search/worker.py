@@ -55,6 +55,10 @@ def handle_signals():
         return
 
     def raise_interrupted(signum, frame):
+        # Once is enough: a second Ctrl-C (or the parent forwarding the signal) must not cut
+        # short the recording of the first.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
