@@ -31,9 +31,10 @@ from pydantic import Field, field_validator
 from ..errors import ConfigError, ConfigErrors
 from ._base import Model
 from .data import DataConfig, Digits
-from .loading import deep_merge, read_yaml, resolve_base, unet_config_from_dict, validate_model
+from .loading import deep_merge, read_study_file, resolve_base, unet_config_from_dict, validate_model
 from .measure import MeasureConfig
 from .paths import get_path, set_path
+from .study import StudyName
 from .train import EvalConfig, TrainConfig
 from .unet import UNetConfig
 
@@ -49,16 +50,10 @@ _MISSING = object()
 class AblationStudy(Model):
     """Where the ablation is kept and what it runs on (the trial count follows from the file)."""
 
-    name: str = Field("ablation", description="Study name; the study folder is <results-dir>/<name>.")
+    name: StudyName = Field("ablation", description="Study name; the study folder is <results-dir>/<name>.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds (rerun to resume).")
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError("use letters, digits, '_', '-' and '.' (it names a folder)")
-        return value
 
 
 class AblationSpec(Model):
@@ -150,12 +145,7 @@ def apply_overrides(arch: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 def load_ablation(path: str | Path, sets: dict[str, Any] | None = None) -> AblationSpec:
     """Read and validate an ablation file; `sets` are `--set path=value` overrides."""
-    data = read_yaml(path)
-    for key, value in (sets or {}).items():
-        data = set_path(data, key, value)
-    study = data.get("study")
-    if study is None or (isinstance(study, dict) and "name" not in study):
-        data["study"] = {**(study or {}), "name": Path(path).stem}  # the file names the study by default
+    data = read_study_file(path, sets)
     return ablation_from_dict(data)
 
 

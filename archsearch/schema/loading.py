@@ -28,6 +28,7 @@ __all__ = [
     "unet_config_from_dict",
     "load_unet_config",
     "validate_model",
+    "read_study_file",
 ]
 
 PRESETS = ("seed", "ddpm-cifar10", "adm-imagenet64")
@@ -119,6 +120,20 @@ def unet_config_from_dict(data: dict[str, Any], prefix: str = "", plan: bool = T
         except ConfigErrors as exc:
             raise exc.prefixed(prefix) from None
     return config
+
+
+def read_study_file(path: str | Path, sets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A space or ablation file as data: `--set path=value` overrides applied, and the study
+    named after the file unless it says otherwise."""
+    from .paths import set_path
+
+    data = read_yaml(path)
+    for key, value in (sets or {}).items():
+        data = set_path(data, key, value)
+    study = data.get("study")
+    if study is None or (isinstance(study, dict) and "name" not in study):
+        data["study"] = {**(study or {}), "name": Path(path).stem}
+    return data
 
 
 def load_unet_config(path: str | Path) -> UNetConfig:

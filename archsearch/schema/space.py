@@ -26,7 +26,7 @@ from ..errors import ConfigError, ConfigErrors, from_validation_error
 from ._base import Model
 from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
-from .loading import read_yaml, resolve_base, validate_model
+from .loading import read_study_file, resolve_base, validate_model
 from .measure import MeasureConfig
 from .paths import set_path
 from .study import DEFAULT_OBJECTIVES, Constraint, Objective, StudyConfig
@@ -78,12 +78,7 @@ class SearchSpace(Model):
 
 def load_space(path: str | Path, sets: dict[str, Any] | None = None) -> SearchSpace:
     """Read and validate a space file; `sets` are `--set path=value` overrides."""
-    data = read_yaml(path)
-    for key, value in (sets or {}).items():
-        data = set_path(data, key, value)
-    study = data.get("study")
-    if study is None or (isinstance(study, dict) and "name" not in study):
-        data["study"] = {**(study or {}), "name": Path(path).stem}  # the file names the study by default
+    data = read_study_file(path, sets)
     return space_from_dict(data)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ._base import Model, tagged_union
 
@@ -17,6 +17,7 @@ __all__ = [
     "SamplerConfig",
     "PrunerConfig",
     "DEFAULT_OBJECTIVES",
+    "StudyName",
 ]
 
 # Every metric a trial records, with the direction in which it is better.
@@ -40,6 +41,15 @@ def known_metric(value: str) -> str:
 
 
 Metric = Annotated[str, AfterValidator(known_metric)]
+
+
+def folder_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise ValueError("use letters, digits, '_', '-' and '.' (it names a folder)")
+    return value
+
+
+StudyName = Annotated[str, AfterValidator(folder_name)]
 
 
 class TPE(Model):
@@ -107,7 +117,7 @@ PrunerConfig = tagged_union("none", NoPruner, MedianPruner, PercentilePruner, Hy
 class StudyConfig(Model):
     """How many trials, how to pick them, and where the study is kept."""
 
-    name: str = Field("study", description="Study name; the study folder is <results-dir>/<name>.")
+    name: StudyName = Field("study", description="Study name; the study folder is <results-dir>/<name>.")
     trials: int = Field(20, ge=1, description="Trials in the whole study (all workers together).")
     timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
     sampler: SamplerConfig = Field(default_factory=TPE, description="Optuna sampler and its options.")
@@ -123,12 +133,6 @@ class StudyConfig(Model):
         "failed and retried. Keep it well above heartbeat_interval.",
     )
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError("use letters, digits, '_', '-' and '.' (it names a folder)")
-        return value
 
 
 class Objective(Model):
