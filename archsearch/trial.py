@@ -36,7 +36,7 @@ from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
 from .train import save_checkpoint, train
 
-__all__ = ["TrialContext", "TrialResult", "run_trial", "METRIC_KEYS"]
+__all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "METRIC_KEYS"]
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -63,6 +63,22 @@ class TrialContext:
         schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
         protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
         return cls(data, device, protocol)
+
+
+class LazyContext:
+    """A TrialContext created at the first trial that asks for one: a process that only waits
+    for other workers never reads the data."""
+
+    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device):
+        self.data_cfg, self.eval_cfg, self.device = data_cfg, eval_cfg, device
+        self.context: TrialContext | None = None
+
+    def __call__(self, train_cfg: TrainConfig) -> TrialContext:
+        if self.context is None:
+            from .data import load_data
+
+            self.context = TrialContext.create(load_data(self.data_cfg), train_cfg, self.eval_cfg, self.device)
+        return self.context
 
 
 @dataclass

@@ -24,7 +24,6 @@ run trains it again.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,15 +31,15 @@ from typing import Any
 import pandas as pd
 import yaml
 from rich.console import Console
-from rich.live import Live
 from rich.text import Text
 
-from ..io import atomic_write_json, atomic_write_text
-from ..results import trials_dataframe, write_tables
+from ..io import atomic_write_text
+from ..report.live import LiveView
 from ..schema.ablation import AblationSpec
 
 __all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
 
+_OBJECTIVES = ["val_loss", "train_throughput"]  # the objectives of every ablation study
 _PASSED_OVER = ("interrupted", "worker died", "skipped")  # failures that leave a pair to be trained again
 
 
@@ -70,13 +69,10 @@ def pair_identities(spec: AblationSpec) -> dict[tuple[str, int], tuple[str, str]
 
 def open_ablation_study(spec: AblationSpec, study_dir: Path, storage: str | None = None):
     """Create or load the ablation's Optuna study (the objectives of a default space file)."""
-    import optuna
-
     from ..search.storage import open_storage
-    from ..search.study import create_study
+    from ..search.study import create_study, quiet_optuna
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    quiet_optuna()
     study = create_study(spec.trial_space("base", 0), open_storage(storage, study_dir))
     if study.user_attrs.get("kind") != "ablation" and study.get_trials(deepcopy=False):
         from ..errors import ConfigError, ConfigErrors
@@ -97,7 +93,9 @@ def run_ablation(
 ) -> AblationRun:
     """Train every network × seed of `spec` that has no finished trial yet; return all runs."""
     from ..search.storage import describe_storage
-    from ..search.worker import handle_signals, reap_stale_trials
+    from ..search.study import refresh_tables, write_trial_files
+    from ..search.worker import handle_signals, reap_stale_trials, run_one_trial
+    from ..trial import LazyContext
 
     console = console or Console()
     study_dir = Path(results_dir) / spec.study.name
@@ -107,12 +105,12 @@ def run_ablation(
     identities = pair_identities(spec)
     by_identity = {ident: pair for pair, ident in identities.items()}
     spaces: dict[tuple[str, int], Any] = {}
-    context = _Context(spec, device or spec.study.device)
+    context = LazyContext(spec.data, spec.eval, device or spec.study.device)
     started = time.monotonic()
     cfg = spec.trial_space("base", 0).study  # heartbeat interval and grace period of a space file
     with _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal) as view, handle_signals():
         try:
-            _refresh_tables(study, study_dir)
+            refresh_tables(study, _OBJECTIVES, study_dir)
             while True:
                 reap_stale_trials(study, cfg.grace_period, max_retries=0)  # their pairs become to-do again
                 trials = study.get_trials(deepcopy=False)
@@ -135,12 +133,12 @@ def run_ablation(
                 view.start(trial.number, *pair)
                 if pair not in spaces:
                     spaces[pair] = spec.trial_space(*pair)
-                _run_one(study, trial, spaces[pair], context, view, cfg.heartbeat_interval)
-                _write_trial_files(study_dir, study, trial.number)
-                _refresh_tables(study, study_dir)
+                run_one_trial(study, trial, spaces[pair], context, view.progress, 0, cfg.heartbeat_interval)
+                write_trial_files(study_dir, study, trial.number)
+                refresh_tables(study, _OBJECTIVES, study_dir)
                 view.finish(study.get_trials(deepcopy=False)[trial.number])
         finally:  # also after SIGINT/SIGTERM, so that the tables show the interrupted trial
-            _refresh_tables(study, study_dir)
+            refresh_tables(study, _OBJECTIVES, study_dir)
 
     trials = study.get_trials(deepcopy=False)
     return AblationRun(study_dir, describe_storage(storage, study_dir), collect_runs(trials, identities), _unfinished(trials, identities))
@@ -239,43 +237,6 @@ def _count(trials: list, identities: dict, states: tuple[str, ...]) -> int:
                and (t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")) in idents)
 
 
-class _Context:
-    """The data and validation protocol, loaded once per process (at the first trial)."""
-
-    def __init__(self, spec: AblationSpec, device: str):
-        self.spec, self.device, self.context = spec, device, None
-
-    def __call__(self, train_cfg):
-        if self.context is None:
-            from ..data import load_data
-            from ..trial import TrialContext
-
-            self.context = TrialContext.create(load_data(self.spec.data), train_cfg, self.spec.eval, self.device)
-        return self.context
-
-
-def _run_one(study, trial, space, context: _Context, view: _Display, heartbeat_interval: float) -> None:
-    import optuna
-
-    from ..search.objective import run_search_trial
-    from ..search.worker import Heartbeat, Interrupted, fail_and_retry
-
-    def completed():
-        return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-
-    try:
-        with Heartbeat(study, trial._trial_id, heartbeat_interval):
-            outcome = run_search_trial(trial, space, context, view.progress, completed)
-    except Interrupted:
-        # No params to re-enqueue (max_retries=0): the next run enqueues the pair itself.
-        fail_and_retry(study, study.get_trials(deepcopy=False)[trial.number], "interrupted", max_retries=0)
-        raise
-    if outcome.state == "complete":
-        study.tell(trial, outcome.values)
-    else:  # an ablation has no pruner; a diverged or oom run is a failed pair
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
-
 def _tell_fail(study, trial, reason: str) -> None:
     import optuna
 
@@ -284,42 +245,12 @@ def _tell_fail(study, trial, reason: str) -> None:
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def _refresh_tables(study, study_dir: Path) -> None:
-    trials = study.get_trials(deepcopy=False)
-    df = trials_dataframe(trials, ["val_loss", "train_throughput"])
-    if len(df) and "variant" not in df.columns:
-        variants = {t.number: t.user_attrs.get("variant") for t in trials}
-        df.insert(2, "variant", df["number"].map(variants))
-    write_tables(df, study_dir)
-
-
-def _write_trial_files(study_dir: Path, study, number: int) -> None:
-    trial = study.get_trials(deepcopy=False)[number]
-    out = study_dir / "trials" / str(number)
-    out.mkdir(parents=True, exist_ok=True)
-    attrs = trial.user_attrs
-    if isinstance(attrs.get("config"), dict):
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(attrs["config"], sort_keys=False))
-    atomic_write_json(out / "metrics.json", {"number": number, "state": trial.state.name, "values": trial.values, **attrs})
-
-
-class _Display:
+class _Display(LiveView):
     """One live status line (in a terminal), or one printed line per finished trial."""
 
     def __init__(self, console: Console, name: str, total: int, enabled: bool):
         self.console, self.name, self.total, self.enabled = console, name, total, enabled
         self.done, self.label, self.phase, self.started = 0, "", "", time.perf_counter()
-        self.live: Live | None = None
-
-    def __enter__(self) -> _Display:
-        if self.enabled:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
 
     def start(self, number: int, name: str, seed: int) -> None:
         self.label, self.started = f"trial {number} ({name}, seed {seed})", time.perf_counter()
@@ -327,8 +258,7 @@ class _Display:
 
     def progress(self, phase: str, step: int, total: int) -> None:
         self.phase = f"{phase} {step}/{total}" if phase == "training" and total else phase
-        if self.live is not None:
-            self.live.update(self._render())
+        self._refresh()
 
     def finish(self, trial) -> None:
         self.done += 1

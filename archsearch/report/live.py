@@ -16,7 +16,7 @@ from rich.text import Text
 from .console import format_metric
 from .pareto import pareto_front
 
-__all__ = ["StudyDisplay", "front_table"]
+__all__ = ["LiveView", "StudyDisplay", "front_table"]
 
 
 def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> Table:
@@ -44,7 +44,34 @@ def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in cols if df[c].astype(str).nunique() > 1]
 
 
-class StudyDisplay:
+class LiveView:
+    """A context manager around rich's Live that shows `_render()`; nothing live when disabled.
+    Subclasses set `console` and `enabled` and call `_refresh()` when their state changes."""
+
+    console: Console
+    enabled: bool
+    live: Live | None = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _render(self):
+        raise NotImplementedError
+
+
+class StudyDisplay(LiveView):
     """Rich Live rendering; `enabled=False` prints one line per finished trial instead."""
 
     def __init__(self, console: Console, name: str, total: int, objectives: list[str], directions: list[str], enabled: bool = True):
@@ -61,18 +88,6 @@ class StudyDisplay:
         self.phase_start = time.perf_counter()
         self.front = pd.DataFrame()
         self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
-        self.live: Live | None = None
-
-    def __enter__(self) -> StudyDisplay:
-        if self.enabled:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-            self.live = None
 
     def progress(self, phase: str, step: int, total: int) -> None:
         if phase != self.phase:
@@ -109,10 +124,6 @@ class StudyDisplay:
         self.done, self.running = done, running
         self.front = self.compute_front(df)
         self._refresh()
-
-    def _refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
 
     def _render(self):
         head = Text.assemble((f"{self.name}", "bold"), f"  trials done {self.done}/{self.total}")

@@ -31,7 +31,8 @@ from ..schema.space import SearchSpace
 from .worker import Interrupted, count_trials, handle_signals, worker_loop
 from .storage import describe_storage, open_storage
 
-__all__ = ["run_study", "StudySummary", "create_study", "make_sampler", "make_pruner"]
+__all__ = ["run_study", "StudySummary", "create_study", "make_sampler", "make_pruner", "refresh_tables",
+           "write_trial_files", "quiet_optuna"]
 
 
 @dataclass
@@ -150,7 +151,7 @@ def run_study(
     on CUDA worker i gets GPU `gpus[i]` (default: GPU i), on the CPU the cores are split.
     Raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
     """
-    _quiet_optuna()
+    quiet_optuna()
     view = view or NullView()
     study_dir = Path(results_dir) / space.study.name
     target = trials or space.study.trials
@@ -160,7 +161,7 @@ def run_study(
     deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
     device = device or space.study.device
 
-    df = _refresh_tables(study, objectives, study_dir)
+    df = refresh_tables(study, objectives, study_dir)
     view.watch(df, count_trials(study)[0], [])
     try:
         if workers <= 1:
@@ -168,9 +169,9 @@ def run_study(
         else:
             _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
     finally:
-        df = _refresh_tables(study, objectives, study_dir)
+        df = refresh_tables(study, objectives, study_dir)
         for number in range(len(df)):
-            _write_trial_files(study_dir, study, number)
+            write_trial_files(study_dir, study, number)
     completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
     return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), count_trials(study)[0],
                         completed, df, _front_rows(study, df), objectives)
@@ -194,16 +195,18 @@ def _has_complete(study) -> bool:
 
 
 def _run_here(study, space, target, device, study_dir, objectives, view, deadline) -> None:
-    runner = _Runner(space, device)
+    from ..trial import LazyContext  # torch: only where trials run
+
+    context_for = LazyContext(space.data, space.eval, device)
 
     def finish(number: int, outcome) -> None:
-        _write_trial_files(study_dir, study, number)
-        df = _refresh_tables(study, objectives, study_dir)
+        write_trial_files(study_dir, study, number)
+        df = refresh_tables(study, objectives, study_dir)
         state, reason = (outcome.state, outcome.reason) if outcome is not None else ("fail", "interrupted")
         view.finish_trial(number, state, reason, df, count_trials(study)[0])
 
     with handle_signals():
-        worker_loop(study, space, target, runner.context_for, view.start_trial, view.progress, finish, deadline=deadline)
+        worker_loop(study, space, target, context_for, view.start_trial, view.progress, finish, deadline=deadline)
 
 
 def _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline) -> None:
@@ -264,50 +267,35 @@ def _worker_process(space_data, results_dir, storage, target, device, threads, i
     from ..schema.space import space_from_dict
 
     torch.set_num_threads(threads)
-    _quiet_optuna()
+    quiet_optuna()
     space = space_from_dict(space_data)
     study_dir = Path(results_dir) / space.study.name
     study = create_study(space, open_storage(storage, study_dir), worker_index=index)
     objectives = [o.metric for o in space.objectives]
-    runner = _Runner(space, device)
+    from ..trial import LazyContext  # torch: only where trials run
+
+    context_for = LazyContext(space.data, space.eval, device)
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
 
     def finish(number: int, outcome) -> None:
-        _write_trial_files(study_dir, study, number)
-        _refresh_tables(study, objectives, study_dir)
+        write_trial_files(study_dir, study, number)
+        refresh_tables(study, objectives, study_dir)
 
     try:
         with handle_signals():
-            worker_loop(study, space, target, runner.context_for, on_finish=finish, deadline=deadline)
+            worker_loop(study, space, target, context_for, on_finish=finish, deadline=deadline)
     except Interrupted as exc:
         sys.exit(exc.code)
 
 
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-class _Runner:
-    """Per-process state: the data and the validation protocol, loaded once."""
-
-    def __init__(self, space: SearchSpace, device: str):
-        self.space = space
-        self.device = device
-        self.context = None
-
-    def context_for(self, train_cfg):
-        from ..data import load_data
-        from ..trial import TrialContext
-
-        if self.context is None:
-            self.context = TrialContext.create(load_data(self.space.data), train_cfg, self.space.eval, self.device)
-        return self.context
-
-
-def _refresh_tables(study, objectives: list[str], study_dir: Path):
+def refresh_tables(study, objectives: list[str], study_dir: Path):
     df = trials_dataframe(study.get_trials(deepcopy=False), objectives)
     write_tables(df, study_dir)
     return df
@@ -333,7 +321,7 @@ def _without_counts(data: dict) -> dict:
     return {**data, "study": study}
 
 
-def _write_trial_files(study_dir: Path, study, number: int) -> None:
+def write_trial_files(study_dir: Path, study, number: int) -> None:
     trial = study.get_trials(deepcopy=False)[number]
     out = study_dir / "trials" / str(number)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .objective import run_search_trial
 
-__all__ = ["Interrupted", "handle_signals", "worker_loop", "reap_stale_trials", "Heartbeat", "WORKER_ID"]
+__all__ = ["Interrupted", "handle_signals", "worker_loop", "run_one_trial", "reap_stale_trials", "Heartbeat", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -195,10 +195,7 @@ def worker_loop(
 
     Raises `Interrupted` after recording the running trial as failed with reason `interrupted`.
     """
-    import optuna
-
     cfg = space.study
-    completed = lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))  # noqa: E731
     while True:
         reap_stale_trials(study, cfg.grace_period, cfg.max_retries)
         finished, running, waiting = count_trials(study)
@@ -209,17 +206,33 @@ def worker_loop(
             continue
         trial = study.ask()
         on_start(trial.number)
-        phase_writer = _PhaseWriter(study, trial._trial_id, on_progress)
         try:
-            with Heartbeat(study, trial._trial_id, cfg.heartbeat_interval):
-                outcome = run_search_trial(trial, space, context_for, phase_writer, completed)
+            outcome = run_one_trial(study, trial, space, context_for, on_progress, cfg.max_retries, cfg.heartbeat_interval)
         except Interrupted:
-            frozen = study._storage.get_trial(trial._trial_id)
-            fail_and_retry(study, frozen, "interrupted", cfg.max_retries)
             on_finish(trial.number, None)
             raise
-        _tell(study, trial, outcome)
         on_finish(trial.number, outcome)
+
+
+def run_one_trial(study, trial, space, context_for: Callable, on_progress: Callable[[str, int, int], None],
+                  max_retries: int, heartbeat_interval: float):
+    """Run an asked trial under heartbeats and tell the study its outcome.
+
+    On `Interrupted` the trial is failed as `interrupted` (and re-enqueued when it has
+    parameters) before the exception goes on.
+    """
+    import optuna
+
+    completed = lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))  # noqa: E731
+    phase_writer = _PhaseWriter(study, trial._trial_id, on_progress)
+    try:
+        with Heartbeat(study, trial._trial_id, heartbeat_interval):
+            outcome = run_search_trial(trial, space, context_for, phase_writer, completed)
+    except Interrupted:
+        fail_and_retry(study, study._storage.get_trial(trial._trial_id), "interrupted", max_retries)
+        raise
+    _tell(study, trial, outcome)
+    return outcome
 
 
 class _PhaseWriter:
