@@ -49,7 +49,7 @@ def handles_errors(fn):
             if _state["debug"]:
                 raise
             errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
-            from .search.storage import redact
+            from .urls import redact
 
             for error in errors:
                 typer.echo(redact(str(error)), err=True)  # one unwrapped line each, for people and for grep
@@ -57,7 +57,7 @@ def handles_errors(fn):
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if _state["debug"]:
                 raise
-            from .search.storage import redact
+            from .urls import redact
 
             typer.echo(f"error: {type(exc).__name__}: {redact(str(exc))}", err=True)
             err_console.print("(run with --debug for the traceback)", style="dim")

@@ -318,7 +318,10 @@ class _Planner:
 
 
 def _divisors_hint(n: int, near: int) -> str:
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    from math import isqrt
+
+    small = [d for d in range(1, isqrt(n) + 1) if n % d == 0]  # O(sqrt n): each pairs with n // d
+    divisors = set(small) | {n // d for d in small}
     best = sorted(divisors, key=lambda d: (abs(d - near), d))[:2]
     return " or ".join(str(d) for d in sorted(best))
 

@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
 
-__all__ = ["Model"]
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Model",
+    "MAX_CHANNELS",
+    "MAX_BLOCKS",
+    "MAX_LEVELS",
+    "MAX_HEADS",
+    "MAX_IMAGE_SIZE",
+    "MAX_CLASSES",
+    "MAX_SEED",
+    "MAX_COUNT",
+    "Seed",
+]
+
+# Upper bounds of the integer fields: far above any published network or run, low enough that
+# a slip (an extra zero, 10**30) is an error at load rather than a planner looping for hours
+# or a number overflowing the results table's int64 columns. `archsearch schema` shows them.
+MAX_CHANNELS = 65_536        # widths, embedding widths, image channels
+MAX_BLOCKS = 64              # res blocks of one level or of the middle
+MAX_LEVELS = 16              # resolutions (4096 pixels halve 12 times)
+MAX_HEADS = 4_096            # attention heads
+MAX_IMAGE_SIZE = 4_096       # pixels per side
+MAX_CLASSES = 1_000_000      # class labels
+MAX_SEED = 2**32 - 1         # the seed range of numpy and of Optuna's samplers
+MAX_COUNT = 10**9            # steps, trials, images, batch sizes, timesteps, ...
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class Model(BaseModel):
     """A config section: unknown keys are errors, instances are immutable and hashable.
 
     Types are coerced the lax way pydantic does by default (YAML's `1e-4` is a string to
-    PyYAML; it must still be accepted as a float), but nothing unknown is ever ignored.
+    PyYAML; it must still be accepted as a float), but nothing unknown is ever ignored. No float
+    field takes infinity or NaN (`.inf` in YAML): where "no limit" makes sense, the field is
+    optional and null means it.
     """
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
         validate_default=True,
         use_attribute_docstrings=False,
     )

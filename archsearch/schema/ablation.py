@@ -34,7 +34,7 @@ from .data import DataConfig, Digits
 from .loading import deep_merge, read_study_file, resolve_base, unet_config_from_dict, validate_model
 from .measure import MeasureConfig
 from .paths import get_path, set_path
-from .study import StudyName
+from .study import Device, StudyName
 from .train import EvalConfig, TrainConfig
 from .unet import UNetConfig
 
@@ -51,7 +51,7 @@ class AblationStudy(Model):
     """Where the ablation is kept and what it runs on (the trial count follows from the file)."""
 
     name: StudyName = Field("ablation", description="Study name; the study folder is <results-dir>/<name>.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    device: Device = Field("auto", description="auto, cpu, cuda or cuda:N.")
     timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds (rerun to resume).")
 
 

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter
 
-from ._base import Model, tagged_union
+from ._base import MAX_COUNT, MAX_IMAGE_SIZE, Model, Seed, tagged_union
 
 __all__ = [
     "DATA_SOURCES",
@@ -65,7 +65,7 @@ class _Common(Model):
     image_size: int = Field(
         16,
         ge=2,
-        le=4096,
+        le=MAX_IMAGE_SIZE,
         description="Side of the square images the models see, in pixels. Sources of another size "
         "are center-cropped to a square and resized (antialiased).",
     )
@@ -75,15 +75,15 @@ class _Common(Model):
         lt=1.0,
         description="Fraction of the images held out for validation (at least one image).",
     )
-    split_seed: int = Field(
+    split_seed: Seed = Field(
         0,
-        ge=0,
         description="Seed of the train/validation split. The split depends on it alone (not on "
         "the training seed), so every trial is validated on the same images.",
     )
     max_images: int | None = Field(
         None,
         ge=2,
+        le=MAX_COUNT,
         description="Keep only the first N images of the source (in its own order: file order, "
         "sorted paths), before the split. Default: all.",
     )
@@ -210,7 +210,7 @@ class Synthetic(_Labelled):
     source: Literal["synthetic"] = "synthetic"
     channels: Channels = Field(1, description="1 (gray shapes) or 3 (colored shapes).")
     num_images: int = Field(256, ge=2, le=1_000_000, description="How many images to draw.")
-    seed: int = Field(0, ge=0, description="Seed of the drawing (independent of split_seed).")
+    seed: Seed = Field(0, description="Seed of the drawing (independent of split_seed).")
 
 
 # `source` may be left out and then means digits: `data: {image_size: 32}` is digits at 32x32.

@@ -21,6 +21,9 @@ from pydantic import Field, model_validator
 
 from ._base import Model
 
+# Range ends fit an int64 (what Optuna stores); the field a range sets bounds it further.
+_INT64 = 2**63 - 1
+
 __all__ = ["Choice", "IntRange", "FloatRange", "Distribution", "as_distribution", "is_distribution"]
 
 _KEYS = ("choice", "int", "float")
@@ -40,9 +43,9 @@ class Choice(Model):
 
 class IntRange(Model):
     kind: Literal["int"] = "int"
-    low: int
-    high: int
-    step: int = Field(1, ge=1)
+    low: int = Field(ge=-_INT64, le=_INT64)
+    high: int = Field(ge=-_INT64, le=_INT64)
+    step: int = Field(1, ge=1, le=_INT64)
     log: bool = False
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError, ConfigErrors, from_validation_error
 from .unet import UNetConfig
+from .yaml_file import read_yaml
 
 __all__ = [
     "PRESETS",
@@ -32,27 +33,6 @@ __all__ = [
 ]
 
 PRESETS = ("seed", "ddpm-cifar10", "adm-imagenet64")
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML mapping; a missing file or a syntax error is a `ConfigError` with the line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigErrors([ConfigError(str(path), f"cannot read the file ({exc.strerror or exc})")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigErrors([ConfigError(str(path), f"invalid YAML at {where}{problem}")]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigErrors([ConfigError(str(path), f"expected a mapping of fields, got {type(data).__name__}")])
-    return data
 
 
 def preset_dict(name: str) -> dict[str, Any]:

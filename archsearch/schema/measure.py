@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from archsearch.schema._base import Model
+from archsearch.schema._base import MAX_COUNT, Model
 
 __all__ = ["MeasureConfig", "MIN_TIMED_STEPS"]
 
@@ -23,17 +23,17 @@ class MeasureConfig(Model):
     """The timing protocol of one trial's cost measurement."""
 
     warmup_steps: int = Field(
-        3, ge=0,
+        3, ge=0, le=MAX_COUNT,
         description="Untimed training steps before timing starts (lets allocators, cuDNN "
         "autotuning and caches settle).",
     )
     repeats: int = Field(
-        10, ge=MIN_TIMED_STEPS,
+        10, ge=MIN_TIMED_STEPS, le=MAX_COUNT,
         description=f"Timed training steps; the median images/s is reported. At least "
         f"{MIN_TIMED_STEPS}, so that a spread can be computed.",
     )
     batch_size: int | None = Field(
-        None, ge=1,
+        None, ge=1, le=2**20,
         description="Batch size of the timed steps; null uses the training batch size.",
     )
     infer: bool = Field(
@@ -46,7 +46,7 @@ class MeasureConfig(Model):
         description="Also measure the median latency of one forward pass at batch size 1.",
     )
     latency_repeats: int = Field(
-        10, ge=MIN_TIMED_STEPS,
+        10, ge=MIN_TIMED_STEPS, le=MAX_COUNT,
         description="Timed batch-1 forward passes for the latency median (after "
         "`warmup_steps` untimed ones).",
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from ._base import Model, tagged_union
+from ._base import MAX_COUNT, Model, Seed, tagged_union
 
 __all__ = [
     "METRICS",
@@ -43,18 +43,33 @@ def known_metric(value: str) -> str:
 Metric = Annotated[str, AfterValidator(known_metric)]
 
 
+# A study name names a folder (and a journal inside it): well below every file system's 255 bytes.
+MAX_NAME_LENGTH = 100
+
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
+
+
 def folder_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
         raise ValueError("use letters, digits, '_', '-' and '.' (it names a folder)")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{len(value)} characters; use at most {MAX_NAME_LENGTH} (it names a folder)")
     return value
 
 
+def device_name(value: str) -> str:
+    if not _DEVICE.fullmatch(value.strip().lower()):
+        raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
+    return value.strip().lower()
+
+
 StudyName = Annotated[str, AfterValidator(folder_name)]
+Device = Annotated[str, AfterValidator(device_name)]
 
 
 class TPE(Model):
     kind: Literal["tpe"] = "tpe"
-    n_startup_trials: int = Field(10, ge=0, description="Random trials before TPE models the space.")
+    n_startup_trials: int = Field(10, ge=0, le=MAX_COUNT, description="Random trials before TPE models the space.")
     multivariate: bool | None = Field(None, description="Joint TPE (Optuna default: on for one objective, off for several).")
     group: bool = Field(True, description="Model conditional parameter groups separately (needs multivariate).")
     constant_liar: bool = Field(True, description="Treat running trials as bad points (Optuna 5 default; matters with many workers).")
@@ -62,14 +77,14 @@ class TPE(Model):
 
 class NSGA2(Model):
     kind: Literal["nsga2"] = "nsga2"
-    population_size: int = Field(50, ge=2, description="Individuals per generation.")
+    population_size: int = Field(50, ge=2, le=MAX_COUNT, description="Individuals per generation.")
     crossover_prob: float = Field(0.9, ge=0, le=1, description="Crossover probability.")
     mutation_prob: float | None = Field(None, ge=0, le=1, description="Mutation probability (default 1/params).")
 
 
 class GP(Model):
     kind: Literal["gp"] = "gp"
-    n_startup_trials: int = Field(10, ge=0, description="Random trials before the Gaussian process is fitted.")
+    n_startup_trials: int = Field(10, ge=0, le=MAX_COUNT, description="Random trials before the Gaussian process is fitted.")
 
 
 class RandomSampler(Model):
@@ -95,20 +110,20 @@ class NoPruner(Model):
 
 class MedianPruner(Model):
     kind: Literal["median"] = "median"
-    n_startup_trials: int = Field(5, ge=0, description="Trials completed before pruning starts.")
-    n_warmup_steps: int = Field(0, ge=0, description="Training steps before a trial can be pruned.")
+    n_startup_trials: int = Field(5, ge=0, le=MAX_COUNT, description="Trials completed before pruning starts.")
+    n_warmup_steps: int = Field(0, ge=0, le=MAX_COUNT, description="Training steps before a trial can be pruned.")
 
 
 class PercentilePruner(Model):
     kind: Literal["percentile"] = "percentile"
     percentile: float = Field(25.0, gt=0, lt=100, description="Prune below this percentile of completed trials.")
-    n_startup_trials: int = Field(5, ge=0)
-    n_warmup_steps: int = Field(0, ge=0)
+    n_startup_trials: int = Field(5, ge=0, le=MAX_COUNT)
+    n_warmup_steps: int = Field(0, ge=0, le=MAX_COUNT)
 
 
 class HyperbandPruner(Model):
     kind: Literal["hyperband"] = "hyperband"
-    reduction_factor: int = Field(3, ge=2)
+    reduction_factor: int = Field(3, ge=2, le=100)
 
 
 PrunerConfig = tagged_union("none", NoPruner, MedianPruner, PercentilePruner, HyperbandPruner)
@@ -118,20 +133,31 @@ class StudyConfig(Model):
     """How many trials, how to pick them, and where the study is kept."""
 
     name: StudyName = Field("study", description="Study name; the study folder is <results-dir>/<name>.")
-    trials: int = Field(20, ge=1, description="Trials in the whole study (all workers together).")
+    trials: int = Field(20, ge=1, le=MAX_COUNT, description="Trials in the whole study (all workers together).")
     timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
     sampler: SamplerConfig = Field(default_factory=TPE, description="Optuna sampler and its options.")
     pruner: PrunerConfig = Field(default_factory=NoPruner, description="Optuna pruner (single-objective studies only).")
-    seed: int = Field(0, ge=0, description="Seed of the sampler.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    max_retries: int = Field(1, ge=0, description="Times a trial whose worker died is retried with the same parameters.")
+    seed: Seed = Field(0, description="Seed of the sampler.")
+    device: Device = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    max_retries: int = Field(1, ge=0, le=100, description="Times a trial whose worker died is retried with the same parameters.")
     heartbeat_interval: float = Field(
         10.0, gt=0, description="Seconds between a running trial's heartbeats (how workers see that it is alive)."
     )
     grace_period: float = Field(
         60.0, gt=0, description="A running trial without a heartbeat for this long belongs to a dead worker: it is "
-        "failed and retried. Keep it well above heartbeat_interval.",
+        "failed and retried. Must exceed heartbeat_interval (several beats, so one slow write is not a death).",
     )
+
+    @field_validator("grace_period")
+    @classmethod
+    def _grace_exceeds_heartbeat(cls, value: float, info: ValidationInfo) -> float:
+        beat = info.data.get("heartbeat_interval")
+        if beat is not None and value <= beat:
+            raise ValueError(
+                f"{value:g}s does not exceed heartbeat_interval ({beat:g}s): live trials would be taken for dead; "
+                f"use at least {3 * beat:g}s"
+            )
+        return value
 
 
 

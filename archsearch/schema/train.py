@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from archsearch.schema._base import Model
+from archsearch.schema._base import MAX_COUNT, Model, Seed
 
 __all__ = ["TrainConfig", "EvalConfig", "SampleConfig", "DDPMSampler", "DDIMSampler"]
 
@@ -31,18 +31,18 @@ Auto = Literal["auto", "on", "off"]
 class TrainConfig(Model):
     """A short, seeded diffusion training run: what is trained, for how long, and how."""
 
-    steps: int = Field(300, ge=1, description="Optimizer steps; the run stops here unless `seconds` ends it first.")
+    steps: int = Field(300, ge=1, le=MAX_COUNT, description="Optimizer steps; the run stops here unless `seconds` ends it first.")
     seconds: float | None = Field(
         None, gt=0,
         description="Wall-clock budget for the training steps (evaluations not counted); whichever of `steps` "
                     "and `seconds` comes first ends the run. A time budget makes the step count device-dependent.",
     )
-    batch_size: int = Field(64, ge=1, description="Images per optimizer step (used by the data loader that feeds the run).")
+    batch_size: int = Field(64, ge=1, le=2**20, description="Images per optimizer step (used by the data loader that feeds the run).")
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate, reached after `warmup_steps`.")
     lr_decay: Literal["cosine", "constant"] = Field(
         "cosine", description="After warm-up: cosine decay to 0 at `steps`, or constant. Decay follows steps, not seconds."
     )
-    warmup_steps: int = Field(20, ge=0, description="Steps of linear learning-rate warm-up from 0.")
+    warmup_steps: int = Field(20, ge=0, le=MAX_COUNT, description="Steps of linear learning-rate warm-up from 0.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW first-moment decay.")
     beta2: float = Field(0.999, ge=0, lt=1, description="AdamW second-moment decay.")
@@ -55,7 +55,7 @@ class TrainConfig(Model):
     schedule: Literal["linear", "cosine"] = Field(
         "cosine", description="Noise schedule: DDPM's linear betas or Nichol & Dhariwal's cosine alpha-bar."
     )
-    num_timesteps: int = Field(1000, ge=2, description="Number of diffusion timesteps T; the model sees t in [0, T).")
+    num_timesteps: int = Field(1000, ge=2, le=10**6, description="Number of diffusion timesteps T; the model sees t in [0, T).")
     prediction: Literal["eps", "v"] = Field(
         "eps", description="What the model predicts: the noise (eps) or v = sqrt(ab)*eps - sqrt(1-ab)*x0."
     )
@@ -64,9 +64,9 @@ class TrainConfig(Model):
         description="Probability of replacing a label by the null label -1 (\"no class\", for classifier-free "
                     "guidance); only for class-conditional models.",
     )
-    seed: int = Field(0, ge=0, description="Seeds the training noise, timesteps and dropout: same config, seed and device give the same losses.")
+    seed: Seed = Field(0, description="Seeds the training noise, timesteps and dropout: same config, seed and device give the same losses.")
     log_every: int = Field(
-        20, ge=1,
+        20, ge=1, le=MAX_COUNT,
         description="Steps between host reads of the (device-accumulated) training loss: the loss-curve spacing and "
                     "the delay before a NaN/inf loss is noticed.",
     )
@@ -91,14 +91,14 @@ class DDPMSampler(Model):
     """
 
     kind: Literal["ddpm"] = Field("ddpm", description="Sampler kind.")
-    steps: int | None = Field(100, ge=1, description="Sampling steps over evenly respaced timesteps; null = all T.")
+    steps: int | None = Field(100, ge=1, le=10**6, description="Sampling steps over evenly respaced timesteps; null = all T.")
 
 
 class DDIMSampler(Model):
     """DDIM sampling over evenly respaced timesteps (eta = 0: deterministic given the start noise)."""
 
     kind: Literal["ddim"] = Field("ddim", description="Sampler kind.")
-    steps: int = Field(50, ge=1, description="Sampling steps over respaced timesteps.")
+    steps: int = Field(50, ge=1, le=10**6, description="Sampling steps over respaced timesteps.")
     eta: float = Field(0.0, ge=0, le=1, description="Stochasticity: 0 = deterministic DDIM, 1 = DDPM-like.")
 
 
@@ -110,31 +110,31 @@ class SampleConfig(Model):
 
     save: bool = Field(False, description="Write a sample grid at the end of each training run.")
     sampler: Sampler = Field(default_factory=DDPMSampler, description="How samples are generated (DDPM, 100 steps).")
-    rows: int = Field(8, ge=1, description="Rows of the grid.")
-    cols: int = Field(8, ge=1, description="Columns of the grid (for class-conditional models, image i has class i % num_classes).")
+    rows: int = Field(8, ge=1, le=64, description="Rows of the grid.")
+    cols: int = Field(8, ge=1, le=64, description="Columns of the grid (for class-conditional models, image i has class i % num_classes).")
     guidance_scale: float = Field(
         1.0, ge=0,
         description="Classifier-free guidance weight w (eps = eps_null + w (eps_cond - eps_null)); 1 = no guidance. "
                     "Needs a model trained with class_dropout > 0.",
     )
-    seed: int = Field(0, ge=0, description="Seed of the sampling noise, so grids of different models start alike.")
+    seed: Seed = Field(0, description="Seed of the sampling noise, so grids of different models start alike.")
 
 
 class EvalConfig(Model):
     """The fixed-noise validation protocol: identical inputs for every model of a study."""
 
-    num_images: int = Field(256, ge=1, description="Held-out images used (the first ones of the validation split; all if fewer).")
-    timesteps: int = Field(20, ge=1, description="Timesteps evenly spread over [0, T) at which the loss is measured.")
+    num_images: int = Field(256, ge=1, le=MAX_COUNT, description="Held-out images used (the first ones of the validation split; all if fewer).")
+    timesteps: int = Field(20, ge=1, le=10**6, description="Timesteps evenly spread over [0, T) at which the loss is measured.")
     timesteps_per_image: int = Field(
-        4, ge=1,
+        4, ge=1, le=10**6,
         description="Timesteps each image is noised at (a fixed rotation over the timesteps); = timesteps evaluates "
                     "every image at every timestep. Cost: num_images * timesteps_per_image forward passes.",
     )
-    noise_seed: int = Field(1234, ge=0, description="Seed of the validation noise; independent of the training seed.")
-    batch_size: int = Field(256, ge=1, description="Images per forward pass during evaluation.")
-    buckets: int = Field(5, ge=1, description="Noise-level buckets (low to high noise) of the per-bucket losses.")
+    noise_seed: Seed = Field(1234, description="Seed of the validation noise; independent of the training seed.")
+    batch_size: int = Field(256, ge=1, le=2**20, description="Images per forward pass during evaluation.")
+    buckets: int = Field(5, ge=1, le=10**6, description="Noise-level buckets (low to high noise) of the per-bucket losses.")
     curve_points: int = Field(
-        5, ge=0, description="Intermediate evaluations during training (evenly spread); 0 = only the final one."
+        5, ge=0, le=10**4, description="Intermediate evaluations during training (evenly spread); 0 = only the final one."
     )
     samples: SampleConfig = Field(default_factory=SampleConfig, description="Sample-grid options.")
 

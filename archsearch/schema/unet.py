@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ._base import Model, tagged_union
+from ._base import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_HEADS, MAX_IMAGE_SIZE, MAX_LEVELS, Model, tagged_union
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -56,7 +56,10 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-PositiveInt = Annotated[int, Field(gt=0)]
+Width = Annotated[int, Field(gt=0, le=MAX_CHANNELS)]  # channels of a layer
+Blocks = Annotated[int, Field(ge=0, le=MAX_BLOCKS)]   # res blocks
+Heads = Annotated[int, Field(gt=0, le=MAX_HEADS)]
+Pixels = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIZE)]
 
 
 # --------------------------------------------------------------------------- levels
@@ -65,15 +68,14 @@ PositiveInt = Annotated[int, Field(gt=0)]
 class Level(Model):
     """One resolution of the U-Net: encoder blocks on the way down, decoder blocks on the way up."""
 
-    width: PositiveInt = Field(description="Channels of the encoder res blocks at this level.")
-    blocks: int = Field(2, ge=0, description="Encoder res blocks at this level.")
-    decoder_blocks: int | None = Field(
+    width: Width = Field(description="Channels of the encoder res blocks at this level.")
+    blocks: Blocks = Field(2, description="Encoder res blocks at this level.")
+    decoder_blocks: Blocks | None = Field(
         None,
-        ge=0,
         description="Decoder res blocks at this level. Default: blocks + 1 when skips are tapped "
         "at every block (DDPM/ADM), blocks when tapped once per level (seed).",
     )
-    decoder_width: PositiveInt | None = Field(
+    decoder_width: Width | None = Field(
         None,
         description="Channels of the decoder res blocks at this level. Default: width. The seed "
         "network's decoder runs one level narrower (its decoder at 8x8 outputs 128, not 256).",
@@ -85,15 +87,17 @@ class CompactLevels(Model):
     """The DDPM/ADM way to write levels: a base width times multipliers, uniform blocks, and
     attention at given resolutions in pixels. Expands into `levels`."""
 
-    base_width: PositiveInt = Field(128, description="Width of a level with multiplier 1 (DDPM `ch`, ADM `model_channels`).")
-    multipliers: list[Annotated[float, Field(gt=0)]] = Field(
+    base_width: Width = Field(128, description="Width of a level with multiplier 1 (DDPM `ch`, ADM `model_channels`).")
+    multipliers: list[Annotated[float, Field(gt=0, le=MAX_CHANNELS)]] = Field(
         [1, 2, 2, 2],
         min_length=1,
+        max_length=MAX_LEVELS,
         description="Per-level width multipliers (DDPM `ch_mult`); widths are int(base_width * m) as in ADM.",
     )
-    blocks: int = Field(2, ge=0, description="Encoder res blocks per level (DDPM `num_res_blocks`).")
-    attention_resolutions: list[PositiveInt] = Field(
+    blocks: Blocks = Field(2, description="Encoder res blocks per level (DDPM `num_res_blocks`).")
+    attention_resolutions: list[Pixels] = Field(
         [16],
+        max_length=MAX_LEVELS,
         description="Resolutions in pixels whose levels get attention (DDPM `attn_resolutions`; ADM "
         "gives downsample factors, convert with image_size // factor).",
     )
@@ -113,7 +117,7 @@ class CompactLevels(Model):
 class Middle(Model):
     """The bottleneck between encoder and decoder."""
 
-    blocks: int = Field(2, ge=0, description="Res blocks in the middle (DDPM/ADM: 2; the seed: 1).")
+    blocks: Blocks = Field(2, description="Res blocks in the middle (DDPM/ADM: 2; the seed: 1).")
     attention: bool = Field(True, description="Self-attention after the first middle res block (Res-Attn-Res).")
     downsample: bool = Field(
         False,
@@ -147,8 +151,8 @@ class Skip(Model):
 
 class GroupNorm(Model):
     kind: Literal["group"] = "group"
-    groups: PositiveInt = Field(32, description="GroupNorm groups (DDPM/ADM 32; the seed 8).")
-    min_channels_per_group: PositiveInt | None = Field(
+    groups: Width = Field(32, description="GroupNorm groups (DDPM/ADM 32; the seed 8).")
+    min_channels_per_group: Width | None = Field(
         None,
         description="When set, use min(groups, channels // this) groups (EDM: 4), so narrow layers still normalize.",
     )
@@ -197,8 +201,8 @@ class ResBlock(Model):
 class Attention(Model):
     """Self-attention blocks, computed with scaled_dot_product_attention."""
 
-    heads: PositiveInt = Field(1, description="Attention heads (DDPM 1; ADM num_heads).")
-    head_channels: PositiveInt | None = Field(
+    heads: Heads = Field(1, description="Attention heads (DDPM 1; ADM num_heads).")
+    head_channels: Width | None = Field(
         None,
         description="Channels per head; when set it decides the heads (width // head_channels) "
         "and `heads` is ignored (ADM num_head_channels=64, EDM channels_per_head).",
@@ -239,7 +243,7 @@ class Fourier(Model):
 
 class Learned(Model):
     kind: Literal["learned"] = "learned"
-    num_timesteps: PositiveInt = Field(1000, description="Rows of the table (diffusers time_embedding_type=learned).")
+    num_timesteps: int = Field(1000, gt=0, le=10**6, description="Rows of the table (diffusers time_embedding_type=learned).")
 
 
 Embedding = tagged_union("sinusoidal", Sinusoidal, Fourier, Learned)
@@ -249,9 +253,9 @@ class TimeEmbedding(Model):
     """Timestep -> embedding vector -> MLP -> (+ class embedding) -> each block's projection."""
 
     encoding: Embedding = Field(default_factory=Sinusoidal, description="How t becomes a vector.")
-    dim: PositiveInt | None = Field(None, description="Width of the raw encoding. Default: the first level's width.")
-    hidden_dim: PositiveInt | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim.")
-    out_dim: PositiveInt | None = Field(
+    dim: Width | None = Field(None, description="Width of the raw encoding. Default: the first level's width.")
+    hidden_dim: Width | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim.")
+    out_dim: Width | None = Field(
         None, description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256)."
     )
     post_activation: bool = Field(False, description="Apply the activation after the MLP once (EDM).")
@@ -310,15 +314,15 @@ class UNetConfig(Model):
     """A whole diffusion U-Net. Build it with `archsearch.build_unet`."""
 
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this schema; bumped on incompatible change.")
-    image_size: PositiveInt = Field(32, description="Height and width of the (square) input in pixels.")
-    in_channels: PositiveInt = Field(3, description="Channels of the noisy input image.")
-    out_channels: PositiveInt | None = Field(None, description="Channels of the prediction. Default: in_channels.")
+    image_size: Pixels = Field(32, description="Height and width of the (square) input in pixels.")
+    in_channels: Width = Field(3, description="Channels of the noisy input image.")
+    out_channels: Width | None = Field(None, description="Channels of the prediction. Default: in_channels.")
     learn_sigma: bool = Field(False, description="Also predict the variance: doubles the output channels (ADM learn_sigma).")
-    num_classes: PositiveInt | None = Field(
+    num_classes: Annotated[int, Field(gt=0, le=MAX_CLASSES)] | None = Field(
         None, description="Class-conditional with this many classes (a learned table added to the time embedding, ADM)."
     )
     levels: list[Level] | None = Field(
-        None, min_length=1, description="The resolutions, highest first. Give either this or `compact`."
+        None, min_length=1, max_length=MAX_LEVELS, description="The resolutions, highest first. Give either this or `compact`."
     )
     compact: CompactLevels | None = Field(None, description="Levels as base width × multipliers; expands into `levels`.")
     middle: Middle = Field(default_factory=Middle, description="The bottleneck.")

@@ -6,24 +6,18 @@
 - `--storage postgresql+psycopg://user:pass@host/db` (or mysql+pymysql://, sqlite:///):
   `RDBStorage`, for many machines.
 
-Passwords never leave this module: `redact` replaces them in any text shown to a user.
+Passwords never reach a user: `redact` (archsearch.urls) replaces them in any text shown.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from ..urls import redact
 
 __all__ = ["JOURNAL_NAME", "open_storage", "redact", "describe_storage"]
 
 JOURNAL_NAME = "optuna.journal"
-
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)")
-
-
-def redact(text: str) -> str:
-    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`, anywhere in `text`."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", str(text))
 
 
 def describe_storage(url: str | None, study_dir: Path) -> str:

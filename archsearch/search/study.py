@@ -67,7 +67,7 @@ def make_sampler(space: SearchSpace, seed_offset: int = 0):
     """The space's sampler, seeded with `study.seed + seed_offset` (see `create_study`)."""
     import optuna
 
-    cfg, seed = space.study.sampler, space.study.seed + seed_offset
+    cfg, seed = space.study.sampler, (space.study.seed + seed_offset) % 2**32  # numpy's seed range
     if cfg.kind == "tpe":
         multivariate = True if cfg.multivariate is None else cfg.multivariate
         return optuna.samplers.TPESampler(

@@ -1,0 +1,75 @@
+"""Storage URLs: checking one before anything is written, and keeping passwords out of output.
+
+    check_storage_url("postgresql+psycopg://user:pw@db/archsearch")   # ConfigError if malformed
+    redact("cannot connect to postgresql://u:s3cr@t@db/x?password=p")  # ... u:***@db/x?password=***
+
+`redact` finds every `scheme://...` in a text and hides its password: the user-info part's
+password, whatever characters it holds (`@` included; the last `@` before the host ends it),
+and every password-like query parameter (`?password=`, `passwd`, `pwd`, `secret`, `token`).
+SQLAlchemy's own `make_url(...).render_as_string(hide_password=True)` hides neither: it
+splits `user:p@ss@host` at the first `@` (leaking `ss` as part of the host) and leaves the
+query alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import ConfigError
+
+__all__ = ["redact", "check_storage_url"]
+
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
+_SECRET_PARAM = re.compile(r"(?P<key>(?:^|[?&;])(?:password|passwd|pwd|pass|secret|token|api_key|apikey)=)(?P<value>[^&;#]*)",
+                           re.IGNORECASE)
+_HIDDEN = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _URL.sub(lambda m: m["scheme"] + _redact_rest(m["rest"]), str(text))
+
+
+def _redact_rest(rest: str) -> str:
+    query_at = rest.find("?")
+    head, query = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at:])
+    at = head.rfind("@")  # the password may hold '@'; the host cannot
+    if at >= 0:
+        userinfo, host = head[:at], head[at:]
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + _HIDDEN
+        head = userinfo + host
+    return head + _SECRET_PARAM.sub(lambda m: m["key"] + _HIDDEN, query)
+
+
+_KNOWN_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "sqlite", "oracle", "mssql")
+
+
+def check_storage_url(url: str, path: str = "--storage") -> None:
+    """Raise ConfigError (located at `path`) for a URL that cannot name a storage.
+
+    Only the form is checked: whether the server answers is found when it is opened (an
+    unreachable server is a runtime failure, not bad input).
+    """
+    if url.startswith(("journal://", "file://")):
+        if not url.split("://", 1)[1]:
+            raise ConfigError(path, f"{url!r} names no journal file; write journal:///path/to/optuna.journal")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - a non-numeric port raises here
+    except (ArgumentError, ValueError):
+        raise ConfigError(path, f"{redact(url)!r} is not a storage URL; write dialect+driver://user:password@host:port/database "
+                                "(e.g. postgresql+psycopg://...), or journal:///path/to/optuna.journal") from None
+    dialect = parsed.get_backend_name()
+    if dialect not in _KNOWN_SCHEMES:
+        raise ConfigError(path, f"unknown database {dialect!r} in {redact(url)!r}; use postgresql, mysql or sqlite "
+                                "(or journal:///path)")
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(path, f"unknown driver {parsed.drivername!r} in {redact(url)!r}; e.g. postgresql+psycopg, "
+                                "mysql+pymysql") from None

@@ -1,0 +1,54 @@
+"""Storage URLs: malformed ones are bad input; passwords never appear in what is shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from archsearch.errors import ConfigError
+from archsearch.urls import check_storage_url, redact
+
+
+@pytest.mark.parametrize("url,secret", [
+    ("postgresql+psycopg://user:hunter2@db.example.org:5432/archsearch", "hunter2"),
+    ("postgresql+psycopg://user:p@ss@w0rd@db:5432/archsearch", "ss@w0rd"),
+    ("postgresql://user:a:b:c@db/archsearch", "a:b:c"),
+    ("postgresql://user@db/archsearch?sslmode=require&password=hunter2", "hunter2"),
+    ("postgresql://db/archsearch?PASSWORD=hunter2", "hunter2"),
+    ("mysql+pymysql://root:%40secret@127.0.0.1/x?token=abc", "secret"),
+])
+def test_passwords_are_hidden_wherever_they_sit(url, secret):
+    text = f"error: OperationalError: connection to {url} failed: ({url})"
+    shown = redact(text)
+    assert secret not in shown and "***" in shown
+    assert shown.count("***") >= 2 and "failed" in shown
+
+
+def test_urls_without_secrets_are_left_alone():
+    for text in ("journal:///tmp/x/optuna.journal", "sqlite:///study.db", "see https://optuna.org/a@b", "plain text"):
+        assert redact(text) == text
+    assert redact("postgresql://user@db/x?sslmode=require") == "postgresql://user@db/x?sslmode=require"
+
+
+@pytest.mark.parametrize("url,says", [
+    ("not a url", "is not a storage URL"),
+    ("postgresql://db:port/x", "is not a storage URL"),
+    ("postgresql+nodriver://db/x", "unknown driver"),
+    ("redis://127.0.0.1:6379", "unknown database 'redis'"),
+    ("journal://", "names no journal file"),
+])
+def test_malformed_urls(url, says):
+    with pytest.raises(ConfigError) as exc:
+        check_storage_url(url)
+    assert exc.value.path == "--storage" and says in exc.value.message
+
+
+def test_malformed_urls_hide_their_password():
+    with pytest.raises(ConfigError) as exc:
+        check_storage_url("postgresql+nodriver://u:hunter2@db/x")
+    assert "hunter2" not in str(exc.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u:p@127.0.0.1:5432/test", "mysql+pymysql://root@127.0.0.1/test",
+                                 "sqlite:///study.db", "journal:///tmp/study/optuna.journal", "postgresql:///test"])
+def test_wellformed_urls(url):
+    check_storage_url(url)
