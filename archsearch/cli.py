@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from .errors import ConfigError, ConfigErrors
 
@@ -97,11 +98,27 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A U-Net config, a train or space file, or an ablation file.")],
     set_: SetOption = None,
 ) -> None:
-    """Check a config file; print every problem as `path: message` (exit 2) or what it describes."""
+    """Check a config file; print every problem as `path: message` (exit 2) or what it describes.
+
+    Space and ablation files are checked as `run` and `ablate` check them before writing anything:
+    a sample of architectures is planned, the device is resolved and the data is read."""
     from .schema.files import load_any
 
     kind, obj = load_any(file, parse_sets(set_))
-    console.print(f"[green]ok[/green]: {file} is a valid {kind}")
+    detail = ""
+    if kind == "space file":
+        from .search.sampling import CANDIDATE_SAMPLES, check_candidates
+
+        valid, common = check_candidates(obj)  # none valid: exit 2 with the commonest reasons
+        if common:
+            detail = (f"; {valid} of {CANDIDATE_SAMPLES} sampled architectures are valid "
+                      f"(commonest rejection: {common[0][0]}, {common[0][1]}x)")
+    if kind in ("space file", "ablation file"):
+        from .search.preflight import check_inputs
+
+        train_settings = obj.train if kind == "space file" else obj.train.model_dump()
+        check_inputs(obj.data, obj.eval, train_settings, obj.study.device)  # what `run` checks before it writes
+    console.print(Text.assemble(("ok", "green"), f": {file} is a valid {kind}{detail}"))
 
 
 @app.command()

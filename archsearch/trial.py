@@ -58,8 +58,10 @@ class TrialContext:
     protocol: ValidationProtocol
 
     @classmethod
-    def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto") -> TrialContext:
-        device = resolve_device(device) if not isinstance(device, torch.device) else device
+    def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto",
+               device_path: str = "device") -> TrialContext:
+        """`device_path` locates a bad device in errors (`study.device`, `--device`)."""
+        device = resolve_device(device, device_path) if not isinstance(device, torch.device) else device
         schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
         protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
         return cls(data, device, protocol)
@@ -69,15 +71,16 @@ class LazyContext:
     """A TrialContext created at the first trial that asks for one: a process that only waits
     for other workers never reads the data."""
 
-    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device):
-        self.data_cfg, self.eval_cfg, self.device = data_cfg, eval_cfg, device
+    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device, device_path: str = "device"):
+        self.data_cfg, self.eval_cfg, self.device, self.device_path = data_cfg, eval_cfg, device, device_path
         self.context: TrialContext | None = None
 
     def __call__(self, train_cfg: TrainConfig) -> TrialContext:
         if self.context is None:
             from .data import load_data
 
-            self.context = TrialContext.create(load_data(self.data_cfg), train_cfg, self.eval_cfg, self.device)
+            device = resolve_device(self.device, self.device_path)  # before reading data for nothing
+            self.context = TrialContext.create(load_data(self.data_cfg), train_cfg, self.eval_cfg, device)
         return self.context
 
 

@@ -92,20 +92,20 @@ def run_ablation(
     live: bool = True,
 ) -> AblationRun:
     """Train every network × seed of `spec` that has no finished trial yet; return all runs."""
+    from ..search.preflight import preflight
     from ..search.storage import describe_storage
     from ..search.study import refresh_tables, write_trial_files
     from ..search.worker import handle_signals, reap_stale_trials, run_one_trial
-    from ..trial import LazyContext
 
     console = console or Console()
-    study_dir = Path(results_dir) / spec.study.name
-    study_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(study_dir / "ablation.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    study_dir, context = preflight(results_dir, spec.study.name, storage, spec.data, spec.eval,
+                                   spec.train.model_dump(), device or spec.study.device,
+                                   "--device" if device else "study.device")
     study = open_ablation_study(spec, study_dir, storage)
+    atomic_write_text(study_dir / "ablation.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     identities = pair_identities(spec)
     by_identity = {ident: pair for pair, ident in identities.items()}
     spaces: dict[tuple[str, int], Any] = {}
-    context = LazyContext(spec.data, spec.eval, device or spec.study.device)
     started = time.monotonic()
     cfg = spec.trial_space("base", 0).study  # heartbeat interval and grace period of a space file
     with _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal) as view, handle_signals():

@@ -1,7 +1,7 @@
 """Which kind of config file is this? One entry point for `archsearch validate` and `build`.
 
-- a **space file** has an `architecture` section (a train file is a space file without
-  distributions);
+- a **space file** has a section of its own (`architecture`, `study`, `data`, `train`, ...; a
+  train file is a space file without distributions);
 - an **ablation file** has `variants`;
 - anything else is read as a **U-Net config** (the fields of `UNetConfig`, or `base: PRESET`).
 """
@@ -16,6 +16,9 @@ from .paths import set_path
 
 __all__ = ["load_any", "json_schema"]
 
+# Sections only a space file has (no UNetConfig field is named so): `data: ...` alone is a space.
+_SPACE_SECTIONS = {"architecture", "study", "data", "train", "eval", "measure", "objectives", "constraints"}
+
 
 def load_any(path: str | Path, sets: dict[str, Any] | None = None) -> tuple[str, Any]:
     """(kind, validated object) for a file; raises ConfigErrors listing every problem."""
@@ -24,7 +27,7 @@ def load_any(path: str | Path, sets: dict[str, Any] | None = None) -> tuple[str,
         from .ablation import load_ablation
 
         return "ablation file", load_ablation(path, sets)
-    if "architecture" in data or "study" in data:
+    if _SPACE_SECTIONS & data.keys():
         from .space import load_space
 
         return "space file", load_space(path, sets)

@@ -189,17 +189,23 @@ def _check_depth(arch: dict[str, Any]) -> list[ConfigError]:
     return []
 
 
+# Points of a grid search at most: Optuna's GridSampler holds the whole grid in memory.
+MAX_GRID_POINTS = 1_000_000
+
+
 def _check_sampler(space: SearchSpace) -> None:
     kind = space.study.sampler.kind
     if kind == "grid":
-        for path, node in walk_distributions(space.architecture):
-            dist = as_distribution(node)
-            if dist.kind == "float" and dist.step is None:
-                raise ConfigErrors([ConfigError(f"architecture.{path}", "the grid sampler needs a `step` for float ranges")])
-        for path, node in walk_distributions(space.train):
-            dist = as_distribution(node)
-            if dist.kind == "float" and dist.step is None:
-                raise ConfigErrors([ConfigError(f"train.{path}", "the grid sampler needs a `step` for float ranges")])
+        points = 1
+        for prefix, tree in (("architecture", space.architecture), ("train", space.train)):
+            for path, node in walk_distributions(tree):
+                dist = as_distribution(node)
+                if dist.kind == "float" and dist.step is None:
+                    raise ConfigErrors([ConfigError(f"{prefix}.{path}", "the grid sampler needs a `step` for float ranges")])
+                points *= len(dist.choices) if dist.kind == "choice" else int((dist.high - dist.low) / dist.step + 1e-9) + 1
+                if points > MAX_GRID_POINTS:
+                    raise ConfigErrors([ConfigError(f"{prefix}.{path}", f"the grid has more than {MAX_GRID_POINTS:,} points "
+                                                                        "from here on; use fewer values or another sampler")])
     if space.study.pruner.kind != "none" and len(space.objectives) > 1:
         raise ConfigErrors(
             [ConfigError("study.pruner", "Optuna's pruners work with one objective only; use kind: none or one objective")]

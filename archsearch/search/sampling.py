@@ -25,7 +25,8 @@ from ..schema.distributions import Choice, Distribution, as_distribution, decode
 from ..schema.space import SearchSpace, field_type
 from ..schema.unet import UNetConfig
 
-__all__ = ["Suggest", "instantiate", "sample_trial_configs", "optuna_suggester", "random_suggester", "sample_configs"]
+__all__ = ["Suggest", "instantiate", "sample_trial_configs", "optuna_suggester", "random_suggester", "sample_configs",
+           "check_candidates", "CANDIDATE_SAMPLES"]
 
 Suggest = Callable[[str, Distribution], Any]
 
@@ -174,19 +175,21 @@ def optuna_suggester(trial) -> Suggest:
 
 
 def random_suggester(seed: int = 0) -> Suggest:
+    """Uniform draws (log-uniform for log ranges), in O(1) whatever the width of a range."""
+    import math
+
     rng = random.Random(seed)
 
     def suggest(name: str, dist: Distribution) -> Any:
         if isinstance(dist, Choice):
             return rng.choice(dist.choices)
-        if dist.kind == "int":
-            return rng.choice(dist.values())
         if dist.log:
-            import math
-
-            return math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+            value = math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+            return min(max(round(value), dist.low), dist.high) if dist.kind == "int" else value
+        if dist.kind == "int":
+            return rng.randrange(dist.low, dist.high + 1, dist.step)
         if dist.step is not None:
-            return rng.choice(dist.values())
+            return dist.low + dist.step * rng.randrange(int((dist.high - dist.low) / dist.step + 1e-9) + 1)
         return rng.uniform(dist.low, dist.high)
 
     return suggest
@@ -201,3 +204,42 @@ def sample_configs(space: SearchSpace, n: int, seed: int = 0) -> list[UNetConfig
 
     suggest = random_suggester(seed)
     return [unet_config_from_dict(instantiate(space.architecture, suggest), prefix="architecture") for _ in range(n)]
+
+
+# How many random architectures `check_candidates` plans: enough to see a space that is mostly
+# invalid, few enough to take well under a second (the planner is pure Python).
+CANDIDATE_SAMPLES = 200
+
+
+def check_candidates(space: SearchSpace, n: int = CANDIDATE_SAMPLES, seed: int = 0) -> tuple[int, list[tuple[str, int]]]:
+    """Plan `n` seeded random architectures of the space: (how many are valid, the commonest
+    rejections as (error line, count), commonest first).
+
+    Raises ConfigErrors when none is valid: such a space would record nothing but `invalid`
+    trials. A space without distributions was planned when it was loaded.
+    """
+    from collections import Counter
+
+    from ..errors import ConfigError, ConfigErrors
+    from ..schema.loading import unet_config_from_dict
+
+    from ..schema.space import walk_distributions
+
+    if not any(True for _ in walk_distributions(space.architecture)):
+        return n, []
+    suggest, valid, reasons = random_suggester(seed), 0, Counter()
+    errors_by_line: dict[str, ConfigError] = {}
+    for _ in range(n):
+        try:
+            unet_config_from_dict(instantiate(space.architecture, suggest), prefix="architecture")
+            valid += 1
+        except ConfigErrors as exc:
+            first = exc.errors[0]
+            reasons[str(first)] += 1
+            errors_by_line.setdefault(str(first), first)
+    common = reasons.most_common(3)
+    if valid == 0:
+        head = ConfigError("architecture", f"0 of {n} sampled architectures are valid; the commonest reasons:")
+        raise ConfigErrors([head] + [ConfigError(errors_by_line[line].path, f"{errors_by_line[line].message} "
+                                                 f"({count} of {n} samples)") for line, count in common])
+    return valid, common

@@ -149,24 +149,35 @@ def run_study(
 
     With `workers > 1`, that many processes share the study (see archsearch.search.worker);
     on CUDA worker i gets GPU `gpus[i]` (default: GPU i), on the CPU the cores are split.
-    Raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
+    Bad input (see archsearch.search.preflight) raises ConfigErrors before anything is
+    written; raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
     """
+    from .preflight import preflight
+    from .sampling import check_candidates
+
     quiet_optuna()
     view = view or NullView()
-    study_dir = Path(results_dir) / space.study.name
+    if trials is not None and trials < 1:
+        raise ConfigErrors([ConfigError("--trials", f"{trials} trials; a study needs at least 1 (it is the study's total)")])
     target = trials or space.study.trials
-    _write_space(space, study_dir)
+    device_path = "--device" if device else "study.device"
+    device = device or space.study.device
+    check_candidates(space)
+    study_dir, context_for = preflight(results_dir, space.study.name, storage, space.data, space.eval, space.train,
+                                       device, device_path)
+    _check_space(space, study_dir)
     study = create_study(space, open_storage(storage, study_dir))
+    _write_space(space, study_dir)
     objectives = [o.metric for o in space.objectives]
     deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
-    device = device or space.study.device
 
     df = refresh_tables(study, objectives, study_dir)
     view.watch(df, count_trials(study)[0], [])
     try:
         if workers <= 1:
-            _run_here(study, space, target, device, study_dir, objectives, view, deadline)
+            _run_here(study, space, target, context_for, study_dir, objectives, view, deadline)
         else:
+            del context_for  # each worker reads the data itself
             _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
     finally:
         df = refresh_tables(study, objectives, study_dir)
@@ -194,11 +205,7 @@ def _has_complete(study) -> bool:
     return any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
 
 
-def _run_here(study, space, target, device, study_dir, objectives, view, deadline) -> None:
-    from ..trial import LazyContext  # torch: only where trials run
-
-    context_for = LazyContext(space.data, space.eval, device)
-
+def _run_here(study, space, target, context_for, study_dir, objectives, view, deadline) -> None:
     def finish(number: int, outcome) -> None:
         write_trial_files(study_dir, study, number)
         df = refresh_tables(study, objectives, study_dir)
@@ -301,19 +308,21 @@ def refresh_tables(study, objectives: list[str], study_dir: Path):
     return df
 
 
-def _write_space(space: SearchSpace, study_dir: Path) -> None:
-    """Keep the resolved space beside the study; a resumed study must use the same one."""
-    study_dir.mkdir(parents=True, exist_ok=True)
+def _check_space(space: SearchSpace, study_dir: Path) -> None:
+    """A resumed study must use the space it was started with (its space.yaml)."""
     path = study_dir / "space.yaml"
-    resolved = space.model_dump(mode="json")
-    comparable = _without_counts(resolved)
     if path.exists():
         existing = yaml.safe_load(path.read_text()) or {}
-        if _without_counts(existing) != comparable:
+        if _without_counts(existing) != _without_counts(space.model_dump(mode="json")):
             raise ConfigErrors([ConfigError(
                 "study.name", f"{study_dir} holds a study of another space (see its space.yaml); "
                               "use another study name or --results-dir to start a new one")])
-    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _write_space(space: SearchSpace, study_dir: Path) -> None:
+    """Keep the resolved space beside the study (checked by `_check_space` first)."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(study_dir / "space.yaml", yaml.safe_dump(space.model_dump(mode="json"), sort_keys=False))
 
 
 def _without_counts(data: dict) -> dict:

@@ -1,0 +1,73 @@
+"""What a study checks before it writes its first byte: bad input is exit 2 with nothing created.
+
+`archsearch run` and `archsearch ablate` call `preflight` before they create the study folder,
+open the storage or write `space.yaml`, so that everything a user can get wrong is found once,
+up front, instead of as one failed trial after another:
+
+- the results folder can be created (`--results-dir` is not a file, the study folder neither);
+- the storage URL is well formed (whether its server answers is found when it is opened: an
+  unreachable server is a failure, exit 1, but still before anything is written);
+- the device exists (`cuda` on a machine without a GPU is bad input, not an `error:` trial);
+- the data can be read (a missing folder, an empty one, a missing `.npy` file...) and the
+  validation protocol can be built from it (enough held-out images for `eval.timesteps`).
+
+The data read here is kept in the returned `LazyContext`, so a single-process study does not
+read it twice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ConfigErrors
+from ..urls import check_storage_url
+
+__all__ = ["study_folder", "check_inputs", "preflight"]
+
+
+def study_folder(results_dir: str | Path, name: str) -> Path:
+    """`<results_dir>/<name>`, checked to be a folder that can be created; creates nothing."""
+    results_dir = Path(results_dir)
+    study_dir = results_dir / name
+    for path in (study_dir, results_dir, *results_dir.parents):
+        if not path.exists():
+            continue
+        where = "study.name" if path == study_dir else "--results-dir"
+        if not path.is_dir():
+            raise ConfigErrors([ConfigError(where, f"{path} is a file, not a folder; "
+                                                   f"{'use another study name' if path == study_dir else 'give a folder'}")])
+        if path != study_dir and not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigErrors([ConfigError("--results-dir", f"cannot create folders in {path} (permission denied)")])
+        break
+    return study_dir
+
+
+def preflight(results_dir: str | Path, name: str, storage: str | None, data_cfg, eval_cfg,
+              train_settings: dict[str, Any], device: str, device_path: str = "study.device"):
+    """Check everything above; returns (the study folder, a LazyContext holding the data)."""
+    study_dir = study_folder(results_dir, name)
+    if storage:
+        try:
+            check_storage_url(storage)
+        except ConfigError as exc:
+            raise ConfigErrors([exc]) from None
+    return study_dir, check_inputs(data_cfg, eval_cfg, train_settings, device, device_path)
+
+
+def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str, device_path: str = "study.device"):
+    """The device, the data and the validation protocol (what `archsearch validate` checks too);
+    returns the LazyContext that holds them."""
+    from ..schema.loading import validate_model
+    from ..schema.train import TrainConfig
+    from ..trial import LazyContext  # torch: only where trials run
+
+    # The schedule fixes the validation timesteps; it cannot be searched, so any trial's will do.
+    fixed = {k: v for k, v in train_settings.items() if k in ("schedule", "num_timesteps")}
+    context = LazyContext(data_cfg, eval_cfg, device, device_path)
+    try:
+        context(validate_model(TrainConfig, fixed, "train"))
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from None
+    return context
