@@ -68,8 +68,8 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
         elif err["type"] == "invalid_kind" and isinstance(err.get("input"), dict):
             key = "source" if "source" in err["input"] else "kind"
             loc, message = [*loc, key], f"{message} (got {err['input'].get(key)!r})"
-        elif err["type"] in ("union_tag_invalid", "literal_error", "enum"):
-            message = f"{message} (got {err.get('input')!r})"
+        elif err["type"] in ("union_tag_invalid", "literal_error", "enum") or _is_scalar(err.get("input")):
+            message = f"{message} (got {_short(err.get('input'))})"
         errors.append(ConfigError(format_loc(loc), message).prefixed(prefix))
     return ConfigErrors(errors)
 
@@ -90,6 +90,15 @@ def _user_loc(loc: Sequence[str | int], data) -> list[str | int]:
         out.append(part)
         node = _child(node, part)
     return out
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _child(node, part):
