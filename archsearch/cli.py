@@ -166,7 +166,7 @@ def run(
     results_dir: Annotated[Path, typer.Option(help="Where study folders are written.")] = Path("results"),
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (postgresql://, mysql://); default: the study folder's journal.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine sharing the study.")] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study (at least 1).")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3 (worker i gets the i-th).")] = None,
     set_: SetOption = None,
 ) -> None:
@@ -177,6 +177,8 @@ def run(
     from .search.worker import Interrupted
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
+    if workers < 1:
+        raise ConfigErrors([ConfigError("--workers", f"{workers} workers; give at least 1")])
     gpu_list = _parse_gpus(gpus)
     objectives = [o.metric for o in space.objectives]
     display = StudyDisplay(console, space.study.name, trials or space.study.trials, objectives,

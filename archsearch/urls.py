@@ -25,9 +25,22 @@ _SECRET_PARAM = re.compile(r"(?P<key>(?:^|[?&;])(?:password|passwd|pwd|pass|secr
 _HIDDEN = "***"
 
 
-def redact(text: str) -> str:
-    """`text` with the password of every URL in it replaced by `***`."""
-    return _URL.sub(lambda m: m["scheme"] + _redact_rest(m["rest"]), str(text))
+def redact(text: str, url: str | None = None) -> str:
+    """`text` with the password of every URL in it replaced by `***`; with `url`, also every
+    bare occurrence of that URL's password (a driver may quote it without its URL)."""
+    text = _URL.sub(lambda m: m["scheme"] + _redact_rest(m["rest"]), str(text))
+    password = _password(url) if url else None
+    return text.replace(password, _HIDDEN) if password and len(password) >= 3 else text
+
+
+def _password(url: str) -> str | None:
+    head = url.split("://", 1)[-1].split("?", 1)[0]
+    userinfo = head[: head.rfind("@")] if "@" in head else ""
+    if ":" not in userinfo:
+        return None
+    from urllib.parse import unquote
+
+    return unquote(userinfo.split(":", 1)[1])
 
 
 def _redact_rest(rest: str) -> str:
@@ -62,8 +75,12 @@ def check_storage_url(url: str, path: str = "--storage") -> None:
         parsed = make_url(url)
         parsed.port  # noqa: B018 - a non-numeric port raises here
     except (ArgumentError, ValueError):
-        raise ConfigError(path, f"{redact(url)!r} is not a storage URL; write dialect+driver://user:password@host:port/database "
-                                "(e.g. postgresql+psycopg://...), or journal:///path/to/optuna.journal") from None
+        raise ConfigError(path, f"{redact(url)!r} is not a storage URL; write dialect+driver://user@host:port/database "
+                                "(a password follows the user after a colon), e.g. postgresql+psycopg://..., "
+                                "or journal:///path/to/optuna.journal") from None
+    if url.split("?", 1)[0].count("@") > 1:
+        raise ConfigError(path, f"{redact(url)!r}: the password holds '@', which ends it for the database driver; "
+                                "write each '@' in it as %40")
     dialect = parsed.get_backend_name()
     if dialect not in _KNOWN_SCHEMES:
         raise ConfigError(path, f"unknown database {dialect!r} in {redact(url)!r}; use postgresql, mysql or sqlite "

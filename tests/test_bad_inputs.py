@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from archsearch.cli import app
 
 CORPUS = Path(__file__).parent / "bad_inputs"
-FILES = sorted(CORPUS.glob("*.yaml"))
+FILES = sorted(CORPUS.glob("*.yaml"))  # space files, for `validate` and `run`
+ABLATIONS = sorted((CORPUS / "ablations").glob("*.yaml"))  # for `validate` and `ablate`
 runner = CliRunner()
 
 
@@ -75,8 +76,11 @@ def test_the_corpus_is_large_and_self_describing():
     assert len(named) >= len(FILES) - 6  # only unreadable bytes fall back to the file name
 
 
-@pytest.mark.parametrize("command", ["validate", "run"])
-@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+CASES = [(path, command) for path in FILES for command in ("validate", "run")] + \
+        [(path, command) for path in ABLATIONS for command in ("validate", "ablate")]
+
+
+@pytest.mark.parametrize("path,command", CASES, ids=[f"{p.parent.name}/{p.stem}-{c}" for p, c in CASES])
 def test_bad_input_is_exit_2_with_nothing_written(path, command, tmp_path, monkeypatch):
     expect, needs = expectation(path)
     if "no-cuda" in needs:
@@ -88,7 +92,7 @@ def test_bad_input_is_exit_2_with_nothing_written(path, command, tmp_path, monke
     target = tmp_path / path.name
     shutil.copyfile(path, target)
     before = snapshot(tmp_path)
-    args = [command, path.name] + (["--results-dir", "results"] if command == "run" else [])
+    args = [command, path.name] + (["--results-dir", "results"] if command != "validate" else [])
     with answers_within(10):
         result = runner.invoke(app, args)
     output = result.output

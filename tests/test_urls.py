@@ -52,3 +52,15 @@ def test_malformed_urls_hide_their_password():
                                  "sqlite:///study.db", "journal:///tmp/study/optuna.journal", "postgresql:///test"])
 def test_wellformed_urls(url):
     check_storage_url(url)
+
+
+def test_a_password_with_a_raw_at_sign_is_bad_input():
+    with pytest.raises(ConfigError) as exc:
+        check_storage_url("postgresql+psycopg://user:p@ss@127.0.0.1:5432/test")
+    assert "%40" in exc.value.message and "ss@" not in str(exc.value)
+
+
+def test_a_driver_message_quoting_the_bare_password_is_redacted():
+    url = "postgresql+psycopg://user:hunter2@db/x"
+    assert redact('FATAL: password "hunter2" rejected', url) == 'FATAL: password "***" rejected'
+    assert redact("x" * 3, "postgresql://u:x@db/y") == "xxx"  # too short to hide without hiding everything

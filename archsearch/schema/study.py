@@ -59,7 +59,7 @@ def folder_name(value: str) -> str:
 
 def device_name(value: str) -> str:
     if not _DEVICE.fullmatch(value.strip().lower()):
-        raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
+        raise ValueError("unknown device; use auto, cpu, cuda or cuda:N")
     return value.strip().lower()
 
 

@@ -47,4 +47,4 @@ def open_storage(url: str | None, study_dir: Path):
             grace_period=120,
         )
     except Exception as exc:  # noqa: BLE001 - driver errors carry the URL; never show it raw
-        raise RuntimeError(f"cannot open storage {redact(url)}: {redact(str(exc)).splitlines()[0]}") from None
+        raise RuntimeError(f"cannot open storage {redact(url)}: {redact(str(exc), url).splitlines()[0]}") from None
