@@ -151,6 +151,8 @@ def build(
 
     if (file is None) == (preset is None):
         raise ConfigErrors([ConfigError("build", "give a FILE or --preset NAME (one of them)")])
+    if not 0 <= sample <= 1000:
+        raise ConfigErrors([ConfigError("--sample", f"{sample}; show between 0 and 1000 sampled networks")])
     configs = _configs_to_build(file, preset, sample, parse_sets(set_))
     describe_configs(configs, console)
 

@@ -66,3 +66,9 @@ def test_an_unreachable_storage_is_exit_1_with_nothing_written(space_file, tmp_p
     assert result.exit_code == 1, result.output
     assert "cannot open storage" in result.output and "hunter2" not in result.output and "***" in result.output
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("count", ["-1", "100000000"])
+def test_build_samples_a_bounded_number_of_networks(count):
+    result = runner.invoke(app, ["build", str(Path(__file__).parents[1] / "search_spaces" / "quickstart.yaml"), "--sample", count])
+    assert result.exit_code == 2 and result.output.startswith("--sample:"), result.output
