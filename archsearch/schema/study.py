@@ -169,6 +169,12 @@ class Constraint(Model):
             return {"metric": metric, "op": {"<": "<=", ">": ">="}.get(op, op), "value": value}
         return data
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        # The string form is the documented one; the object form is what it parses into.
+        return {"anyOf": [{"type": "string", "pattern": _CONSTRAINT.pattern, "description": cls.__doc__.splitlines()[0]},
+                          handler(core_schema)]}
+
     def violation(self, measured: float) -> float:
         """Optuna's convention: <= 0 when satisfied, the amount of violation otherwise."""
         return measured - self.value if self.op == "<=" else self.value - measured
