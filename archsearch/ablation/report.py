@@ -84,8 +84,9 @@ def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, p
     lines = [
         f"# Ablation: {title}",
         "",
-        f"Each variant against the base ({base.description}): the mean difference over {seeds} training seeds, "
-        f"paired by seed (same initial weights, batches and noise), with a {pct}% Student-t interval. A verdict "
+        f"Each variant against the base ({base.description}) over {seeds} training seeds, paired by seed (same "
+        f"initial weights, batches and noise): the change is exp(mean log ratio) - 1 of the per-seed ratios "
+        f"variant/base, with a {pct}% Student-t interval on the log ratios (so never below -100%). A verdict "
         "needs the whole interval on one side of zero; intervals are per variant (not corrected for the number of "
         "variants). Validation loss: lower is better; training throughput: images/s, forward+backward+AdamW.",
         "",
