@@ -5,7 +5,7 @@
     result = run_trial(config, context, train_cfg, space.measure)
     result.outcome, result.metrics["val_loss"], result.metrics["train_throughput"]
 
-The phases, in order, each reported through `on_progress(phase, step, total)`:
+The phases, in order, each reported through `on_progress(phase, step, total, loss)`:
 `building` -> `measuring` (archsearch.measure's timing protocol, on a copy of the fresh model)
 -> `training` (step by step) -> `evaluating`. Measuring comes first so that cost metrics exist
 even for a trial whose training later diverges.
@@ -34,11 +34,9 @@ from .nn import build_unet
 from .schema.measure import MeasureConfig
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
-from .train import save_checkpoint, train
+from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "METRIC_KEYS"]
-
-ProgressFn = Callable[[str, int, int], None]
 
 # The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
 METRIC_KEYS = (
@@ -99,7 +97,7 @@ def run_trial(
     checkpoint_path: Path | None = None,
 ) -> TrialResult:
     """Build, measure, train and evaluate one architecture; see the module docstring."""
-    progress = on_progress or (lambda phase, step, total: None)
+    progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
     device = context.device
     eval_cfg = context.protocol.cfg

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..io import atomic_write_text
-from ..report.live import LiveView
+from ..report.live import LiveView, phase_line
 from ..schema.ablation import AblationSpec
 
 __all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
@@ -250,15 +250,18 @@ class _Display(LiveView):
 
     def __init__(self, console: Console, name: str, total: int, enabled: bool):
         self.console, self.name, self.total, self.enabled = console, name, total, enabled
-        self.done, self.label, self.phase, self.started = 0, "", "", time.perf_counter()
+        self.done, self.label, self.started = 0, "", time.perf_counter()
+        self.phase, self.step = "", (0, 0, None)  # (step, total, loss)
 
     def start(self, number: int, name: str, seed: int) -> None:
         self.label, self.started = f"trial {number} ({name}, seed {seed})", time.perf_counter()
         self.progress("starting", 0, 0)
 
-    def progress(self, phase: str, step: int, total: int) -> None:
-        self.phase = f"{phase} {step}/{total}" if phase == "training" and total else phase
-        self._refresh()
+    def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
+        changed = phase != self.phase
+        self.phase, self.step = phase, (step, total, loss)
+        if changed:
+            self._refresh()  # steps are picked up by the next automatic refresh
 
     def finish(self, trial) -> None:
         self.done += 1
@@ -276,4 +279,4 @@ class _Display(LiveView):
 
     def _render(self) -> Text:
         elapsed = time.perf_counter() - self.started
-        return Text(f"{self.name}: {self.done}/{self.total} done  {self.label}: {self.phase} ({elapsed:.0f}s)", style="cyan")
+        return Text(f"{self.name}: {self.done}/{self.total} done  {self.label}: {phase_line(self.phase, *self.step)} ({elapsed:.0f}s)", style="cyan")

@@ -16,7 +16,7 @@ from rich.text import Text
 from .console import format_metric
 from .pareto import pareto_front
 
-__all__ = ["LiveView", "StudyDisplay", "front_table"]
+__all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line"]
 
 
 def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> Table:
@@ -39,6 +39,13 @@ def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto
     return table
 
 
+def phase_line(phase: str, step: int, total: int, loss: float | None) -> str:
+    """`training step 12/60, loss 0.0931`, or just the phase outside training."""
+    if phase != "training" or not total:
+        return phase
+    return f"{phase} step {step}/{total}" + (f", loss {loss:.4g}" if loss is not None else "")
+
+
 def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
     cols = [c for c in df.columns if c.startswith(("arch.", "train.")) and c != "arch.schema_version"]
     return [c for c in cols if df[c].astype(str).nunique() > 1]
@@ -46,7 +53,11 @@ def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
 
 class LiveView:
     """A context manager around rich's Live that shows `_render()`; nothing live when disabled.
-    Subclasses set `console` and `enabled` and call `_refresh()` when their state changes."""
+
+    Live calls `_render()` on every automatic refresh (4 per second), so what it shows — the
+    elapsed time above all — moves even while no event arrives. Subclasses set `console` and
+    `enabled`, update their state on events (cheaply: progress comes every training step) and
+    call `_refresh()` to show a change at once."""
 
     console: Console
     enabled: bool
@@ -54,7 +65,7 @@ class LiveView:
 
     def __enter__(self):
         if self.enabled:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live = Live(console=self.console, get_renderable=self._render, refresh_per_second=4, transient=True)
             self.live.__enter__()
         return self
 
@@ -65,7 +76,7 @@ class LiveView:
 
     def _refresh(self) -> None:
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
 
     def _render(self):
         raise NotImplementedError
@@ -85,15 +96,18 @@ class StudyDisplay(LiveView):
         self.trial: int | None = None
         self.phase = "starting"
         self.step = (0, 0)
+        self.loss: float | None = None
         self.phase_start = time.perf_counter()
         self.front = pd.DataFrame()
         self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
 
-    def progress(self, phase: str, step: int, total: int) -> None:
-        if phase != self.phase:
+    def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
+        changed = phase != self.phase
+        if changed:
             self.phase_start = time.perf_counter()
-        self.phase, self.step = phase, (step, total)
-        self._refresh()
+        self.phase, self.step, self.loss = phase, (step, total), loss
+        if changed:
+            self._refresh()  # steps are picked up by the next automatic refresh
 
     def start_trial(self, number: int) -> None:
         self.trial = number
@@ -129,10 +143,9 @@ class StudyDisplay(LiveView):
         head = Text.assemble((f"{self.name}", "bold"), f"  trials done {self.done}/{self.total}")
         lines = [head]
         if self.trial is not None:
-            step, total = self.step
-            detail = f" step {step}/{total}" if self.phase == "training" and total else ""
             elapsed = time.perf_counter() - self.phase_start
-            lines.append(Text(f"trial {self.trial}: {self.phase}{detail}  ({elapsed:.0f}s)", style="cyan"))
+            lines.append(Text(f"trial {self.trial}: {phase_line(self.phase, *self.step, self.loss)}  ({elapsed:.0f}s)",
+                              style="cyan"))
         for number, phase in self.running:
             lines.append(Text(f"trial {number}: {phase}", style="cyan"))
         if not self.front.empty:
