@@ -145,3 +145,24 @@ def test_report_from_a_storage_url(tmp_path):
     md = (out / "report.md").read_text()
     assert "not enough completed trials (3" in md
     assert "No `space.yaml` beside the study" in md  # the protocol is not guessed
+
+
+def test_results_prints_the_table_in_every_format(tmp_path):
+    import io
+    import json
+
+    folder = make_study(tmp_path / "tiny", "tiny")
+    run = lambda fmt: CliRunner().invoke(app, ["results", str(folder), "--format", fmt])  # noqa: E731
+    csv, js, md, table = run("csv"), run("json"), run("md"), run("table")
+    assert all(r.exit_code == 0 for r in (csv, js, md, table)), (csv.output, js.output, md.output, table.output)
+    df = pd.read_csv(folder / "trials.csv")
+    printed = pd.read_csv(io.StringIO(csv.stdout))
+    assert list(printed.columns) == list(df.columns) and len(printed) == 8
+    assert [row["number"] for row in json.loads(js.stdout)] == list(range(8))
+    assert md.stdout.splitlines()[2].startswith("| number | state | val_loss (MSE) | train_throughput (img/s) |")
+    assert "| 3 | COMPLETE | 0.1 | 100 |" in md.stdout
+    # Not a terminal: plain lines, every column, one line per trial.
+    lines = table.stdout.splitlines()
+    assert lines[0] == "8 trials" and lines[1].split()[:3] == ["number", "state", "val_loss"]
+    assert len(lines) == 2 + 8 and "│" not in table.stdout
+    assert CliRunner().invoke(app, ["results", str(folder), "--format", "xml"]).exit_code == 2

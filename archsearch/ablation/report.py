@@ -2,7 +2,7 @@
 
     comparisons = compare_variants(runs, descriptions, seeds)
     paths = write_report(comparisons, study_dir, title="seed_design_choices")
-    console.print(comparison_table(comparisons))
+    show(console, comparison_table(comparisons))
 
 Every rendering reads the same `Comparison` list (archsearch.ablation.stats), so the numbers in
 the table, the markdown and the plot agree. Matplotlib is imported inside `forest_plot` only.
@@ -14,9 +14,10 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from rich.table import Table
+from rich.text import Text
 
 from ..io import atomic_write, atomic_write_text
+from ..report.tables import Column, TextTable
 from .stats import CONFIDENCE, NO_DIFFERENCE, Comparison, Interval
 
 __all__ = ["comparison_frame", "comparison_markdown", "comparison_table", "forest_plot", "summary_line", "write_report"]
@@ -109,16 +110,18 @@ def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, p
     return "\n".join(lines) + "\n"
 
 
-def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> Table:
-    """The rich table `archsearch ablate` prints: the base's values, then each variant's changes
-    (mean Δ [CI] over the line of its verdict)."""
+def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> TextTable:
+    """The table `archsearch ablate` prints (with `tables.show`): the base's values, then each
+    variant's changes (Δ [CI] over the line of its verdict)."""
     base = comparisons[0]
     pct = int(round(CONFIDENCE * 100))
-    table = Table(title=f"{title}: each variant vs the base (mean Δ [{pct}% CI], paired by seed)", title_justify="left")
-    for name, justify in (("variant", "left"), ("val loss", "right"), ("train throughput", "right"),
-                          ("params", "right"), ("FLOPs", "right"), ("seeds", "left")):
-        table.add_column(name, justify=justify)
-    table.add_row(base.variant, f"{base.val_loss:.4g}", f"{base.train_throughput:.4g} img/s",
+    columns = [Column("variant", priority=9, justify="left"), Column("val loss", priority=8),
+               Column("train throughput", priority=7), Column("params", priority=3), Column("FLOPs", priority=2),
+               Column("seeds", priority=5, justify="left", wrap=True)]
+    table = TextTable(f"{title}: each variant vs the base (Δ% [{pct}% CI], paired by seed)", columns,
+                      caption=f"base: val loss (MSE), train throughput (img/s), params, FLOPs per image; "
+                              f"variants: their change from the base")
+    table.add_row(base.variant, f"{base.val_loss:.4g}", f"{base.train_throughput:.4g}",
                   _fmt_count(base.params), _fmt_count(base.flops), base.status, style="dim")
     for c in comparisons[1:]:
         table.add_row(
@@ -131,15 +134,11 @@ def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> 
     return table
 
 
-def _cell(interval: Interval | None, verdict: str) -> str:
+def _cell(interval: Interval | None, verdict: str) -> Text:
     value = interval.format() if interval is not None else "n/a"
-    return f"{value}\n{_styled(verdict)}"
-
-
-def _styled(verdict: str) -> str:
     style = {"good": "green", "bad": "red"}.get(_kind(verdict))
     text = "no difference" if verdict == NO_DIFFERENCE else verdict  # the table's short form
-    return f"[{style}]{text}[/{style}]" if style else text
+    return Text.assemble(value, "\n", (text, style or ""))
 
 
 def forest_plot(comparisons: list[Comparison], path: str | Path, title: str, seeds: int) -> Path:

@@ -10,27 +10,28 @@ import time
 import pandas as pd
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from .console import format_metric
 from .pareto import pareto_front
+from .tables import Column, TextTable, fit
 
 __all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line"]
 
 
-def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> Table:
-    """The front's trials with their objectives, parameters and the fields they differ in."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("trial", justify="right")
-    for name in objectives:
-        table.add_column(name, justify="right")
+def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> TextTable:
+    """The front's trials with their objectives, parameters and the fields they differ in; on a
+    narrow terminal flops go first, then the fields (the last first), then params."""
     extra = [c for c in ("params", "flops") if c not in objectives and c in front.columns]
-    for name in extra:
-        table.add_column(name, justify="right")
     distinguishing = _distinguishing_columns(front)[:4]
-    for name in distinguishing:
-        table.add_column(name.removeprefix("arch."), overflow="fold")
+    priority = {"params": 40, "flops": 10}
+    columns = [Column("trial", priority=100)]
+    columns += [Column.metric(name, priority=90 - i) for i, name in enumerate(objectives)]
+    columns += [Column.metric(name, priority=priority[name]) for name in extra]
+    columns += [Column(name.removeprefix("arch."), priority=30 - i, justify="left", wrap=True)
+                for i, name in enumerate(distinguishing)]
+    caption = f"the first {limit} of {len(front)}" if len(front) > limit else ""
+    table = TextTable(title, columns, caption=caption)
     for _, row in front.head(limit).iterrows():
         cells = [str(int(row["number"]))]
         cells += [format_metric(n, row.get(n)) for n in objectives + extra]
@@ -149,5 +150,6 @@ class StudyDisplay(LiveView):
         for number, phase in self.running:
             lines.append(Text(f"trial {number}: {phase}", style="cyan"))
         if not self.front.empty:
-            lines.append(front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)"))
+            table = front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)")
+            lines.append(fit(table, self.console.width))
         return Group(*lines)

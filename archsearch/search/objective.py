@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigErrors
 from ..schema.loading import unet_config_from_dict, validate_model
 from ..schema.space import SearchSpace
-from ..schema.study import METRICS
+from ..schema.study import OBJECTIVE_METRICS
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
 from .storage import redact
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash", "RECORDED_METRICS"]
 
 # Recorded on every trial that trained (the objectives and constraints read from these).
-RECORDED_METRICS = tuple(METRICS) + ("train_throughput_iqr", "train_seconds", "steps", "peak_mem_source",
+RECORDED_METRICS = OBJECTIVE_METRICS + ("train_throughput_iqr", "train_seconds", "steps", "peak_mem_source",
                                      "device", "precision", "threads", "torch")
 
 
