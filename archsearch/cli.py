@@ -329,8 +329,8 @@ def train(
     from .trial import TrialContext, run_trial
 
     data = load_data(space.data)
-    for name, reason in data.skipped:
-        err_console.print(f"skipped {name}: {reason}", style="yellow", markup=False)
+    for line in data.describe():
+        err_console.print(line, style="yellow" if line.startswith("skipped ") else "dim", markup=False, highlight=False)
     context = TrialContext.create(data, train_cfg, space.eval, device)
     with training_progress(console, enabled=console.is_terminal) as progress:
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,

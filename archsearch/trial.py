@@ -65,17 +65,21 @@ class TrialContext:
 
 class LazyContext:
     """A TrialContext created at the first trial that asks for one: a process that only waits
-    for other workers never reads the data."""
+    for other workers never reads the data. `on_load(lines)` hears `ImageData.describe()` then."""
 
-    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device):
-        self.data_cfg, self.eval_cfg, self.device = data_cfg, eval_cfg, device
+    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device,
+                 on_load: Callable[[list[str]], None] | None = None):
+        self.data_cfg, self.eval_cfg, self.device, self.on_load = data_cfg, eval_cfg, device, on_load
         self.context: TrialContext | None = None
 
     def __call__(self, train_cfg: TrainConfig) -> TrialContext:
         if self.context is None:
             from .data import load_data
 
-            self.context = TrialContext.create(load_data(self.data_cfg), train_cfg, self.eval_cfg, self.device)
+            data = load_data(self.data_cfg)
+            if self.on_load is not None:
+                self.on_load(data.describe())
+            self.context = TrialContext.create(data, train_cfg, self.eval_cfg, self.device)
         return self.context
 
 

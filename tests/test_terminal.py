@@ -169,3 +169,14 @@ def test_outside_a_terminal_tables_are_plain_lines_with_every_column():
                                "skip.combine block.norm.groups attention.head_channels".split()
     assert lines[2].split() == ["3", "0.08934", "1234", "1,234,567", "123,456,789", "32", "concat", "8", "32"]
     assert len(lines) == 2 + len(FRONT)
+
+
+def test_the_study_display_tells_what_data_was_read():
+    from archsearch.schema.data import Digits
+    from archsearch.schema.train import EvalConfig, TrainConfig
+    from archsearch.trial import LazyContext
+
+    console = Console(file=io.StringIO(), force_terminal=False, width=100)
+    display = StudyDisplay(console, "demo", 4, ["val_loss"], ["minimize"], enabled=False)
+    LazyContext(Digits(), EvalConfig(num_images=16), "cpu", on_load=display.data_loaded)(TrainConfig())
+    assert console.file.getvalue().splitlines() == ["digits: 1617 train + 180 val images, 1x16x16, 10 classes"]

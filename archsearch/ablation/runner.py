@@ -105,10 +105,10 @@ def run_ablation(
     identities = pair_identities(spec)
     by_identity = {ident: pair for pair, ident in identities.items()}
     spaces: dict[tuple[str, int], Any] = {}
-    context = LazyContext(spec.data, spec.eval, device or spec.study.device)
     started = time.monotonic()
     cfg = spec.trial_space("base", 0).study  # heartbeat interval and grace period of a space file
     with _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal) as view, handle_signals():
+        context = LazyContext(spec.data, spec.eval, device or spec.study.device, on_load=view.print_lines)
         try:
             refresh_tables(study, _OBJECTIVES, study_dir)
             while True:
@@ -271,11 +271,8 @@ class _Display(LiveView):
             what += f" (reused trial {attrs['reused_from']})" if attrs.get("reused_from") is not None else ""
         else:
             what = f"failed: {attrs.get('fail_reason', '')}"[:120]
-        line = f"{self.label}: {what}  [{self.done}/{self.total}, {time.perf_counter() - self.started:.0f}s]"
-        if self.live is not None:
-            self.live.console.print(line, markup=False, highlight=False)
-        else:
-            self.console.print(line, markup=False, highlight=False)
+        self.print_lines([f"{self.label}: {what}  [{self.done}/{self.total}, {time.perf_counter() - self.started:.0f}s]"],
+                         style="")
 
     def _render(self) -> Text:
         elapsed = time.perf_counter() - self.started

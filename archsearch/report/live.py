@@ -79,6 +79,12 @@ class LiveView:
         if self.live is not None:
             self.live.refresh()
 
+    def print_lines(self, lines: list[str], style: str = "dim") -> None:
+        """Print above the live area (or plainly when not live)."""
+        console = self.live.console if self.live is not None else self.console
+        for line in lines:
+            console.print(line, style=style, markup=False, highlight=False)
+
     def _render(self):
         raise NotImplementedError
 
@@ -109,6 +115,9 @@ class StudyDisplay(LiveView):
         self.phase, self.step, self.loss = phase, (step, total), loss
         if changed:
             self._refresh()  # steps are picked up by the next automatic refresh
+
+    def data_loaded(self, lines: list[str]) -> None:
+        self.print_lines(lines)
 
     def start_trial(self, number: int) -> None:
         self.trial = number

@@ -54,6 +54,7 @@ class StudyView(Protocol):
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
     def finish_trial(self, number: int, state: str, reason: str, table, done: int) -> None: ...
     def watch(self, table, done: int, running: list[tuple[int, str]]) -> None: ...
+    def data_loaded(self, lines: list[str]) -> None: ...  # ImageData.describe(), once the data is read
 
 
 class NullView:
@@ -61,6 +62,7 @@ class NullView:
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
     def finish_trial(self, number: int, state: str, reason: str, table, done: int) -> None: ...
     def watch(self, table, done: int, running: list[tuple[int, str]]) -> None: ...
+    def data_loaded(self, lines: list[str]) -> None: ...
 
 
 def make_sampler(space: SearchSpace, seed_offset: int = 0):
@@ -197,7 +199,7 @@ def _has_complete(study) -> bool:
 def _run_here(study, space, target, device, study_dir, objectives, view, deadline) -> None:
     from ..trial import LazyContext  # torch: only where trials run
 
-    context_for = LazyContext(space.data, space.eval, device)
+    context_for = LazyContext(space.data, space.eval, device, on_load=view.data_loaded)
 
     def finish(number: int, outcome) -> None:
         write_trial_files(study_dir, study, number)
