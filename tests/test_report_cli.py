@@ -95,6 +95,12 @@ def test_report_writes_every_file_with_the_hand_computed_front(tmp_path):
     assert "cpu (test)" in md and "2 untimed warm-up steps, then 5 timed steps" in md
     assert "eval.noise_seed = 77" in md and "the same 64 held-out images" in md
     assert "val_loss = 0.32, train_throughput = -2" in md  # reference: .30+.02, 80-82 (worst + 10% of range)
+    # The hypervolume's box, in one sentence of its section.
+    section = md.split("## Convergence: hypervolume over trials", 1)[1].split("\n## ", 1)[0]
+    assert ("The hypervolume is the volume of the box [0, 1.1]^2 that the front dominates, after each objective is "
+            "rescaled to 0 at its best and 1 at its worst value over the completed trials (maximized ones flipped), "
+            "with the reference point, the box's far corner, at 1.1 in every objective (val_loss = 0.32, "
+            "train_throughput = -2): at most 1.21") in section
     assert "diverged: loss is nan" in md
     # Marginal effects: concat was used by #2, #3, #4, #7 (losses .25 .10 .22 .12, median .17).
     assert "| skip.combine | concat | 4 | 0.17 [" in md
