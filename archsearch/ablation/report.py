@@ -20,7 +20,7 @@ from ..io import atomic_write, atomic_write_text
 from ..report.tables import Column, TextTable
 from .stats import CONFIDENCE, NO_DIFFERENCE, Comparison, Interval
 
-__all__ = ["comparison_frame", "comparison_markdown", "comparison_table", "forest_plot", "summary_line", "write_report"]
+__all__ = ["comparison_frame", "comparison_markdown", "comparison_markdown_table", "comparison_table", "forest_plot", "summary_line", "write_report"]
 
 _GOOD, _BAD = ("better", "faster"), ("worse", "slower")
 _COLORS = {"good": "#1b9e3a", "bad": "#d62728", "none": "#6b6b6b"}
@@ -80,6 +80,7 @@ def summary_line(c: Comparison, base: Comparison) -> str:
 
 
 def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, plot: str | None = "plots/forest.png") -> str:
+    """ablation.md: how the comparison was made, the base, the table, the verdicts in words."""
     base = comparisons[0]
     pct = int(round(CONFIDENCE * 100))
     lines = [
@@ -91,6 +92,20 @@ def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, p
         "needs the whole interval on one side of zero; intervals are per variant (not corrected for the number of "
         "variants). Validation loss: lower is better; training throughput: images/s, forward+backward+AdamW.",
         "",
+        comparison_markdown_table(comparisons),
+    ]
+    lines += ["", "## In words", ""]
+    lines += [f"- {summary_line(c, base)}" for c in comparisons[1:]]
+    if plot:
+        lines += ["", f"![forest plot]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown_table(comparisons: list[Comparison]) -> str:
+    """The base's line and the table of variants (ablation.md, and the README's seed ablation)."""
+    base = comparisons[0]
+    pct = int(round(CONFIDENCE * 100))
+    lines = [
         f"Base: val loss {base.val_loss:.4g}, {base.train_throughput:.4g} images/s, {_fmt_count(base.params)} parameters, "
         f"{_fmt_count(base.flops)} FLOPs per image (seeds {base.status}).",
         "",
@@ -103,11 +118,7 @@ def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, p
         lines.append(f"| {c.variant} | {c.description} | {loss} | {c.loss_verdict} | {speed} | {c.throughput_verdict} | "
                      f"{_fmt_count(c.params)}{_fmt_change(c.params_change(base))} | "
                      f"{_fmt_count(c.flops)}{_fmt_change(c.flops_change(base))} | {c.status} |")
-    lines += ["", "## In words", ""]
-    lines += [f"- {summary_line(c, base)}" for c in comparisons[1:]]
-    if plot:
-        lines += ["", f"![forest plot]({plot})"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> TextTable:
