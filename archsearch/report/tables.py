@@ -137,12 +137,13 @@ def markdown(table: TextTable) -> str:
     """The table in GitHub Markdown, every column, units in the headers."""
     import pandas as pd
 
-    from .document import Table, to_markdown
+    from .document import Table as DocumentTable
+    from .document import to_markdown
 
     frame = pd.DataFrame([[_plain(c) for c in row] for row in table.rows],
                          columns=[" ".join(c.header_lines) for c in table.columns])
     head = f"**{table.title}**\n\n" if table.title else ""
-    return head + to_markdown([Table(frame, table.caption)], Path(".")).rstrip("\n")
+    return head + to_markdown([DocumentTable(frame, table.caption)], Path(".")).rstrip("\n")
 
 
 def show(console: Console, table: TextTable) -> None:
