@@ -32,8 +32,32 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
+def version() -> str:
+    """The installed distribution's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("archsearch")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"archsearch {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="On an error, print the full Python traceback instead of the "
+                                                        "one-line `path: message` or `error: ...` summary.")] = False,
+    show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                               help="Print the version and exit.")] = False,
+) -> None:
     _state["debug"] = debug
 
 
@@ -174,6 +198,7 @@ def run(
 ) -> None:
     """Run (or resume) a search: every trial builds, trains and measures one U-Net."""
     from .report.live import StudyDisplay, front_table
+    from .report.tables import show
     from .schema.space import load_space
     from .search.study import run_study
     from .search.worker import Interrupted
@@ -194,7 +219,10 @@ def run(
                           f"run the same command again to resume")
         raise typer.Exit(exc.code) from None
     front = summary.front
-    console.print(front_table(front, summary.objectives, title=f"Pareto front of {summary.name}") if len(front) else "no completed trial yet")
+    if len(front):
+        show(console, front_table(front, summary.objectives, title=f"Pareto front of {summary.name}"))
+    else:
+        console.print("no completed trial yet")
     console.print(
         f"{summary.trials} trials ({summary.completed} completed), {len(front)} on the Pareto front; "
         f"results in {summary.study_dir}/ (storage: {summary.storage})"
@@ -214,6 +242,7 @@ def ablate(
     """Run (or resume) an ablation: the base and every variant over several seeds, then each
     variant against the base (Δ loss and Δ throughput with 95% intervals paired by seed)."""
     from .ablation.report import comparison_table
+    from .report.tables import show
     from .ablation.runner import ablate as run_and_report
     from .schema.ablation import load_ablation
     from .search.worker import Interrupted
@@ -225,7 +254,7 @@ def ablate(
         err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
                           f"run the same command again to resume")
         raise typer.Exit(exc.code) from None
-    console.print(comparison_table(report.comparisons, title=spec.study.name))
+    show(console, comparison_table(report.comparisons, title=spec.study.name))
     if report.pending:
         console.print(f"[yellow]{len(report.pending)} of {spec.num_trials} trials not finished yet "
                       f"(running in another process, or left by study.timeout); rerun to complete them[/yellow]")
@@ -239,24 +268,32 @@ def results(
     storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of a folder.")] = None,
     study: Annotated[Optional[str], typer.Option(help="The study name in the storage.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write trials.csv/.parquet (default: the study folder).")] = None,
+    format: Annotated[str, typer.Option("--format", help="How to print the table: table (fitted to the terminal; "
+                                                         "plain lines in a pipe), csv, json or md (every column for "
+                                                         "csv and json).")] = "table",
 ) -> None:
     """Regenerate trials.csv and trials.parquet from the storage and print the table."""
-    from rich.table import Table
-
-    from .report.console import format_metric
+    from .report.console import results_table
     from .results import load_results, write_tables
 
+    if format not in ("table", "csv", "json", "md"):
+        raise ConfigErrors([ConfigError("--format", f"{format!r} is not one of table, csv, json, md")])
     df = load_results(study_dir, storage, study)
     target = out or study_dir or Path("results") / (study or "study")
     write_tables(df, Path(target))
-    table = Table(title=f"{len(df)} trials", title_justify="left")
-    columns = [c for c in ("number", "state", "val_loss", "train_throughput", "params", "flops", "duration_s", "fail_reason") if c in df.columns]
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("state", "fail_reason") else "right", overflow="fold")
-    for _, row in df.iterrows():
-        table.add_row(*[format_metric(c, None if _isnan(row[c]) else row[c]) for c in columns])
-    console.print(table)
-    console.print(f"wrote {Path(target) / 'trials.csv'} and trials.parquet")
+    if format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif format == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    else:
+        from .report.tables import markdown, show
+
+        table = results_table(df)
+        if format == "md":
+            sys.stdout.write(markdown(table) + "\n")
+        else:
+            show(console, table)
+    err_console.print(f"wrote {Path(target) / 'trials.csv'} and trials.parquet", style="dim")
 
 
 def _parse_gpus(text: str | None) -> list[int] | None:
@@ -266,10 +303,6 @@ def _parse_gpus(text: str | None) -> list[int] | None:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise ConfigErrors([ConfigError("--gpus", f"{text!r} is not a comma-separated list of GPU indices")]) from None
-
-
-def _isnan(value) -> bool:
-    return isinstance(value, float) and value != value
 
 
 @app.command()
@@ -304,6 +337,7 @@ def train(
     """Train one architecture briefly; print and save its loss, throughput and cost metrics."""
     from .io import atomic_write_json
     from .report.console import metrics_table, training_progress
+    from .report.tables import show
     from .schema.space import load_space
 
     space = load_space(file, parse_sets(set_))
@@ -316,13 +350,13 @@ def train(
     from .trial import TrialContext, run_trial
 
     data = load_data(space.data)
-    for name, reason in data.skipped:
-        err_console.print(f"skipped {name}: {reason}", style="yellow", markup=False)
+    for line in data.describe():
+        err_console.print(line, style="yellow" if line.startswith("skipped ") else "dim", markup=False, highlight=False)
     context = TrialContext.create(data, train_cfg, space.eval, device)
     with training_progress(console, enabled=console.is_terminal) as progress:
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
                            samples_path=samples, checkpoint_path=checkpoint)
-    console.print(metrics_table(result.metrics, title=f"{file} on {result.metrics['device']}"))
+    show(console, metrics_table(result.metrics, title=f"{file} on {result.metrics['device']}"))
     if result.reason:
         console.print(f"[red]{result.reason}[/red]")
     if out:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .io import atomic_write
 from .schema.paths import flatten
-from .schema.study import METRICS
+from .schema.study import OBJECTIVE_METRICS
 
 __all__ = ["trials_dataframe", "load_results", "write_tables", "open_study"]
 
@@ -38,7 +38,7 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.Da
         return pd.DataFrame(columns=list(dict.fromkeys(_LEAD + (objectives or []) + _METRIC_ORDER + _TAIL)))
     objectives = list(objectives or [])
     buckets = sorted((c for c in df.columns if c.startswith("val_loss_t")), key=lambda c: int(c[len("val_loss_t"):]))
-    metrics = [m for m in _METRIC_ORDER + list(METRICS) if m not in objectives]
+    metrics = [m for m in _METRIC_ORDER + list(OBJECTIVE_METRICS) if m not in objectives]
     lead = list(dict.fromkeys(_LEAD + objectives + metrics + buckets + _TAIL + ["feasible"]))
     arch = sorted(c for c in df.columns if c.startswith("arch."))
     train = sorted(c for c in df.columns if c.startswith("train."))
@@ -54,7 +54,7 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.Da
 def _row(trial) -> dict[str, Any]:
     attrs = trial.user_attrs
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
-    for key in list(METRICS) + ["train_throughput_iqr"] + _TAIL:
+    for key in list(OBJECTIVE_METRICS) + ["train_throughput_iqr"] + _TAIL:
         if key in attrs:
             row[key] = attrs[key]
     for i, value in enumerate(attrs.get("val_loss_buckets") or []):

@@ -5,7 +5,7 @@
 
     protocol = ValidationProtocol(val_images, val_labels, schedule, eval_cfg)
     result = train(model, loader(device, cfg.batch_size, seed), cfg, protocol, device,
-                   on_progress=lambda phase, step, total: print(phase, step, total))
+                   on_progress=lambda phase, step, total, loss=None: print(phase, step, total, loss))
     result.outcome, result.final.val_loss, result.learning_curve
 
 - Optimizer: AdamW (fused on CUDA), linear warm-up then cosine decay (or constant), global
@@ -17,6 +17,8 @@
 - Syncs: the loss stays on the device; every `log_every` steps (and at the end) the window's mean
   is read once, which gives the train-loss curve and the NaN/inf check (so a divergence is seen
   at most `log_every` steps late).
+- Progress: `on_progress("training", step, total, loss)` after every step, where `loss` is the
+  last window's mean (None before the first): a display ticks every step at no extra sync.
 - Budget: `steps`, or `seconds` of training time (evaluations excluded), whichever ends first.
   Intermediate evaluations happen at fractions k/(curve_points+1) of the budget used so far.
 - Failures: a non-finite loss ends the run as `diverged`, a CUDA out-of-memory error as `oom`
@@ -37,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -48,16 +51,22 @@ from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classe
 from archsearch.schema.train import TrainConfig
 
 __all__ = [
-    "DeviceSettings", "TrainResult", "train", "resolve_settings", "learning_rate",
+    "DeviceSettings", "TrainResult", "ProgressFn", "train", "resolve_settings", "learning_rate",
     "save_checkpoint", "load_checkpoint",
 ]
 
 Batches = Iterable[tuple[Tensor, Tensor | None]]
-ProgressFn = Callable[[str, int, int], None]    # (phase, step, total steps)
 EvalFn = Callable[[int, EvalResult], bool | None]  # (step, result) -> True to stop the run
 
 # torch.OutOfMemoryError is top-level from torch 2.5; torch.cuda's name is the same class.
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class ProgressFn(Protocol):
+    """`on_progress(phase, step, total, loss)`: the phase (building, measuring, training,
+    evaluating), steps done of `total`, and the latest training loss (None when not known)."""
+
+    def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,7 @@ def train(
     result = TrainResult(outcome="completed", steps=0, settings=resolve_settings(cfg, device))
     oom = ""
     try:
-        _run(model, batches, cfg, protocol, device, result, on_progress or (lambda *a: None), on_eval)
+        _run(model, batches, cfg, protocol, device, result, on_progress or _no_progress, on_eval)
     except _OOM as exc:
         oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
     except RuntimeError as exc:  # older kernels report OOM as a plain RuntimeError
@@ -197,7 +206,7 @@ def _run(
     evaluated = ema if ema is not None else model
 
     def evaluate(step: int) -> EvalResult:
-        on_progress("evaluating", step, cfg.steps)
+        on_progress("evaluating", step, cfg.steps, last_loss)
         if ema is not None:  # buffers are not averaged; take the live ones
             for b_ema, b in zip(ema.buffers(), model.buffers()):
                 b_ema.copy_(b)
@@ -209,7 +218,8 @@ def _run(
     fractions = [k / (protocol.cfg.curve_points + 1) for k in range(1, protocol.cfg.curve_points + 1)]
     window_sum, window_n = torch.zeros((), device=device), 0
     train_seconds, segment_start = 0.0, time.perf_counter()
-    on_progress("training", 0, cfg.steps)
+    last_loss: float | None = None  # the last window's mean, as read at a log point
+    on_progress("training", 0, cfg.steps, last_loss)
     step, done = 0, False
     while not done:
         try:
@@ -243,9 +253,10 @@ def _run(
         if step % cfg.log_every == 0 or done:
             if not _log_window(result, step, window_sum / window_n):
                 return
+            last_loss = result.train_loss[-1][1]
             window_sum.zero_()
             window_n = 0
-            on_progress("training", step, cfg.steps)
+        on_progress("training", step, cfg.steps, last_loss)  # every step; no sync, no storage write
         budget_used = max(step / cfg.steps, elapsed / cfg.seconds if cfg.seconds else 0.0)
         if not done and fractions and budget_used >= fractions[0]:
             while fractions and budget_used >= fractions[0]:
@@ -277,6 +288,10 @@ def _run(
         result.final = None
     elif not result.reason:
         result.reason = "seconds budget reached" if step < cfg.steps else "step budget reached"
+
+
+def _no_progress(phase: str, step: int, total: int, loss: float | None = None) -> None:
+    pass
 
 
 def _log_window(result: TrainResult, step: int, mean_loss: Tensor) -> bool:

@@ -5,7 +5,7 @@
     result = run_trial(config, context, train_cfg, space.measure)
     result.outcome, result.metrics["val_loss"], result.metrics["train_throughput"]
 
-The phases, in order, each reported through `on_progress(phase, step, total)`:
+The phases, in order, each reported through `on_progress(phase, step, total, loss)`:
 `building` -> `measuring` (archsearch.measure's timing protocol, on a copy of the fresh model)
 -> `training` (step by step) -> `evaluating`. Measuring comes first so that cost metrics exist
 even for a trial whose training later diverges.
@@ -34,11 +34,9 @@ from .nn import build_unet
 from .schema.measure import MeasureConfig
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
-from .train import save_checkpoint, train
+from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "METRIC_KEYS"]
-
-ProgressFn = Callable[[str, int, int], None]
 
 # The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
 METRIC_KEYS = (
@@ -69,10 +67,12 @@ class TrialContext:
 
 class LazyContext:
     """A TrialContext created at the first trial that asks for one: a process that only waits
-    for other workers never reads the data."""
+    for other workers never reads the data. `on_load(lines)` hears `ImageData.describe()` then."""
 
-    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device, device_path: str = "device"):
+    def __init__(self, data_cfg, eval_cfg: EvalConfig, device: str | torch.device, device_path: str = "device",
+                 on_load: Callable[[list[str]], None] | None = None):
         self.data_cfg, self.eval_cfg, self.device, self.device_path = data_cfg, eval_cfg, device, device_path
+        self.on_load = on_load
         self.context: TrialContext | None = None
 
     def __call__(self, train_cfg: TrainConfig) -> TrialContext:
@@ -80,7 +80,10 @@ class LazyContext:
             from .data import load_data
 
             device = resolve_device(self.device, self.device_path)  # before reading data for nothing
-            self.context = TrialContext.create(load_data(self.data_cfg), train_cfg, self.eval_cfg, device)
+            data = load_data(self.data_cfg)
+            if self.on_load is not None:
+                self.on_load(data.describe())
+            self.context = TrialContext.create(data, train_cfg, self.eval_cfg, device)
         return self.context
 
 
@@ -102,7 +105,7 @@ def run_trial(
     checkpoint_path: Path | None = None,
 ) -> TrialResult:
     """Build, measure, train and evaluate one architecture; see the module docstring."""
-    progress = on_progress or (lambda phase, step, total: None)
+    progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
     device = context.device
     eval_cfg = context.protocol.cfg

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from archsearch.ablation.report import comparison_frame, comparison_markdown, forest_plot, summary_line
-from archsearch.ablation.stats import NO_DIFFERENCE, compare_variants, loss_verdict, paired_interval, throughput_verdict
+from archsearch.ablation.stats import (NO_DIFFERENCE, compare_variants, loss_verdict, paired_interval, ratio_interval,
+                                      throughput_verdict)
 from archsearch.errors import ConfigErrors
 from archsearch.schema.ablation import ablation_from_dict, load_ablation
 
@@ -56,6 +57,15 @@ def test_verdicts_need_the_whole_interval_on_one_side(deltas, loss, speed):
     assert throughput_verdict(iv) == speed
 
 
+def test_a_ratio_interval_is_never_below_minus_100_percent():
+    # ratios [0.05, 0.9, 0.5]: in percent [-95, -10, -50], whose arithmetic t-interval starts at -157%
+    iv = ratio_interval([0.05, 0.9, 0.5])
+    assert iv.mean == pytest.approx(100 * ((0.05 * 0.9 * 0.5) ** (1 / 3) - 1))  # the geometric mean ratio
+    assert (iv.low, iv.high) == pytest.approx((-99.365160, 1155.424240), abs=1e-4)
+    assert -100 < iv.low < iv.mean < iv.high
+    assert ratio_interval([2.0, 0.5]).mean == pytest.approx(0.0)  # doubling and halving cancel
+
+
 def _runs(rows):
     return pd.DataFrame(rows, columns=["variant", "seed", "state", "val_loss", "train_throughput", "params", "flops", "fail_reason"])
 
@@ -72,16 +82,17 @@ def test_compare_variants_pairs_by_seed_in_percent_of_the_base():
     ])
     base, wide = compare_variants(runs, {"base": "ref", "wide": "w"}, seeds=3)
     assert base.loss_verdict == "reference" and base.loss.mean == 0
-    # loss % deltas [10, 5, 5]: mean 6.6667, sd 2.886751, half-width 4.302653 * 2.886751 / sqrt(3) = 7.171088
-    assert wide.loss.mean == pytest.approx(20 / 3)
-    assert (wide.loss.low, wide.loss.high) == pytest.approx((20 / 3 - 7.171088, 20 / 3 + 7.171088), abs=1e-5)
+    # loss ratios [1.1, 1.05, 1.05], on the log scale: mean m = 0.0642968, sd 0.0268583, half-width
+    # h = 4.302653 * 0.0268583 / sqrt(3) = 0.0667198; change exp(m) - 1 = +6.6409%, [exp(m ∓ h) - 1]
+    assert wide.loss.mean == pytest.approx(6.640890, abs=1e-5)
+    assert (wide.loss.low, wide.loss.high) == pytest.approx((-0.242005, 13.998677), abs=1e-5)
     assert wide.loss_verdict == NO_DIFFERENCE
     # absolute deltas [0.1, 0.1, 0.2]: mean 0.13333, sd 0.057735, half-width 0.1434218
     assert (wide.loss_abs.low, wide.loss_abs.high) == pytest.approx((0.1333333 - 0.1434218, 0.1333333 + 0.1434218), abs=1e-6)
     assert wide.throughput.mean == pytest.approx(-10.0) and wide.throughput_verdict == "slower"
     assert wide.params_change(base) == pytest.approx(-20.0) and wide.flops_change(base) == pytest.approx(-50.0)
     assert wide.status == "3/3"
-    assert summary_line(wide, base) == ("wide: val loss +6.7% [-0.5, +13.8] (no detectable difference), "
+    assert summary_line(wide, base) == ("wide: val loss +6.6% [-0.2, +14.0] (no detectable difference), "
                                         "throughput -10.0% [-10.0, -10.0] (slower); params -20.0%, FLOPs -50.0%")
 
 
@@ -94,7 +105,7 @@ def test_failed_seeds_are_reported_and_left_out_of_the_interval():
         ("huge", 1, "FAIL", None, None, 100, 1000, "oom: out of memory while measuring"),
     ])
     _, shaky, huge, missing = compare_variants(runs, {"base": "", "shaky": "", "huge": "", "missing": ""}, seeds=3)
-    assert shaky.loss.n == 2 and shaky.loss.mean == pytest.approx(-15.0)
+    assert shaky.loss.n == 2 and shaky.loss.mean == pytest.approx(100 * (0.72 ** 0.5 - 1))  # ratios 0.9, 0.8
     assert shaky.status == "2/3 (seed 2 diverged)"
     assert huge.status == "failed: oom" and huge.loss.n == 0 and huge.loss_verdict == "n/a"
     assert summary_line(huge, _) == "huge: failed: oom"
@@ -122,7 +133,7 @@ def test_report_renderings_agree(tmp_path):
     assert list(frame["variant"]) == ["base", "better", "one", "broken"]
     row = frame.set_index("variant").loc["better"]
     assert row["loss_verdict"] == "better" and row["throughput_verdict"] == "faster"
-    assert row["delta_val_loss_pct"] == pytest.approx(-9.0)
+    assert row["delta_val_loss_pct"] == pytest.approx(100 * ((0.9 * 0.91 * 0.92) ** (1 / 3) - 1))
     assert math.isnan(frame.set_index("variant").loc["one", "delta_val_loss_pct_low"])
     md = comparison_markdown(comparisons, "demo", seeds=3)
     better = next(line for line in md.splitlines() if line.startswith("| better |"))

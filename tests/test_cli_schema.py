@@ -2,10 +2,12 @@
 
 import json
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
 from archsearch.cli import app
+from archsearch.schema.files import json_schema
 
 runner = CliRunner()
 
@@ -85,3 +87,38 @@ def test_schema_is_json_schema_with_distributions(tmp_path):
     assert "Distribution" in schema["$defs"]
     unet = json.loads(invoke("schema", "unet").output)
     assert "levels" in unet["properties"] and unet["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("kind", ["unet", "space", "ablation"])
+def test_schema_names_its_dialect_and_id(kind):
+    schema = json.loads(invoke("schema", kind).output)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"https://archsearch.dev/schema/{kind}.json"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("kind, good, bad", [
+    ("unet", {"base": "ddpm-cifar10", "compact": {"base_width": 64}}, {"base": "ddpm-cifar10", "levles": []}),
+    ("unet", {"base": "seed"}, {"base": "no-such-preset"}),
+    ("space", {"architecture": {"base": "seed"}, "constraints": ["params <= 5e6", "peak_mem_mb<=4000"]},
+     {"architecture": {"base": "seed"}, "constraints": ["params << 5e6"]}),
+    ("ablation", {"base": {"base": "seed"}, "variants": {"relu": {"block.activation": "relu"}}},
+     {"base": {"base": "seed", "depht": 2}, "variants": {"relu": {}}}),
+])
+def test_the_json_schema_accepts_the_documented_forms_and_rejects_typos(kind, good, bad):
+    validator = jsonschema.Draft202012Validator(json_schema(kind))
+    assert list(validator.iter_errors(good)) == []
+    assert list(validator.iter_errors(bad)) != []
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == "archsearch 0.1.0"
+
+
+def test_help_lists_debug_and_version():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "--debug" in result.output and "traceback" in result.output.lower()
+    assert "--version" in result.output

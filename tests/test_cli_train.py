@@ -52,6 +52,7 @@ def test_train_writes_every_metric_and_a_checkpoint_that_samples(train_file, tmp
                     "--set", "train.steps=3")
     assert result.exit_code == 0, result.output
     assert f"metrics written to {out}" in result.output.replace("\n", "")
+    assert "digits: 1617 train + 180 val images, 1x8x8" in result.stderr  # what data it trained on
     metrics = json.loads(out.read_text())
     missing = [k for k in OUT_KEYS if k not in metrics]
     assert not missing

@@ -261,6 +261,23 @@ def test_folder_gray_and_rgb_conversion(tmp_path):
     assert torch.allclose(gray.train, torch.full((1, 1, 4, 4), 76 / 127.5 - 1))  # Pillow's L: 0.299 * 255
 
 
+def test_folder_says_what_it_found_how_it_split_and_converted(tmp_path):
+    for i in range(3):
+        Image.new("RGBA", (8, 8), (9, 9, 9, 128)).save(tmp_path / f"a{i}.png")
+    for i in range(2):
+        Image.new("L", (8, 8), 7).save(tmp_path / f"g{i}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "c.png")
+    (tmp_path / "z.png").write_bytes(b"not a png")
+    lines = _load({"source": "folder", "path": str(tmp_path)}, image_size=4, val_fraction=0.3).describe()
+    assert lines[0] == f"folder:{tmp_path}: 4 train + 2 val images, 3x4x4, 1 unreadable file skipped"
+    assert lines[1:4] == [f"7 image files under {tmp_path}, 6 read", "3 RGBA images converted to RGB (alpha dropped)",
+                          "2 grayscale images expanded to RGB"]
+    assert lines[4].startswith("skipped z.png: ") and len(lines) == 5
+    gray = _load({"source": "folder", "path": str(tmp_path), "channels": 1, "max_images": 4}, image_size=4).describe()
+    assert gray[1:4] == [f"7 image files under {tmp_path}, 4 read (max_images: 4)",  # a0-a2 and c, in sorted order
+                        "3 RGBA images converted to grayscale (alpha dropped)", "1 RGB image converted to grayscale"]
+
+
 def test_folder_center_crop(tmp_path):
     for name in ("a.png", "b.png"):
         img = Image.new("L", (30, 10), 0)

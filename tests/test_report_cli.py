@@ -95,6 +95,12 @@ def test_report_writes_every_file_with_the_hand_computed_front(tmp_path):
     assert "cpu (test)" in md and "2 untimed warm-up steps, then 5 timed steps" in md
     assert "eval.noise_seed = 77" in md and "the same 64 held-out images" in md
     assert "val_loss = 0.32, train_throughput = -2" in md  # reference: .30+.02, 80-82 (worst + 10% of range)
+    # The hypervolume's box, in one sentence of its section.
+    section = md.split("## Convergence: hypervolume over trials", 1)[1].split("\n## ", 1)[0]
+    assert ("The hypervolume is the volume of the box [0, 1.1]^2 that the front dominates, after each objective is "
+            "rescaled to 0 at its best and 1 at its worst value over the completed trials (maximized ones flipped), "
+            "with the reference point, the box's far corner, at 1.1 in every objective (val_loss = 0.32, "
+            "train_throughput = -2): at most 1.21") in section
     assert "diverged: loss is nan" in md
     # Marginal effects: concat was used by #2, #3, #4, #7 (losses .25 .10 .22 .12, median .17).
     assert "| skip.combine | concat | 4 | 0.17 [" in md
@@ -145,3 +151,24 @@ def test_report_from_a_storage_url(tmp_path):
     md = (out / "report.md").read_text()
     assert "not enough completed trials (3" in md
     assert "No `space.yaml` beside the study" in md  # the protocol is not guessed
+
+
+def test_results_prints_the_table_in_every_format(tmp_path):
+    import io
+    import json
+
+    folder = make_study(tmp_path / "tiny", "tiny")
+    run = lambda fmt: CliRunner().invoke(app, ["results", str(folder), "--format", fmt])  # noqa: E731
+    csv, js, md, table = run("csv"), run("json"), run("md"), run("table")
+    assert all(r.exit_code == 0 for r in (csv, js, md, table)), (csv.output, js.output, md.output, table.output)
+    df = pd.read_csv(folder / "trials.csv")
+    printed = pd.read_csv(io.StringIO(csv.stdout))
+    assert list(printed.columns) == list(df.columns) and len(printed) == 8
+    assert [row["number"] for row in json.loads(js.stdout)] == list(range(8))
+    assert md.stdout.splitlines()[2].startswith("| number | state | val_loss (MSE) | train_throughput (img/s) |")
+    assert "| 3 | COMPLETE | 0.1 | 100 |" in md.stdout
+    # Not a terminal: plain lines, every column, one line per trial.
+    lines = table.stdout.splitlines()
+    assert lines[0] == "8 trials" and lines[1].split()[:3] == ["number", "state", "val_loss"]
+    assert len(lines) == 2 + 8 and "│" not in table.stdout
+    assert CliRunner().invoke(app, ["results", str(folder), "--format", "xml"]).exit_code == 2

@@ -4,12 +4,13 @@ CIFAR-10 spaces validate on a machine without CIFAR-10."""
 
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
-from archsearch.schema.files import load_any
+from archsearch.schema.files import file_kind, json_schema, load_any
 from archsearch.search.sampling import sample_configs
 
 ROOT = Path(__file__).parent.parent / "search_spaces"
@@ -17,13 +18,8 @@ FILES = sorted(ROOT.rglob("*.yaml"))
 NAMES = [str(p.relative_to(ROOT)) for p in FILES]
 
 
-def _is_space(path: Path) -> bool:
-    """load_any's rule, read without validating: `architecture` or `study`, and no `variants`."""
-    keys = set(yaml.safe_load(path.read_text()) or {})
-    return "variants" not in keys and bool({"architecture", "study"} & keys)
-
-
-SPACES = [p for p in FILES if _is_space(p)]
+SPACES = [p for p in FILES if file_kind(yaml.safe_load(p.read_text())) == "space"]
+PRESETS = sorted((Path(__file__).parent.parent / "archsearch" / "presets").glob("*.yaml"))
 
 
 def test_the_shipped_files_are_there():
@@ -34,6 +30,13 @@ def test_the_shipped_files_are_there():
 def test_every_shipped_file_validates(path):
     kind, obj = load_any(path)
     assert kind in ("space file", "ablation file")
+
+
+@pytest.mark.parametrize("path", FILES + PRESETS, ids=NAMES + [f"presets/{p.name}" for p in PRESETS])
+def test_every_shipped_file_matches_its_json_schema(path):
+    data = yaml.safe_load(path.read_text())
+    kind = "unet" if path in PRESETS else file_kind(data)
+    jsonschema.Draft202012Validator(json_schema(kind)).validate(data)
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])

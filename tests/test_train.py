@@ -125,8 +125,13 @@ def test_learning_curve_points_and_progress_callback():
     res = train(model(), batches(), cfg(steps=40), p, "cpu", on_progress=lambda *e: events.append(e))
     assert [s for s, _ in res.learning_curve] == [10, 20, 30, 40]
     assert res.learning_curve[-1][1] == res.val_loss
-    assert ("training", 0, 40) in events and ("training", 40, 40) in events
-    assert [e for e in events if e[0] == "evaluating"] == [("evaluating", s, 40) for s in (10, 20, 30, 40)]
+    logged = dict(res.train_loss)  # log_every=10: the loss is read at steps 10, 20, 30, 40
+    latest = lambda step: logged.get(max((s for s in logged if s <= step), default=None))  # noqa: E731
+    training = [e for e in events if e[0] == "training"]
+    assert [e[1] for e in training] == list(range(41))  # every step, not only the log points
+    assert training == [("training", s, 40, latest(s)) for s in range(41)]  # with the last logged loss
+    assert training[9][3] is None and training[10][3] == logged[10]
+    assert [e for e in events if e[0] == "evaluating"] == [("evaluating", s, 40, logged[s]) for s in (10, 20, 30, 40)]
 
 
 def test_on_eval_can_stop_the_run():

@@ -192,7 +192,7 @@ def test_progress_phases_in_order_and_outputs_written(context, config, tmp_path)
     phases = []
     checkpoint = tmp_path / "out" / "model.pt"
     run_trial(config, context, train_cfg(steps=2), MEASURE, checkpoint_path=checkpoint,
-              on_progress=lambda phase, step, total: phases.append(phase))
+              on_progress=lambda phase, step, total, loss=None: phases.append(phase))
     firsts = list(dict.fromkeys(phases))
     assert firsts[:3] == ["building", "measuring", "training"] and "evaluating" in firsts
     state = load_checkpoint(checkpoint)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "collect_runs": "archsearch.ablation.runner",
     "compare_variants": "archsearch.ablation.stats",
     "paired_interval": "archsearch.ablation.stats",
+    "ratio_interval": "archsearch.ablation.stats",
     "Comparison": "archsearch.ablation.stats",
     "Interval": "archsearch.ablation.stats",
     "write_report": "archsearch.ablation.report",

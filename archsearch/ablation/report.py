@@ -2,7 +2,7 @@
 
     comparisons = compare_variants(runs, descriptions, seeds)
     paths = write_report(comparisons, study_dir, title="seed_design_choices")
-    console.print(comparison_table(comparisons))
+    show(console, comparison_table(comparisons))
 
 Every rendering reads the same `Comparison` list (archsearch.ablation.stats), so the numbers in
 the table, the markdown and the plot agree. Matplotlib is imported inside `forest_plot` only.
@@ -14,12 +14,13 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from rich.table import Table
+from rich.text import Text
 
 from ..io import atomic_write, atomic_write_text
+from ..report.tables import Column, TextTable
 from .stats import CONFIDENCE, NO_DIFFERENCE, Comparison, Interval
 
-__all__ = ["comparison_frame", "comparison_markdown", "comparison_table", "forest_plot", "summary_line", "write_report"]
+__all__ = ["comparison_frame", "comparison_markdown", "comparison_markdown_table", "comparison_table", "forest_plot", "summary_line", "write_report"]
 
 _GOOD, _BAD = ("better", "faster"), ("worse", "slower")
 _COLORS = {"good": "#1b9e3a", "bad": "#d62728", "none": "#6b6b6b"}
@@ -79,16 +80,32 @@ def summary_line(c: Comparison, base: Comparison) -> str:
 
 
 def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, plot: str | None = "plots/forest.png") -> str:
+    """ablation.md: how the comparison was made, the base, the table, the verdicts in words."""
     base = comparisons[0]
     pct = int(round(CONFIDENCE * 100))
     lines = [
         f"# Ablation: {title}",
         "",
-        f"Each variant against the base ({base.description}): the mean difference over {seeds} training seeds, "
-        f"paired by seed (same initial weights, batches and noise), with a {pct}% Student-t interval. A verdict "
+        f"Each variant against the base ({base.description}) over {seeds} training seeds, paired by seed (same "
+        f"initial weights, batches and noise): the change is exp(mean log ratio) - 1 of the per-seed ratios "
+        f"variant/base, with a {pct}% Student-t interval on the log ratios (so never below -100%). A verdict "
         "needs the whole interval on one side of zero; intervals are per variant (not corrected for the number of "
         "variants). Validation loss: lower is better; training throughput: images/s, forward+backward+AdamW.",
         "",
+        comparison_markdown_table(comparisons),
+    ]
+    lines += ["", "## In words", ""]
+    lines += [f"- {summary_line(c, base)}" for c in comparisons[1:]]
+    if plot:
+        lines += ["", f"![forest plot]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown_table(comparisons: list[Comparison]) -> str:
+    """The base's line and the table of variants (ablation.md, and the README's seed ablation)."""
+    base = comparisons[0]
+    pct = int(round(CONFIDENCE * 100))
+    lines = [
         f"Base: val loss {base.val_loss:.4g}, {base.train_throughput:.4g} images/s, {_fmt_count(base.params)} parameters, "
         f"{_fmt_count(base.flops)} FLOPs per image (seeds {base.status}).",
         "",
@@ -101,23 +118,21 @@ def comparison_markdown(comparisons: list[Comparison], title: str, seeds: int, p
         lines.append(f"| {c.variant} | {c.description} | {loss} | {c.loss_verdict} | {speed} | {c.throughput_verdict} | "
                      f"{_fmt_count(c.params)}{_fmt_change(c.params_change(base))} | "
                      f"{_fmt_count(c.flops)}{_fmt_change(c.flops_change(base))} | {c.status} |")
-    lines += ["", "## In words", ""]
-    lines += [f"- {summary_line(c, base)}" for c in comparisons[1:]]
-    if plot:
-        lines += ["", f"![forest plot]({plot})"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
-def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> Table:
-    """The rich table `archsearch ablate` prints: the base's values, then each variant's changes
-    (mean Δ [CI] over the line of its verdict)."""
+def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> TextTable:
+    """The table `archsearch ablate` prints (with `tables.show`): the base's values, then each
+    variant's changes (Δ [CI] over the line of its verdict)."""
     base = comparisons[0]
     pct = int(round(CONFIDENCE * 100))
-    table = Table(title=f"{title}: each variant vs the base (mean Δ [{pct}% CI], paired by seed)", title_justify="left")
-    for name, justify in (("variant", "left"), ("val loss", "right"), ("train throughput", "right"),
-                          ("params", "right"), ("FLOPs", "right"), ("seeds", "left")):
-        table.add_column(name, justify=justify)
-    table.add_row(base.variant, f"{base.val_loss:.4g}", f"{base.train_throughput:.4g} img/s",
+    columns = [Column("variant", priority=9, justify="left"), Column("val loss", priority=8),
+               Column("train throughput", priority=7), Column("params", priority=3), Column("FLOPs", priority=2),
+               Column("seeds", priority=5, justify="left", wrap=True)]
+    table = TextTable(f"{title}: each variant vs the base (Δ% [{pct}% CI], paired by seed)", columns,
+                      caption=f"base: val loss (MSE), train throughput (img/s), params, FLOPs per image; "
+                              f"variants: their change from the base")
+    table.add_row(base.variant, f"{base.val_loss:.4g}", f"{base.train_throughput:.4g}",
                   _fmt_count(base.params), _fmt_count(base.flops), base.status, style="dim")
     for c in comparisons[1:]:
         table.add_row(
@@ -130,15 +145,11 @@ def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> 
     return table
 
 
-def _cell(interval: Interval | None, verdict: str) -> str:
+def _cell(interval: Interval | None, verdict: str) -> Text:
     value = interval.format() if interval is not None else "n/a"
-    return f"{value}\n{_styled(verdict)}"
-
-
-def _styled(verdict: str) -> str:
     style = {"good": "green", "bad": "red"}.get(_kind(verdict))
     text = "no difference" if verdict == NO_DIFFERENCE else verdict  # the table's short form
-    return f"[{style}]{text}[/{style}]" if style else text
+    return Text.assemble(value, "\n", (text, style or ""))
 
 
 def forest_plot(comparisons: list[Comparison], path: str | Path, title: str, seeds: int) -> Path:

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..io import atomic_write_text
-from ..report.live import LiveView
+from ..report.live import LiveView, phase_line
 from ..schema.ablation import AblationSpec
 
 __all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
@@ -98,9 +98,14 @@ def run_ablation(
     from ..search.worker import handle_signals, reap_stale_trials, run_one_trial
 
     console = console or Console()
+
+    def data_loaded(lines: list[str]) -> None:  # before the live display starts
+        for line in lines:
+            console.print(line, style="dim", markup=False, highlight=False)
+
     study_dir, context = preflight(results_dir, spec.study.name, storage, spec.data, spec.eval,
                                    spec.train.model_dump(), device or spec.study.device,
-                                   "--device" if device else "study.device")
+                                   "--device" if device else "study.device", on_load=data_loaded)
     study = open_ablation_study(spec, study_dir, storage)
     atomic_write_text(study_dir / "ablation.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     identities = pair_identities(spec)
@@ -250,15 +255,18 @@ class _Display(LiveView):
 
     def __init__(self, console: Console, name: str, total: int, enabled: bool):
         self.console, self.name, self.total, self.enabled = console, name, total, enabled
-        self.done, self.label, self.phase, self.started = 0, "", "", time.perf_counter()
+        self.done, self.label, self.started = 0, "", time.perf_counter()
+        self.phase, self.step = "", (0, 0, None)  # (step, total, loss)
 
     def start(self, number: int, name: str, seed: int) -> None:
         self.label, self.started = f"trial {number} ({name}, seed {seed})", time.perf_counter()
         self.progress("starting", 0, 0)
 
-    def progress(self, phase: str, step: int, total: int) -> None:
-        self.phase = f"{phase} {step}/{total}" if phase == "training" and total else phase
-        self._refresh()
+    def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
+        changed = phase != self.phase
+        self.phase, self.step = phase, (step, total, loss)
+        if changed:
+            self._refresh()  # steps are picked up by the next automatic refresh
 
     def finish(self, trial) -> None:
         self.done += 1
@@ -268,12 +276,9 @@ class _Display(LiveView):
             what += f" (reused trial {attrs['reused_from']})" if attrs.get("reused_from") is not None else ""
         else:
             what = f"failed: {attrs.get('fail_reason', '')}"[:120]
-        line = f"{self.label}: {what}  [{self.done}/{self.total}, {time.perf_counter() - self.started:.0f}s]"
-        if self.live is not None:
-            self.live.console.print(line, markup=False, highlight=False)
-        else:
-            self.console.print(line, markup=False, highlight=False)
+        self.print_lines([f"{self.label}: {what}  [{self.done}/{self.total}, {time.perf_counter() - self.started:.0f}s]"],
+                         style="")
 
     def _render(self) -> Text:
         elapsed = time.perf_counter() - self.started
-        return Text(f"{self.name}: {self.done}/{self.total} done  {self.label}: {self.phase} ({elapsed:.0f}s)", style="cyan")
+        return Text(f"{self.name}: {self.done}/{self.total} done  {self.label}: {phase_line(self.phase, *self.step)} ({elapsed:.0f}s)", style="cyan")

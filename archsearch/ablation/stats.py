@@ -1,10 +1,13 @@
 """Each variant of an ablation against the base: paired differences, t-intervals, verdicts.
 
 The base and every variant are trained with the same seeds (the same initial-weight seed,
-batches and noise for seed s), so the comparison is paired: for seed s the difference is
-d_s = variant_s - base_s, in percent of base_s. Over n seeds the mean difference gets a
-two-sided 95% Student-t interval, mean ± t(0.975, n-1) · sd(d) / √n. A verdict needs the
-whole interval on one side of zero; with one seed there is no interval and no verdict.
+batches and noise for seed s), so the comparison is paired. A relative change is computed on
+the log scale: for seed s, r_s = log(variant_s / base_s); over n seeds the mean m of the r_s
+gets a two-sided 95% Student-t interval, m ± t(0.975, n-1) · sd(r) / √n, and the change is
+reported as exp(m) - 1 with the interval's ends mapped the same way, in percent. So a ratio
+interval is never below -100% and halving and doubling are symmetric. Absolute differences
+(variant_s - base_s) get the same t-interval directly. A verdict needs the whole interval on
+one side of zero; with one seed there is no interval and no verdict.
 
     runs = pd.DataFrame(rows of: variant, seed, state, val_loss, train_throughput, params, flops, fail_reason)
     for c in compare_variants(runs, descriptions):
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Interval", "Comparison", "paired_interval", "loss_verdict", "throughput_verdict", "compare_variants",
+__all__ = ["Interval", "Comparison", "paired_interval", "ratio_interval", "loss_verdict", "throughput_verdict", "compare_variants",
            "CONFIDENCE", "NO_DIFFERENCE"]
 
 CONFIDENCE = 0.95
@@ -67,6 +70,15 @@ def paired_interval(deltas: Sequence[float], confidence: float = CONFIDENCE) -> 
     return Interval(mean, mean - half, mean + half, n)
 
 
+def ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """The change in percent, 100·(exp(mean log ratio) - 1), with the t-interval of the log ratios
+    mapped the same way (so it stays above -100%). Ratios that are not positive and finite are left out."""
+    logs = [math.log(r) for r in ratios if r is not None and math.isfinite(r) and r > 0]
+    iv = paired_interval(logs, confidence)
+    percent = lambda x: None if x is None else 100.0 * math.expm1(x)  # noqa: E731
+    return Interval(percent(iv.mean), percent(iv.low), percent(iv.high), iv.n)
+
+
 def _verdict(interval: Interval | None, below: str, above: str) -> str:
     if interval is None or interval.n == 0:
         return "n/a"
@@ -102,7 +114,7 @@ class Comparison:
     train_throughput: float = math.nan
     params: float = math.nan
     flops: float = math.nan
-    loss: Interval | None = None  # Δ val loss, % of the base, paired by seed
+    loss: Interval | None = None  # Δ val loss, % of the base, paired by seed (on the log scale)
     loss_abs: Interval | None = None
     throughput: Interval | None = None  # Δ train throughput, % of the base
     throughput_abs: Interval | None = None
@@ -159,7 +171,7 @@ def compare_variants(runs: pd.DataFrame, descriptions: dict[str, str], seeds: in
         for metric, rel, absolute in (("val_loss", "loss", "loss_abs"), ("train_throughput", "throughput", "throughput_abs")):
             diff = paired[metric] - paired[f"{metric}_base"]
             setattr(comp, absolute, paired_interval(diff.tolist()))
-            setattr(comp, rel, paired_interval((100.0 * diff / paired[f"{metric}_base"]).tolist()))
+            setattr(comp, rel, ratio_interval((paired[metric] / paired[f"{metric}_base"]).tolist()))
         if name == base:
             comp.loss_verdict = comp.throughput_verdict = "reference"
         else:

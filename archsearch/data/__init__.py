@@ -10,7 +10,8 @@ Every source is decoded once into memory as 8-bit pixels at the configured size 
 permutation drawn from `split_seed` alone sends its last ceil(val_fraction * N) images (at least
 one) to validation. The same `split_seed` gives the same split every time, whatever the training
 seed, so every trial of a study is validated on the same images. Files that could not be decoded
-are listed in `data.skipped`, not fatal.
+are listed in `data.skipped`, not fatal; `data.describe()` is what to tell the user once it is
+read (sizes and split, how a folder's images were converted, what was skipped).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ImageData:
     name: str                               # the source, e.g. "digits" or "folder:/data/faces"
     class_names: tuple[str, ...] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) not decoded
+    notes: list[str] = field(default_factory=list)  # how the source was read (files found, modes converted)
 
     @property
     def channels(self) -> int:
@@ -98,6 +100,10 @@ class ImageData:
         skipped = f", {n} unreadable file{'s' * (n > 1)} skipped" if n else ""
         return f"{self.name}: {len(self.train)} train + {len(self.val)} val images, {c}x{h}x{w}{classes}{skipped}"
 
+    def describe(self) -> list[str]:
+        """Informational lines for the user: the summary, how the images were read, each skipped file."""
+        return [self.summary(), *self.notes, *(f"skipped {name}: {reason}" for name, reason in self.skipped)]
+
 
 def split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted (train, val) indices of n images; depends on the arguments only, never on torch's
@@ -124,4 +130,5 @@ def load_data(cfg: DataConfig = DEFAULT_DATA) -> ImageData:
         name=name,
         class_names=raw.class_names if labels is not None else None,
         skipped=raw.skipped,
+        notes=raw.notes,
     )

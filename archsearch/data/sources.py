@@ -38,6 +38,7 @@ class Raw:
     labels: np.ndarray | None = None          # (N,) int64 class indices
     class_names: tuple[str, ...] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    notes: list[str] = field(default_factory=list)  # how the images were read, for the user
 
 
 def _cap(n: int, max_images: int | None) -> int:
@@ -91,6 +92,7 @@ def read_folder(cfg: Folder) -> Raw:
     mode = "L" if cfg.channels == 1 else "RGB"
     want = _cap(len(files), cfg.max_images)
     kept: list[tuple[Path, np.ndarray]] = []
+    modes: dict[str, int] = {}  # the files' own modes, of the images kept
     skipped: list[tuple[str, str]] = []
     workers = min(8, os.cpu_count() or 1) if len(files) > 64 else 1
     with ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding/resizing
@@ -101,7 +103,9 @@ def read_folder(cfg: Folder) -> Raw:
                 if isinstance(result, str):
                     skipped.append((file.relative_to(root).as_posix(), result))
                 elif len(kept) < want:
-                    kept.append((file, result))
+                    array, source_mode = result
+                    kept.append((file, array))
+                    modes[source_mode] = modes.get(source_mode, 0) + 1
             if len(kept) >= want:
                 break
     if not kept:
@@ -112,12 +116,35 @@ def read_folder(cfg: Folder) -> Raw:
     pixels = np.stack([array for _, array in kept])  # (N, S, S) or (N, S, S, 3) uint8
     pixels = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)  # (N, C, S, S)
     images = to_uint8_images(pixels, channels=cfg.channels, size=cfg.image_size, path="data.path")
+    notes = [_found_note(root, len(files), len(kept), cfg.max_images), *_mode_notes(modes, mode)]
     if class_of is None:
-        return Raw(images, skipped=skipped)
+        return Raw(images, skipped=skipped, notes=notes)
     names = tuple(sorted(set(class_of.values())))
     index = {name: i for i, name in enumerate(names)}
     labels = np.array([index[class_of[file]] for file, _ in kept], dtype=np.int64)
-    return Raw(images, labels, names, skipped)
+    return Raw(images, labels, names, skipped, notes)
+
+
+_MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "P": "palette", "PA": "palette+alpha", "1": "1-bit",
+               "I": "32-bit grayscale", "I;16": "16-bit grayscale", "F": "float grayscale"}
+
+
+def _found_note(root: Path, found: int, read: int, max_images: int | None) -> str:
+    cap = f" (max_images: {max_images})" if max_images is not None and read == max_images < found else ""
+    return f"{found} image files under {root}, {read} read{cap}"
+
+
+def _mode_notes(modes: dict[str, int], target: str) -> list[str]:
+    """`12 RGBA images converted to RGB (alpha dropped)`, `3 grayscale images expanded to RGB`."""
+    notes = []
+    for mode, n in sorted(modes.items(), key=lambda item: -item[1]):
+        if mode == target:
+            continue
+        gray = mode in ("L", "LA", "1", "I", "I;16", "F")
+        verb = "expanded to RGB" if target == "RGB" and gray else f"converted to {_MODE_NAMES.get(target, target)}"
+        dropped = " (alpha dropped)" if mode.endswith("A") else ""
+        notes.append(f"{n} {_MODE_NAMES.get(mode, mode)} image{'s' * (n != 1)} {verb}{dropped}")
+    return notes
 
 
 def _folder_classes(root: Path, files: list[Path]) -> dict[Path, str]:
@@ -131,12 +158,14 @@ def _folder_classes(root: Path, files: list[Path]) -> dict[Path, str]:
     return {f: f.relative_to(root).parts[0] for f in files}
 
 
-def _decode(file: Path, size: int, mode: str) -> np.ndarray | str:
-    """The image as a uint8 array center-cropped and resized to size x size, or why it failed."""
+def _decode(file: Path, size: int, mode: str) -> tuple[np.ndarray, str] | str:
+    """(the image as a uint8 array center-cropped and resized to size x size, the file's own
+    mode), or why it failed."""
     from PIL import Image
 
     try:
         with Image.open(file) as img:
+            source_mode = img.mode
             img.draft(mode, (size, size))  # JPEG: decode at the smallest scale still >= size
             img = img.convert(mode)
             # Crop first, then resize: resizing a box of the full image would let the filter
@@ -147,7 +176,7 @@ def _decode(file: Path, size: int, mode: str) -> np.ndarray | str:
             img = img.crop((left, top, left + side, top + side))
             if side != size:
                 img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            return np.asarray(img, dtype=np.uint8)
+            return np.asarray(img, dtype=np.uint8), source_mode
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return f"{type(exc).__name__}: {exc}"
 

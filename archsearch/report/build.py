@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
 from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write, atomic_write_text
@@ -30,6 +29,7 @@ from .console import format_metric
 from .document import to_html, to_markdown
 from .plots import draw_all
 from .sections import describe_reference, report_blocks
+from .tables import Column, TextTable, show
 
 __all__ = ["ReportFiles", "make_report", "write_report", "print_summary", "load_inputs"]
 
@@ -113,7 +113,7 @@ def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
         extra = "".join(f", {counts[k]} {label}" for k, label in (("infeasible", "infeasible"), ("reused", "reused")) if counts.get(k))
         console.print(f"[bold]{study.name}[/bold]: {len(study.input.df)} trials ({states or 'none finished'}{extra})")
         if len(study.front):
-            console.print(front_table(study.front, report.objectives, title=f"Pareto front of {study.name} ({len(study.front)} trials)"))
+            show(console, front_table(study.front, report.objectives, title=f"Pareto front of {study.name} ({len(study.front)} trials)"))
         else:
             console.print("no completed, feasible trial: no Pareto front yet")
         if study.knee is not None:
@@ -126,23 +126,20 @@ def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
             if imps.table.empty:
                 console.print(f"importance: {imps.note}", style="dim")
             else:
-                table = Table(title="most important fields", title_justify="left")
-                table.add_column("objective")
-                table.add_column("fields (importance)")
+                table = TextTable("most important fields", [Column("objective", priority=2, justify="left"),
+                                                            Column("fields (importance)", priority=1, justify="left", wrap=True)])
                 for column in imps.table.columns:
                     label = "reaching the front" if column == "front" else column
                     table.add_row(label, ", ".join(f"{n} {v:.2f}" for n, v in imps.top(column)))
-                console.print(table)
+                show(console, table)
         console.print()
     if report.scale is not None:
         console.print(f"hypervolume reference point: {describe_reference(report)}", style="dim")
     if len(report.studies) > 1:
-        table = Table(title="hypervolumes (same reference point)", title_justify="left")
-        table.add_column("study")
-        table.add_column("on the front", justify="right")
-        table.add_column("hypervolume", justify="right")
+        table = TextTable("hypervolumes (same reference point)", [
+            Column("study", priority=3, justify="left"), Column("on the front", priority=1), Column("hypervolume", priority=2)])
         for study in report.studies:
             table.add_row(study.name, str(len(study.front)), f"{study.hypervolume:.4f}")
-        console.print(table)
+        show(console, table)
     console.print(f"wrote {files.html}, {files.markdown.name}, {files.pareto_csv.name} and "
                   f"{len(files.plots)} plots in {files.out_dir / 'plots'}/")

@@ -1,34 +1,27 @@
-"""Rich renderings shared by the commands: a trial's metrics, a progress bar for training."""
+"""Renderings shared by the commands: a metric's value as text, a trial's metrics, a progress bar
+for training."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any
 
+import pandas as pd
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-__all__ = ["metrics_table", "training_progress", "format_metric"]
+from ..schema.study import METRICS
+from .tables import Column, TextTable
 
-_UNITS = {
-    "val_loss": "ε-MSE on the fixed validation set",
-    "train_throughput": "images/s, forward+backward+AdamW (median)",
-    "train_throughput_iqr": "images/s, interquartile range",
-    "infer_throughput": "images/s, forward only",
-    "latency_ms": "ms, batch of 1",
-    "params": "parameters",
-    "flops": "forward FLOPs per image",
-    "peak_mem_mb": "MiB",
-    "duration_s": "s, whole trial",
-    "train_seconds": "s, training steps only",
-}
+__all__ = ["metrics_table", "results_table", "training_progress", "format_metric"]
 
 
 def format_metric(key: str, value: Any) -> str:
+    """A metric's value as text: counts with thousands separators, other numbers to 4 digits."""
     if value is None or (isinstance(value, float) and value != value):
         return "–"
-    if key in ("params", "flops", "steps") and isinstance(value, (int, float)):
+    if (key == "steps" or key in METRICS and METRICS[key].count) and isinstance(value, (int, float)):
         return f"{int(value):,}"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
@@ -37,16 +30,15 @@ def format_metric(key: str, value: Any) -> str:
     return str(value)
 
 
-def metrics_table(metrics: dict[str, Any], title: str = "trial") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("unit / note", style="dim")
+def metrics_table(metrics: dict[str, Any], title: str = "trial") -> TextTable:
+    """A trial's metrics, one per row, with what each means (print it with `tables.show`)."""
+    table = TextTable(title, [Column("metric", priority=3, justify="left"), Column("value", priority=2, wrap=True),
+                              Column("unit / note", priority=1, justify="left", wrap=True, style="dim")])
     for key in ("outcome", "val_loss", "val_loss_buckets", "train_throughput", "train_throughput_iqr", "infer_throughput",
                 "latency_ms", "params", "flops", "peak_mem_mb", "steps", "train_seconds", "duration_s", "device",
                 "precision", "threads"):
         if key in metrics:
-            note = _UNITS.get(key, "")
+            note = METRICS[key].about if key in METRICS else ""
             if key == "val_loss_buckets":
                 note = "per noise bucket, low → high noise"
             if key == "peak_mem_mb" and metrics.get("peak_mem_source") == "cpu_proxy":
@@ -58,20 +50,36 @@ def metrics_table(metrics: dict[str, Any], title: str = "trial") -> Table:
     return table
 
 
+def results_table(df: pd.DataFrame) -> TextTable:
+    """`archsearch results`: one row per trial; on a narrow terminal flops, duration, params and
+    the failure reason go before the objectives do."""
+    priority = {"number": 9, "state": 8, "val_loss": 7, "train_throughput": 7, "params": 4, "flops": 2, "duration_s": 3,
+                "fail_reason": 5}
+    names = [c for c in priority if c in df.columns]
+    columns = [Column(c, priority=priority[c], justify="left", wrap=True) if c in ("state", "fail_reason")
+               else Column.metric(c, priority=priority[c]) for c in names]
+    table = TextTable(f"{len(df)} trials", columns)
+    for _, row in df.iterrows():
+        table.add_row(*[format_metric(c, row[c]) if c != "number" else str(int(row[c])) for c in names])
+    return table
+
+
 @contextmanager
 def training_progress(console: Console, enabled: bool = True):
-    """A progress bar fed by the trial's `on_progress(phase, step, total)` callback."""
+    """A progress bar fed by the trial's `on_progress(phase, step, total, loss)` callback; rich
+    redraws it 10 times a second, so the elapsed time runs between steps."""
     if not enabled:
-        yield lambda phase, step, total: None
+        yield lambda *event: None
         return
     progress = Progress(
-        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(), console=console, transient=True,
     )
     with progress:
-        task = progress.add_task("building", total=None)
+        task = progress.add_task("building", total=None, loss="")
 
-        def update(phase: str, step: int, total: int) -> None:
-            progress.update(task, description=phase, completed=step, total=total if phase == "training" else None)
+        def update(phase: str, step: int, total: int, loss: float | None = None) -> None:
+            progress.update(task, description=phase, completed=step, total=total if phase == "training" else None,
+                            loss=f"loss {loss:.4g}" if loss is not None else "")
 
         yield update

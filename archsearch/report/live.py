@@ -10,33 +10,41 @@ import time
 import pandas as pd
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from .console import format_metric
 from .pareto import pareto_front
+from .tables import Column, TextTable, fit
 
-__all__ = ["LiveView", "StudyDisplay", "front_table"]
+__all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line"]
 
 
-def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> Table:
-    """The front's trials with their objectives, parameters and the fields they differ in."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("trial", justify="right")
-    for name in objectives:
-        table.add_column(name, justify="right")
+def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> TextTable:
+    """The front's trials with their objectives, parameters and the fields they differ in; on a
+    narrow terminal flops go first, then the fields (the last first), then params."""
     extra = [c for c in ("params", "flops") if c not in objectives and c in front.columns]
-    for name in extra:
-        table.add_column(name, justify="right")
     distinguishing = _distinguishing_columns(front)[:4]
-    for name in distinguishing:
-        table.add_column(name.removeprefix("arch."), overflow="fold")
+    priority = {"params": 40, "flops": 10}
+    columns = [Column("trial", priority=100)]
+    columns += [Column.metric(name, priority=90 - i) for i, name in enumerate(objectives)]
+    columns += [Column.metric(name, priority=priority[name]) for name in extra]
+    columns += [Column(name.removeprefix("arch."), priority=30 - i, justify="left", wrap=True)
+                for i, name in enumerate(distinguishing)]
+    caption = f"the first {limit} of {len(front)}" if len(front) > limit else ""
+    table = TextTable(title, columns, caption=caption)
     for _, row in front.head(limit).iterrows():
         cells = [str(int(row["number"]))]
         cells += [format_metric(n, row.get(n)) for n in objectives + extra]
         cells += [format_metric(n, row.get(n)) for n in distinguishing]
         table.add_row(*cells)
     return table
+
+
+def phase_line(phase: str, step: int, total: int, loss: float | None) -> str:
+    """`training step 12/60, loss 0.0931`, or just the phase outside training."""
+    if phase != "training" or not total:
+        return phase
+    return f"{phase} step {step}/{total}" + (f", loss {loss:.4g}" if loss is not None else "")
 
 
 def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
@@ -46,7 +54,11 @@ def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
 
 class LiveView:
     """A context manager around rich's Live that shows `_render()`; nothing live when disabled.
-    Subclasses set `console` and `enabled` and call `_refresh()` when their state changes."""
+
+    Live calls `_render()` on every automatic refresh (4 per second), so what it shows — the
+    elapsed time above all — moves even while no event arrives. Subclasses set `console` and
+    `enabled`, update their state on events (cheaply: progress comes every training step) and
+    call `_refresh()` to show a change at once."""
 
     console: Console
     enabled: bool
@@ -54,7 +66,7 @@ class LiveView:
 
     def __enter__(self):
         if self.enabled:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live = Live(console=self.console, get_renderable=self._render, refresh_per_second=4, transient=True)
             self.live.__enter__()
         return self
 
@@ -65,7 +77,13 @@ class LiveView:
 
     def _refresh(self) -> None:
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
+
+    def print_lines(self, lines: list[str], style: str = "dim") -> None:
+        """Print above the live area (or plainly when not live)."""
+        console = self.live.console if self.live is not None else self.console
+        for line in lines:
+            console.print(line, style=style, markup=False, highlight=False)
 
     def _render(self):
         raise NotImplementedError
@@ -85,15 +103,21 @@ class StudyDisplay(LiveView):
         self.trial: int | None = None
         self.phase = "starting"
         self.step = (0, 0)
+        self.loss: float | None = None
         self.phase_start = time.perf_counter()
         self.front = pd.DataFrame()
         self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
 
-    def progress(self, phase: str, step: int, total: int) -> None:
-        if phase != self.phase:
+    def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
+        changed = phase != self.phase
+        if changed:
             self.phase_start = time.perf_counter()
-        self.phase, self.step = phase, (step, total)
-        self._refresh()
+        self.phase, self.step, self.loss = phase, (step, total), loss
+        if changed:
+            self._refresh()  # steps are picked up by the next automatic refresh
+
+    def data_loaded(self, lines: list[str]) -> None:
+        self.print_lines(lines)
 
     def start_trial(self, number: int) -> None:
         self.trial = number
@@ -129,12 +153,12 @@ class StudyDisplay(LiveView):
         head = Text.assemble((f"{self.name}", "bold"), f"  trials done {self.done}/{self.total}")
         lines = [head]
         if self.trial is not None:
-            step, total = self.step
-            detail = f" step {step}/{total}" if self.phase == "training" and total else ""
             elapsed = time.perf_counter() - self.phase_start
-            lines.append(Text(f"trial {self.trial}: {self.phase}{detail}  ({elapsed:.0f}s)", style="cyan"))
+            lines.append(Text(f"trial {self.trial}: {phase_line(self.phase, *self.step, self.loss)}  ({elapsed:.0f}s)",
+                              style="cyan"))
         for number, phase in self.running:
             lines.append(Text(f"trial {number}: {phase}", style="cyan"))
         if not self.front.empty:
-            lines.append(front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)"))
+            table = front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)")
+            lines.append(fit(table, self.console.width))
         return Group(*lines)

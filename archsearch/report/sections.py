@@ -22,7 +22,7 @@ from .document import Block, Bullets, Heading, Image, Paragraph, Table
 from .effects import value_label
 from .hypervolume import REFERENCE_MARGIN
 
-__all__ = ["report_blocks", "front_display", "describe_reference", "KNEE_DEFINITION"]
+__all__ = ["report_blocks", "front_display", "describe_reference", "hypervolume_box", "KNEE_DEFINITION"]
 
 KNEE_DEFINITION = ("the front member nearest to the ideal point after scaling each objective to [0, 1] over the "
                    "front (0 = the front's best value, 1 = its worst)")
@@ -111,6 +111,18 @@ def describe_reference(report: Report, explain: bool = True) -> str:
     return f"{values} (each objective's worst value over the {scope}, plus {REFERENCE_MARGIN:.0%} of its range)"
 
 
+def hypervolume_box(report: Report) -> str:
+    """The one sentence that says what the normalized hypervolume measures."""
+    k = len(report.objectives)
+    side = 1 + REFERENCE_MARGIN
+    scope = "completed trials of all compared studies" if len(report.studies) > 1 else "completed trials"
+    return (f"The hypervolume is the volume of the box [0, {side:g}]^{k} that the front dominates, after each "
+            f"objective is rescaled to 0 at its best and 1 at its worst value over the {scope} (maximized ones "
+            f"flipped), with the reference point, the box's far corner, at {side:g} in every objective "
+            f"({describe_reference(report, explain=False)}): at most {side ** k:.4g}, and comparable between "
+            f"studies only on the same box.")
+
+
 def front_display(study: StudyAnalysis, objectives: list[str]) -> pd.DataFrame:
     """The front as text: trial (★ = knee), objectives, params, flops, and the searched fields in
     which its members differ (every differing config field when the searched ones are unknown)."""
@@ -168,9 +180,8 @@ def _convergence(study: StudyAnalysis, report: Report, figure: Path | None, leve
     improved = h[h["hypervolume"].diff().fillna(h["hypervolume"]) > 0]
     last = int(improved["number"].iloc[-1]) if len(improved) else None
     since = int(h["number"].iloc[-1]) - last if last is not None else None
-    text = (f"The hypervolume is the share of the objective box (each objective scaled to [0, 1] between its best and "
-            f"worst completed value) that the front dominates, up to the reference point {describe_reference(report)}; "
-            f"it grows when a trial improves the front. Final value {study.hypervolume:.4f}")
+    text = (f"{hypervolume_box(report)} It grows when a trial improves the front. "
+            f"Final value {study.hypervolume:.4f}")
     if last is not None:
         text += f"; it last improved at trial #{last}, {since} trial{'s' if since != 1 else ''} before the end."
         if since is not None and since < max(3, len(h) // 5):

@@ -14,7 +14,16 @@ from typing import Any
 from .loading import read_yaml, unet_config_from_dict
 from .paths import set_path
 
-__all__ = ["load_any", "json_schema"]
+__all__ = ["load_any", "file_kind", "json_schema", "schema_id", "SCHEMA_KINDS"]
+
+
+def file_kind(data: dict[str, Any]) -> str:
+    """`ablation`, `space` or `unet`: the kind of a parsed config file, which names its JSON Schema."""
+    if "variants" in data:
+        return "ablation"
+    if _SPACE_SECTIONS & data.keys():
+        return "space"
+    return "unet"
 
 # Sections only a space file has (no UNetConfig field is named so): `data: ...` alone is a space.
 _SPACE_SECTIONS = {"architecture", "study", "data", "train", "eval", "measure", "objectives", "constraints"}
@@ -23,11 +32,12 @@ _SPACE_SECTIONS = {"architecture", "study", "data", "train", "eval", "measure", 
 def load_any(path: str | Path, sets: dict[str, Any] | None = None) -> tuple[str, Any]:
     """(kind, validated object) for a file; raises ConfigErrors listing every problem."""
     data = read_yaml(path)
-    if "variants" in data:
+    kind = file_kind(data)
+    if kind == "ablation":
         from .ablation import load_ablation
 
         return "ablation file", load_ablation(path, sets)
-    if _SPACE_SECTIONS & data.keys():
+    if kind == "space":
         from .space import load_space
 
         return "space file", load_space(path, sets)
@@ -36,24 +46,48 @@ def load_any(path: str | Path, sets: dict[str, Any] | None = None) -> tuple[str,
     return "U-Net config", unet_config_from_dict(data)
 
 
+SCHEMA_KINDS = ("unet", "space", "ablation")
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_id(kind: str) -> str:
+    return f"https://archsearch.dev/schema/{kind}.json"
+
+
 def json_schema(kind: str = "space") -> dict[str, Any]:
-    """JSON Schema for editor completion. In space files every field also accepts a distribution."""
-    from .distributions import Choice, FloatRange, IntRange
-    from .space import SearchSpace
-    from .unet import UNetConfig
+    """The JSON Schema (draft 2020-12) of a config file kind, for editors and validators.
 
-    if kind == "unet":
-        return UNetConfig.model_json_schema()
-    if kind == "ablation":
-        from .ablation import AblationSpec
-
-        return AblationSpec.model_json_schema()
-    if kind != "space":
+    `unet` is a U-Net config file (`base: PRESET` + overrides, or every field); `space` a space
+    file, where every field also accepts a distribution; `ablation` an ablation file.
+    """
+    if kind not in SCHEMA_KINDS:
         from ..errors import ConfigError, ConfigErrors
 
         raise ConfigErrors([ConfigError("kind", f"unknown schema {kind!r}; use unet, space or ablation")])
+    schema = {"unet": _unet_file_schema, "space": _space_schema, "ablation": _ablation_schema}[kind]()
+    return {"$schema": SCHEMA_DIALECT, "$id": schema_id(kind), **schema}
+
+
+def _unet_file_schema() -> dict[str, Any]:
+    """UNetConfig's fields, all optional, plus `base`: a preset the other fields override."""
+    from .loading import PRESETS
+    from .unet import UNetConfig
+
+    schema = UNetConfig.model_json_schema()
+    schema["properties"] = {
+        "base": {"enum": list(PRESETS), "description": "Start from a preset; the other fields override its values."},
+        **schema["properties"],
+    }
+    schema.pop("required", None)
+    return schema
+
+
+def _space_schema() -> dict[str, Any]:
+    from .distributions import FloatRange, IntRange
+    from .space import SearchSpace
+
     schema = SearchSpace.model_json_schema()
-    unet = UNetConfig.model_json_schema()
+    unet = _unet_file_schema()
     defs = schema.setdefault("$defs", {})
     defs.update(unet.pop("$defs", {}))
     defs["UNetConfig"] = unet
@@ -68,15 +102,24 @@ def json_schema(kind: str = "space") -> dict[str, Any]:
             "float": {"anyOf": [{"type": "array"}, FloatRange.model_json_schema()]},
         },
     }
-    del Choice
     for name, definition in list(defs.items()):
         if name == "Distribution":
             continue
         for prop, sub in definition.get("properties", {}).items():
             definition["properties"][prop] = {"anyOf": [sub, {"$ref": "#/$defs/Distribution"}]}
-    arch = {"$ref": "#/$defs/UNetConfig"}
-    unet.setdefault("properties", {})["base"] = {"type": "string", "description": "Start from a preset: seed, ddpm-cifar10, adm-imagenet64."}
-    unet["properties"]["depth"] = {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/Distribution"}], "description": "Keep the first `depth` levels."}
-    unet.pop("required", None)
-    schema["properties"]["architecture"] = arch
+    unet["properties"]["depth"] = {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/Distribution"}],
+                                   "description": "Keep the first `depth` levels."}
+    schema["properties"]["architecture"] = {"$ref": "#/$defs/UNetConfig"}
+    return schema
+
+
+def _ablation_schema() -> dict[str, Any]:
+    from .ablation import AblationSpec
+
+    schema = AblationSpec.model_json_schema()
+    unet = _unet_file_schema()
+    schema.setdefault("$defs", {}).update(unet.pop("$defs", {}))
+    schema["$defs"]["UNetConfig"] = unet
+    base = schema["properties"]["base"]
+    schema["properties"]["base"] = {"$ref": "#/$defs/UNetConfig", "description": base.get("description", "")}
     return schema

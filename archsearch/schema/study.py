@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
@@ -11,6 +12,8 @@ from ._base import MAX_COUNT, Model, Seed, tagged_union
 
 __all__ = [
     "METRICS",
+    "MetricInfo",
+    "OBJECTIVE_METRICS",
     "StudyConfig",
     "Objective",
     "Constraint",
@@ -20,23 +23,37 @@ __all__ = [
     "StudyName",
 ]
 
-# Every metric a trial records, with the direction in which it is better.
-METRICS: dict[str, Literal["minimize", "maximize"]] = {
-    "val_loss": "minimize",
-    "train_throughput": "maximize",
-    "infer_throughput": "maximize",
-    "latency_ms": "minimize",
-    "params": "minimize",
-    "flops": "minimize",
-    "peak_mem_mb": "minimize",
-    "train_loss": "minimize",
-    "duration_s": "minimize",
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a metric reads: which way is better, its unit, what it is."""
+
+    direction: Literal["minimize", "maximize"]
+    unit: str                # short, under a table's column header ("" for a plain count)
+    about: str               # what it is and how it was measured, in a few words
+    count: bool = False      # an integer count, printed with thousands separators
+    objective: bool = True   # may be an objective or a constraint
+
+
+# Every metric a trial records, named once: the results table, the report and the terminal read it.
+METRICS: dict[str, MetricInfo] = {
+    "val_loss": MetricInfo("minimize", "MSE", "ε-MSE on the fixed validation set"),
+    "train_throughput": MetricInfo("maximize", "img/s", "images/s, forward+backward+AdamW (median)"),
+    "train_throughput_iqr": MetricInfo("minimize", "img/s", "images/s, interquartile range", objective=False),
+    "infer_throughput": MetricInfo("maximize", "img/s", "images/s, forward only"),
+    "latency_ms": MetricInfo("minimize", "ms", "ms, batch of 1"),
+    "params": MetricInfo("minimize", "", "parameters", count=True),
+    "flops": MetricInfo("minimize", "per img", "forward FLOPs per image", count=True),
+    "peak_mem_mb": MetricInfo("minimize", "MiB", "MiB"),
+    "train_loss": MetricInfo("minimize", "MSE", "mean training loss of the last logged window"),
+    "duration_s": MetricInfo("minimize", "s", "s, whole trial"),
+    "train_seconds": MetricInfo("minimize", "s", "s, training steps only", objective=False),
 }
+OBJECTIVE_METRICS = tuple(name for name, info in METRICS.items() if info.objective)
 
 
 def known_metric(value: str) -> str:
-    if value not in METRICS:
-        raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+    if value not in OBJECTIVE_METRICS:
+        raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(OBJECTIVE_METRICS)}")
     return value
 
 
@@ -162,13 +179,13 @@ class StudyConfig(Model):
 
 
 class Objective(Model):
-    metric: Metric = Field(description=f"One of {', '.join(METRICS)}.")
+    metric: Metric = Field(description=f"One of {', '.join(OBJECTIVE_METRICS)}.")
     direction: Literal["minimize", "maximize"] | None = Field(None, description="Default: the metric's natural direction.")
 
     @model_validator(mode="after")
     def _direction(self) -> Objective:
         if self.direction is None:
-            object.__setattr__(self, "direction", METRICS[self.metric])
+            object.__setattr__(self, "direction", METRICS[self.metric].direction)
         return self
 
 
@@ -180,7 +197,7 @@ _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
 class Constraint(Model):
     """`metric <= value` or `metric >= value`; written as that string in a space file."""
 
-    metric: Metric = Field(description=f"One of {', '.join(METRICS)}.")
+    metric: Metric = Field(description=f"One of {', '.join(OBJECTIVE_METRICS)}.")
     op: Literal["<=", ">="] = Field(description="<= (an upper bound) or >= (a lower bound).")
     value: float = Field(description="The bound.")
 
@@ -194,6 +211,12 @@ class Constraint(Model):
             metric, op, value = match.groups()
             return {"metric": metric, "op": {"<": "<=", ">": ">="}.get(op, op), "value": value}
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        # The string form is the documented one; the object form is what it parses into.
+        return {"anyOf": [{"type": "string", "pattern": _CONSTRAINT.pattern, "description": cls.__doc__.splitlines()[0]},
+                          handler(core_schema)]}
 
     def violation(self, measured: float) -> float:
         """Optuna's convention: <= 0 when satisfied, the amount of violation otherwise."""

@@ -19,20 +19,23 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigErrors
 from ..schema.loading import unet_config_from_dict, validate_model
 from ..schema.space import SearchSpace
-from ..schema.study import METRICS
+from ..schema.study import OBJECTIVE_METRICS
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
 from .storage import redact
 
+if TYPE_CHECKING:
+    from ..train import ProgressFn
+
 __all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash", "RECORDED_METRICS"]
 
 # Recorded on every trial that trained (the objectives and constraints read from these).
-RECORDED_METRICS = tuple(METRICS) + ("train_throughput_iqr", "train_seconds", "steps", "peak_mem_source",
+RECORDED_METRICS = OBJECTIVE_METRICS + ("train_throughput_iqr", "train_seconds", "steps", "peak_mem_source",
                                      "device", "precision", "threads", "torch")
 
 
@@ -68,7 +71,7 @@ def run_search_trial(
     trial,
     space: SearchSpace,
     context_for: Callable[[TrainConfig], Any],
-    on_progress: Callable[[str, int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
     previous: Callable[[], list] | None = None,
 ) -> TrialOutcome:
     """Sample a config for `trial`, and train and score it unless it is invalid or a duplicate.
@@ -76,7 +79,7 @@ def run_search_trial(
     `context_for(train_cfg)` gives the shared TrialContext (data, device, validation protocol);
     `previous()` lists the study's completed trials, for duplicate reuse.
     """
-    progress = on_progress or (lambda phase, step, total: None)
+    progress = on_progress or (lambda *event: None)
     progress("sampling", 0, 0)
     try:
         arch, train = sample_trial_configs(space, optuna_suggester(trial))

@@ -18,6 +18,7 @@ read it twice.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ def study_folder(results_dir: str | Path, name: str) -> Path:
 
 
 def preflight(results_dir: str | Path, name: str, storage: str | None, data_cfg, eval_cfg,
-              train_settings: dict[str, Any], device: str, device_path: str = "study.device"):
+              train_settings: dict[str, Any], device: str, device_path: str = "study.device",
+              on_load: Callable[[list[str]], None] | None = None):
     """Check everything above; returns (the study folder, a LazyContext holding the data)."""
     study_dir = study_folder(results_dir, name)
     if storage:
@@ -53,19 +55,20 @@ def preflight(results_dir: str | Path, name: str, storage: str | None, data_cfg,
             check_storage_url(storage)
         except ConfigError as exc:
             raise ConfigErrors([exc]) from None
-    return study_dir, check_inputs(data_cfg, eval_cfg, train_settings, device, device_path)
+    return study_dir, check_inputs(data_cfg, eval_cfg, train_settings, device, device_path, on_load)
 
 
-def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str, device_path: str = "study.device"):
+def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str, device_path: str = "study.device",
+                 on_load: Callable[[list[str]], None] | None = None):
     """The device, the data and the validation protocol (what `archsearch validate` checks too);
-    returns the LazyContext that holds them."""
+    returns the LazyContext that holds them. `on_load` hears what was read (ImageData.describe)."""
     from ..schema.loading import validate_model
     from ..schema.train import TrainConfig
     from ..trial import LazyContext  # torch: only where trials run
 
     # The schedule fixes the validation timesteps; it cannot be searched, so any trial's will do.
     fixed = {k: v for k, v in train_settings.items() if k in ("schedule", "num_timesteps")}
-    context = LazyContext(data_cfg, eval_cfg, device, device_path)
+    context = LazyContext(data_cfg, eval_cfg, device, device_path, on_load)
     try:
         context(validate_model(TrainConfig, fixed, "train"))
     except ConfigError as exc:

@@ -29,8 +29,12 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .objective import run_search_trial
+
+if TYPE_CHECKING:
+    from ..train import ProgressFn
 
 __all__ = ["Interrupted", "handle_signals", "worker_loop", "run_one_trial", "reap_stale_trials", "Heartbeat", "WORKER_ID"]
 
@@ -186,7 +190,7 @@ def worker_loop(
     target: int,
     context_for: Callable,
     on_start: Callable[[int], None] = lambda number: None,
-    on_progress: Callable[[str, int, int], None] = lambda phase, step, total: None,
+    on_progress: ProgressFn = lambda *event: None,
     on_finish: Callable[[int, object], None] = lambda number, outcome: None,
     poll: float = 1.0,
     deadline: float | None = None,
@@ -214,7 +218,7 @@ def worker_loop(
         on_finish(trial.number, outcome)
 
 
-def run_one_trial(study, trial, space, context_for: Callable, on_progress: Callable[[str, int, int], None],
+def run_one_trial(study, trial, space, context_for: Callable, on_progress: ProgressFn,
                   max_retries: int, heartbeat_interval: float):
     """Run an asked trial under heartbeats and tell the study its outcome.
 
@@ -237,16 +241,17 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Calla
 
 class _PhaseWriter:
     """Forwards progress to the local display, and records phase changes on the trial so that a
-    parent process (or optuna-dashboard) can see what each worker is doing."""
+    parent process (or optuna-dashboard) can see what each worker is doing. Called every training
+    step: it writes to the storage only when the phase changes."""
 
-    def __init__(self, study, trial_id: int, forward: Callable[[str, int, int], None]):
+    def __init__(self, study, trial_id: int, forward: ProgressFn):
         self.storage, self.trial_id, self.forward, self.phase = study._storage, trial_id, forward, None
 
-    def __call__(self, phase: str, step: int, total: int) -> None:
+    def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
         if phase != self.phase:
             self.phase = phase
             self.storage.set_trial_user_attr(self.trial_id, "phase", phase)
-        self.forward(phase, step, total)
+        self.forward(phase, step, total, loss)
 
 
 def _tell(study, trial, outcome) -> None:
