@@ -49,7 +49,9 @@ def test_a_journal_torn_at_any_byte_of_its_last_line_is_set_aside(finished_study
     data = (finished_study / JOURNAL).read_bytes()
     start, end = last_line_span(data)
     assert data.endswith(b"\n") and json.loads(data[start:])["op_code"] == 6  # set_trial_state_values
-    intact = snapshot(storage_trials(finished_study))[:1]  # the first trial does not depend on the last line
+    original = storage_trials(finished_study)
+    intact = snapshot(original[:1])  # the first trial does not depend on the last line
+    earlier = [(t.params, t.user_attrs) for t in original]  # nor does anything but the second one's state
     for cut in range(start + 1, end):
         folder = tmp_path / str(cut)
         folder.mkdir()
@@ -57,7 +59,9 @@ def test_a_journal_torn_at_any_byte_of_its_last_line_is_set_aside(finished_study
         named = "set_trial_state_values of trial 1" if cut == end - 1 else "the torn last record"
         with pytest.warns(StorageWarning, match=named):
             study = open_study(folder)  # what `results` and `report` open
-        assert snapshot(study.get_trials(deepcopy=False))[:1] == intact
+        trials = study.get_trials(deepcopy=False)
+        assert snapshot(trials[:1]) == intact and [(t.params, t.user_attrs) for t in trials] == earlier
+        assert trials[1].state.name == "RUNNING"
         assert (folder / JOURNAL).read_bytes() == data[:start]
         assert (folder / f"{JOURNAL}.torn").read_bytes() == data[start:cut] + b"\n"
         study.set_user_attr("resumed", cut)  # the next append no longer lands on the torn line
@@ -119,16 +123,19 @@ def test_an_append_that_fails_halfway_leaves_no_torn_record(tmp_path, monkeypatc
 
 
 class Outage:
-    """Makes the journal's writes fail with ENOSPC: `down` for good, or `brief` for a few calls."""
+    """Makes the journal's writes fail with ENOSPC: `down` for good, or `brief` for a few calls;
+    `down_from_phase` sets `down` when a trial's phase changes to it (and fails that write)."""
 
-    def __init__(self, monkeypatch):
-        self.down, self.brief = False, 0
+    def __init__(self, monkeypatch, down_from_phase: str | None = None):
+        self.down, self.brief, self.down_from_phase = False, 0, down_from_phase
         for name in ("set_trial_user_attr", "set_trial_system_attr", "set_trial_state_values", "create_new_trial"):
             real = getattr(JournalStorage, name)
             monkeypatch.setattr(JournalStorage, name, self._failing(real))
 
     def _failing(self, real):
         def write(storage, *args, **kwargs):
+            if args[1:] == ("phase", self.down_from_phase):
+                self.down = True
             if self.brief > 0 or self.down:
                 self.brief -= 1
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -153,14 +160,13 @@ def test_a_moment_without_storage_loses_nothing(tmp_path, monkeypatch):
 def test_a_trial_trained_while_the_storage_went_down_is_recorded_when_the_study_resumes(tmp_path, monkeypatch):
     import archsearch.trial as trial_module
 
-    outage = Outage(monkeypatch)
+    outage = Outage(monkeypatch, down_from_phase="evaluating")  # mid-trial, for good
     trained = []
     real_run_trial = trial_module.run_trial
 
     def run_trial(*args, **kwargs):
         result = real_run_trial(*args, **kwargs)
         trained.append(result)
-        outage.down = len(trained) == 1  # after the first training, before anything is recorded
         return result
 
     monkeypatch.setattr(trial_module, "run_trial", run_trial)
@@ -173,7 +179,7 @@ def test_a_trial_trained_while_the_storage_went_down_is_recorded_when_the_study_
     assert lost.state.name == "RUNNING" and result["state"] == "COMPLETE"
     assert result["val_loss"] == trained[0].metrics["val_loss"] and len(result["values"]) == 2
 
-    outage.down = False
+    outage.down, outage.down_from_phase = False, None
     summary = run_study(space, tmp_path)
     assert summary.trials == summary.completed == 2 and len(trained) == 2  # trial 0 was not trained again
     recorded = storage_trials(folder)[0]

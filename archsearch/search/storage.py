@@ -56,8 +56,10 @@ def describe_error(exc: BaseException) -> str:
     """`OperationalError: connection failed: ...`: the error's type and the first line of its
     message, passwords redacted. Optuna's StorageInternalError ("An exception is raised during the
     commit...") gives way to the database error it wraps, which says what happened."""
-    from_storage = type(exc).__name__ == "StorageInternalError" and exc.__cause__ is not None
-    exc = exc.__cause__ if from_storage else exc
+    from optuna.exceptions import StorageInternalError
+
+    if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = redact(str(exc)).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
