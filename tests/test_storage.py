@@ -81,6 +81,15 @@ def test_a_complete_last_line_that_is_not_json_is_torn_too(finished_study, tmp_p
     assert (folder / f"{JOURNAL}.torn").read_bytes() == b'an earlier torn record\n{"op_code": 8, "wor\n'  # appended
 
 
+def test_a_record_torn_by_another_process_is_set_aside_before_the_next_append(tmp_path):
+    study = optuna.create_study(study_name="s", storage=open_storage(None, tmp_path))
+    with open(tmp_path / JOURNAL, "ab") as f:  # a worker SIGKILLed inside its write
+        f.write(b'{"op_code":8,"worker_id":"w","trial_id":0,"user_attr":{"heart')
+    with pytest.warns(StorageWarning, match="set_trial_user_attr of trial 0.*a writer died mid-record"):
+        study.set_user_attr("after", 1)  # this process opened the journal before it was torn
+    assert open_study(tmp_path, study="s").user_attrs == {"after": 1}
+
+
 def test_a_torn_journal_resumes_with_every_trial(finished_study, tmp_path, monkeypatch):
     """The torn record was the second trial's tell: the next run records it from its metrics.json,
     without training it again, and the study reaches its count."""

@@ -33,7 +33,7 @@ from ..schema.space import SearchSpace
 from ..schema.study import METRICS
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
-from .storage import redact
+from .storage import is_transient, redact
 
 __all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash", "RECORDED_METRICS"]
 
@@ -163,7 +163,12 @@ def _pruning_hook(trial, space: SearchSpace):
         return None
 
     def on_eval(step: int, result) -> bool:
-        trial.report(result.val_loss, step)
-        return trial.should_prune()
+        try:
+            trial.report(result.val_loss, step)
+            return trial.should_prune()
+        except Exception as exc:  # a storage that is down: no decision, so train on rather than lose the run
+            if not is_transient(exc):
+                raise
+            return False
 
     return on_eval
