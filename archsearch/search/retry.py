@@ -10,7 +10,9 @@ not an outage, and goes through at once.
 
 Repeating a write is safe because a failed one leaves nothing behind: a database rolls the
 transaction back, and the journal cuts the bytes a failed append wrote
-(archsearch.search.journal). If the storage stays down the error goes on; the worker ends, and
+(archsearch.search.journal). The one exception is a database commit that succeeded but whose
+answer was lost with the connection: repeated, it sets an attribute twice (harmless) or asks
+for one trial more. If the storage stays down the error goes on; the worker ends, and
 a finished trial's result waits on disk to be recorded by the next run (archsearch.search.records).
 """
 
