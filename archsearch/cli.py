@@ -58,7 +58,10 @@ def _main(
     show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                                help="Print the version and exit.")] = False,
 ) -> None:
+    from .search.storage import format_storage_warnings
+
     _state["debug"] = debug
+    format_storage_warnings()
 
 
 def handles_errors(fn):
@@ -82,9 +85,9 @@ def handles_errors(fn):
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if _state["debug"]:
                 raise
-            from .urls import redact
+            from .search.storage import describe_error
 
-            typer.echo(f"error: {type(exc).__name__}: {redact(str(exc))}", err=True)
+            typer.echo(f"error: {describe_error(exc)}", err=True)  # one line, the database's own words, no password
             err_console.print("(run with --debug for the traceback)", style="dim")
             raise typer.Exit(1) from None
 
@@ -196,11 +199,15 @@ def run(
     gpus: Annotated[Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3 (worker i gets the i-th).")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Run (or resume) a search: every trial builds, trains and measures one U-Net."""
+    """Run (or resume) a search: every trial builds, trains and measures one U-Net.
+
+    Exits 1 when a worker process raised, when workers died short of the trial count, or when
+    the study holds no completed trial (the commonest fail reasons are printed).
+    """
     from .report.live import StudyDisplay, front_table
     from .report.tables import show
     from .schema.space import load_space
-    from .search.study import run_study
+    from .search.study import WorkersFailed, run_study
     from .search.worker import Interrupted
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
@@ -218,6 +225,12 @@ def run(
         err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
                           f"run the same command again to resume")
         raise typer.Exit(exc.code) from None
+    except WorkersFailed as exc:
+        for line in exc.lines:
+            typer.echo(line, err=True)  # one unwrapped line per worker, like every error
+        raise typer.Exit(1) from None
+    for line in summary.problems:  # workers that died while the others finished the study
+        typer.echo(f"warning: {line}", err=True)
     front = summary.front
     if len(front):
         show(console, front_table(front, summary.objectives, title=f"Pareto front of {summary.name}"))
@@ -227,6 +240,11 @@ def run(
         f"{summary.trials} trials ({summary.completed} completed), {len(front)} on the Pareto front; "
         f"results in {summary.study_dir}/ (storage: {summary.storage})"
     )
+    if not summary.completed:
+        typer.echo("error: no trial completed; the commonest fail reasons:", err=True)
+        for count, reason in summary.fail_reasons():
+            typer.echo(f"{count:5d}  {reason}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

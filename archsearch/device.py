@@ -9,11 +9,14 @@ throughput is always recorded with the machine it was measured on:
         out = model(x, t)
     synchronize(device)                      # wait for queued kernels before reading a clock
     info = device_info(device)               # name, torch/cuda/cudnn versions, threads
+    memory_bytes(device)                     # what it can hold: GPU memory, or the machine's RAM
+    is_out_of_memory(exc)                    # torch's OOM, or a RuntimeError that says the same
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import re
 
@@ -27,6 +30,8 @@ __all__ = [
     "configure_backends",
     "cpu_name",
     "device_info",
+    "is_out_of_memory",
+    "memory_bytes",
     "resolve_device",
     "resolve_precision",
     "synchronize",
@@ -121,6 +126,30 @@ def synchronize(device: torch.device) -> None:
     """Wait until every kernel queued on `device` has finished (a no-op on CPU, which is eager)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def memory_bytes(device: torch.device) -> int | None:
+    """The most a device can hold: a CUDA device's total memory, the CPU's physical RAM; None when
+    the system does not say."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(index).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+
+
+# How allocators word out-of-memory when they raise a plain RuntimeError: older CUDA builds,
+# and the CPU allocator ("DefaultCPUAllocator: can't allocate memory: you tried to allocate ...").
+_OOM_WORDS = ("out of memory", "can't allocate memory", "DefaultCPUAllocator")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch.OutOfMemoryError and for a RuntimeError an allocator raised for want of memory."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(words in str(exc) for words in _OOM_WORDS)
 
 
 def cpu_name() -> str:

@@ -42,16 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils import flop_counter
 
-from archsearch.device import PRECISIONS, autocast_context, device_info, resolve_device, synchronize
+from archsearch.device import PRECISIONS, autocast_context, device_info, is_out_of_memory, resolve_device, synchronize
 from archsearch.errors import ConfigError
 from archsearch.schema.measure import MIN_TIMED_STEPS, MeasureConfig
 
 __all__ = ["Measurement", "MeasurementOOM", "count_flops", "count_params", "measure", "time_repeats"]
 
 NUM_TIMESTEPS = 1000  # timesteps are drawn from [0, 1000), the models' conditioning range
-
-# torch.OutOfMemoryError is top-level from torch 2.5; torch.cuda's name is the same class.
-_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 class MeasurementOOM(RuntimeError):
@@ -246,12 +243,10 @@ def measure(
         try:
             results = _run_phases(model, tuple(input_shape), batch, cfg, device, precision,
                                   num_classes, timer, sync, progress)
-        except _OOM as exc:
-            oom = MeasurementOOM(progress["phase"], batch, str(exc).splitlines()[0])
         except RuntimeError as exc:
-            if "can't allocate memory" not in str(exc):  # the CPU allocator's out-of-memory
+            if not is_out_of_memory(exc):
                 raise
-            oom = MeasurementOOM(progress["phase"], batch, str(exc).splitlines()[0])
+            oom = MeasurementOOM(progress["phase"], batch, str(exc).splitlines()[0] if str(exc) else "out of memory")
         else:
             oom = None
         if oom is not None:

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from archsearch.diffusion import NoiseSchedule, training_loss
 from archsearch.errors import ConfigError
-from archsearch.device import autocast_context, configure_backends, resolve_precision, synchronize
+from archsearch.device import autocast_context, configure_backends, is_out_of_memory, resolve_precision, synchronize
 from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classes
 from archsearch.schema.train import TrainConfig
 
@@ -57,9 +57,6 @@ __all__ = [
 
 Batches = Iterable[tuple[Tensor, Tensor | None]]
 EvalFn = Callable[[int, EvalResult], bool | None]  # (step, result) -> True to stop the run
-
-# torch.OutOfMemoryError is top-level from torch 2.5; torch.cuda's name is the same class.
-_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 class ProgressFn(Protocol):
@@ -153,12 +150,10 @@ def train(
     oom = ""
     try:
         _run(model, batches, cfg, protocol, device, result, on_progress or _no_progress, on_eval)
-    except _OOM as exc:
-        oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
-    except RuntimeError as exc:  # older kernels report OOM as a plain RuntimeError
-        if "out of memory" not in str(exc):
+    except RuntimeError as exc:  # torch.OutOfMemoryError, or the plain RuntimeError of older kernels and the CPU
+        if not is_out_of_memory(exc):
             raise
-        oom = str(exc).splitlines()[0]
+        oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
     if oom:
         # The exception (and the traceback holding _run's optimizer, activations and EMA) is gone
         # now; collect them and hand the cached blocks back before the next trial.

@@ -13,6 +13,11 @@ even for a trial whose training later diverges.
 A trial never raises for what a search must survive: out of memory (`oom`), a non-finite loss
 (`diverged`); both come back as a `TrialResult` with the reason. Anything else propagates to
 the caller, which records it as `error: ...`.
+
+Out of memory is caught in every phase, building included, and a model whose parameters,
+gradients and AdamW moments alone exceed the device's memory (`training_state_bytes`, counted
+on the 'meta' device) is refused as `oom` before anything is allocated: on the CPU, trying
+would bring the OOM killer or swap to the whole machine rather than an exception.
 """
 
 from __future__ import annotations
@@ -26,17 +31,17 @@ from typing import Any
 import torch
 
 from .data import ImageData
-from .device import device_info, resolve_device
+from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .diffusion import NoiseSchedule
 from .evaluate import ValidationProtocol
-from .measure import MeasurementOOM, measure
-from .nn import build_unet
+from .measure import MeasurementOOM, count_params, measure
+from .nn import build_unet, meta_unet
 from .schema.measure import MeasureConfig
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
 from .train import ProgressFn, save_checkpoint, train
 
-__all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "METRIC_KEYS"]
+__all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "training_state_bytes", "METRIC_KEYS"]
 
 # The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
 METRIC_KEYS = (
@@ -111,16 +116,27 @@ def run_trial(
     eval_cfg = context.protocol.cfg
 
     progress("building", 0, train_cfg.steps)
-    torch.manual_seed(train_cfg.seed)  # the same config and seed give the same initial weights
-    model = build_unet(config)
     shape = (config.in_channels, config.image_size, config.image_size)
     metrics: dict[str, Any] = {key: None for key in METRIC_KEYS}
-    metrics["params"] = sum(p.numel() for p in model.parameters())
+    metrics["params"] = count_params(meta_unet(config))
     metrics["device"] = device_info(device)["name"]
+    needed, available = training_state_bytes(metrics["params"], train_cfg), memory_bytes(device)
+    if available is not None and needed > available:
+        metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
+        return TrialResult("oom", f"oom: needs ~{_gib(needed)} GiB for parameters, gradients and optimizer state; "
+                                  f"the device has {_gib(available)} GiB", metrics)
+    torch.manual_seed(train_cfg.seed)  # the same config and seed give the same initial weights
+    try:
+        model = build_unet(config).to(device)
+    except RuntimeError as exc:
+        if not is_out_of_memory(exc):
+            raise
+        _free(device)
+        metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
+        return TrialResult("oom", f"oom: out of memory while building ({str(exc).splitlines()[0] if str(exc) else exc!r})", metrics)
 
     progress("measuring", 0, train_cfg.steps)
     try:
-        model.to(device)
         cost = measure(model, shape, measure_cfg.batch_size or train_cfg.batch_size, measure_cfg, device,
                        _precision(train_cfg, device), config.num_classes)
     except MeasurementOOM as exc:
@@ -156,6 +172,16 @@ def run_trial(
     del model
     _free(device)
     return TrialResult(result.outcome, reason, metrics)
+
+
+def training_state_bytes(params: int, train_cfg: TrainConfig) -> int:
+    """The least memory training takes: fp32 weights, their gradients and AdamW's two moments
+    (16 bytes per parameter; 20 with an EMA copy), before a single activation."""
+    return params * (20 if train_cfg.ema_decay else 16)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f}" if n >= 2**30 / 10 else f"{n / 2**30:.2g}"
 
 
 def _precision(train_cfg: TrainConfig, device: torch.device) -> str:

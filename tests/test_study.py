@@ -219,3 +219,26 @@ def test_cli_run_with_overrides_then_an_invalid_file_writes_nothing(tmp_path):
     assert any(line.startswith("architecture.block.activation.choice.1: ") for line in lines)
     assert "Traceback" not in result.output
     assert not fresh.exists()
+
+
+def test_a_completed_trial_ends_in_the_done_phase(tmp_path):
+    summary = run(tiny(**DISTINCT), tmp_path)
+    assert [t.user_attrs["phase"] for t in storage_trials(summary.study_dir)] == ["done", "done"]
+
+
+def test_cli_run_with_no_completed_trial_exits_1_with_the_commonest_fail_reasons(tmp_path, trained):
+    trained.fail_on.update(range(1, 5))  # every trial that trains raises; the others are invalid
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(tiny(study={"name": "failing", "trials": 4},
+                                         architecture={"levels": [{"width": 8, "blocks": 1}, {"width": {"choice": [8, 12]}, "blocks": 1}],
+                                                       "block": {"norm": {"groups": 8}, "activation": "silu"}},
+                                         **DISTINCT)))
+    result = CliRunner().invoke(app, ["run", str(space), "--results-dir", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    df = pd.read_csv(tmp_path / "failing" / "trials.csv")
+    assert len(df) == 4 and (df["state"] == "FAIL").all()
+    counts = df["fail_reason"].value_counts()
+    lines = result.output.splitlines()
+    assert "error: no trial completed; the commonest fail reasons:" in lines
+    for reason, count in counts.items():
+        assert f"{count:5d}  {reason}" in lines

@@ -197,3 +197,38 @@ def test_progress_phases_in_order_and_outputs_written(context, config, tmp_path)
     assert firsts[:3] == ["building", "measuring", "training"] and "evaluating" in firsts
     state = load_checkpoint(checkpoint)
     assert state["config"] == config.model_dump(mode="json") and state["train"]["steps"] == 2
+
+
+@pytest.mark.parametrize("error", [
+    lambda: torch.OutOfMemoryError(OOM),
+    lambda: RuntimeError("CUDA error: out of memory"),
+    lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:83] DefaultCPUAllocator: can't allocate memory: you tried "
+                         "to allocate 1073741824 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_out_of_memory_while_building_is_the_oom_outcome(context, config, monkeypatch, error):
+    def build(cfg):
+        raise error()
+
+    monkeypatch.setattr(trial_module, "build_unet", build)
+    result = run_trial(config, context, train_cfg(), MEASURE)
+    assert result.outcome == "oom" and result.metrics["outcome"] == "oom"
+    assert result.reason.startswith("oom: out of memory while building")
+    assert result.metrics["params"] == sum(p.numel() for p in build_unet(config).parameters())
+
+
+def test_a_model_whose_training_state_cannot_fit_is_refused_before_it_is_built(context, config, monkeypatch):
+    params = sum(p.numel() for p in build_unet(config).parameters())
+    monkeypatch.setattr(trial_module, "memory_bytes", lambda device: 16 * params - 1)  # one byte short
+    monkeypatch.setattr(trial_module, "build_unet", lambda cfg: pytest.fail("built a model that cannot fit"))
+    result = run_trial(config, context, train_cfg(), MEASURE)
+    assert result.outcome == "oom" and result.metrics["params"] == params
+    assert result.reason.startswith("oom: needs ~") and result.reason.endswith(" GiB")
+    assert "GiB for parameters, gradients and optimizer state; the device has " in result.reason
+    monkeypatch.setattr(trial_module, "memory_bytes", lambda device: 20 * params - 1)  # an EMA copy takes 4 bytes more
+    assert run_trial(config, context, train_cfg(ema_decay=0.9), MEASURE).outcome == "oom"
+
+
+def test_a_model_that_fits_is_not_refused(context, config, monkeypatch):
+    params = sum(p.numel() for p in build_unet(config).parameters())
+    monkeypatch.setattr(trial_module, "memory_bytes", lambda device: 16 * params)
+    assert run_trial(config, context, train_cfg(steps=1), MEASURE).outcome == "completed"

@@ -117,7 +117,7 @@ def run_ablation(
         try:
             refresh_tables(study, _OBJECTIVES, study_dir)
             while True:
-                reap_stale_trials(study, cfg.grace_period, max_retries=0)  # their pairs become to-do again
+                reap_stale_trials(study, cfg.grace_period, 0, study_dir)  # recorded from disk, or failed: to do again
                 trials = study.get_trials(deepcopy=False)
                 todo = _todo(trials, identities)
                 waiting = [t for t in trials if t.state.name == "WAITING"]
@@ -138,7 +138,7 @@ def run_ablation(
                 view.start(trial.number, *pair)
                 if pair not in spaces:
                     spaces[pair] = spec.trial_space(*pair)
-                run_one_trial(study, trial, spaces[pair], context, view.progress, 0, cfg.heartbeat_interval)
+                run_one_trial(study, trial, spaces[pair], context, view.progress, 0, cfg.heartbeat_interval, study_dir)
                 write_trial_files(study_dir, study, trial.number)
                 refresh_tables(study, _OBJECTIVES, study_dir)
                 view.finish(study.get_trials(deepcopy=False)[trial.number])

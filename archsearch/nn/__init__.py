@@ -1,5 +1,5 @@
 """Torch modules of archsearch: the U-Net and its blocks."""
 
-from .unet import UNet, build_unet
+from .unet import UNet, build_unet, meta_unet
 
-__all__ = ["UNet", "build_unet"]
+__all__ = ["UNet", "build_unet", "meta_unet"]

@@ -30,7 +30,7 @@ from .layers import (
     zero_,
 )
 
-__all__ = ["UNet", "build_unet"]
+__all__ = ["UNet", "build_unet", "meta_unet"]
 
 
 def build_unet(config: UNetConfig | dict) -> UNet:
@@ -38,6 +38,12 @@ def build_unet(config: UNetConfig | dict) -> UNet:
     if not isinstance(config, UNetConfig):
         config = UNetConfig.model_validate(config)
     return UNet(plan_unet(config))
+
+
+def meta_unet(config: UNetConfig | dict) -> UNet:
+    """The same network on the 'meta' device: every shape and parameter, no memory, no math."""
+    with torch.device("meta"):
+        return build_unet(config)
 
 
 class TimeEmbedding(nn.Module):

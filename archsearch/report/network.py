@@ -42,14 +42,11 @@ def level_table(plan: UNetPlan, title: str = "") -> Table:
 
 def network_summary(config: UNetConfig) -> dict:
     """Parameters and forward FLOPs per image, computed on the 'meta' device (no memory, no math)."""
-    import torch
+    from ..measure import count_flops, count_params
+    from ..nn import meta_unet
 
-    from ..measure import count_flops
-    from ..nn import build_unet
-
-    with torch.device("meta"):
-        model = build_unet(config)
-    params = sum(p.numel() for p in model.parameters())
+    model = meta_unet(config)
+    params = count_params(model)
     shape = (config.in_channels, config.image_size, config.image_size)
     flops = count_flops(model, shape, config.num_classes, device="meta")
     return {"params": params, "flops": flops}

@@ -1,9 +1,15 @@
-"""One Optuna trial of a study: sample, validate, reuse or train, record.
+"""One Optuna trial of a study: sample, validate, reuse or train, and say what to record.
 
 `run_search_trial` never raises for a trial's own failure: a config the planner rejects is
 `invalid: ...`, a diverged or out-of-memory run is `diverged` / `oom`, any other exception is
-`error: ...`; each is recorded on the trial (user attribute `fail_reason`) and the study goes
-on. Only KeyboardInterrupt/SystemExit escape, for the caller to record as `interrupted`.
+`error: ...`; each comes back as a `TrialOutcome` with the reason, and the study goes on. Only
+KeyboardInterrupt/SystemExit escape, for the caller to record as `interrupted`, and a storage
+that stays down while the sampled config is written.
+
+Apart from the parameters and the config (written as soon as they are known, so that a running
+trial shows what it trains), nothing is written to the storage here: the outcome carries every
+user attribute and constraint, and archsearch.search.records writes it to disk, then tells the
+storage. A trial that trained is thus never lost to a storage write failing halfway.
 
 What a trial records as user attributes (all JSON):
     config, config_hash, train, settings_hash      what was trained, and under which settings
@@ -27,7 +33,7 @@ from ..schema.space import SearchSpace
 from ..schema.study import OBJECTIVE_METRICS
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
-from .storage import redact
+from .storage import is_transient, redact
 
 if TYPE_CHECKING:
     from ..train import ProgressFn
@@ -44,7 +50,8 @@ class TrialOutcome:
     state: str  # complete | fail | pruned
     values: list[float] | None = None
     reason: str = ""
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)  # the user attributes to record
+    constraints: dict[str, float] = field(default_factory=dict)  # name -> violation (feasible when <= 0)
 
 
 def _digest(payload: Any) -> str:
@@ -84,13 +91,13 @@ def run_search_trial(
     try:
         arch, train = sample_trial_configs(space, optuna_suggester(trial))
     except Exception as exc:  # noqa: BLE001 - a sampler bug must not end the study
-        return _fail(trial, f"error: sampling failed: {type(exc).__name__}: {redact(str(exc))}")
+        return _fail({}, f"error: sampling failed: {type(exc).__name__}: {redact(str(exc))}")
     trial.set_user_attr("config", arch)
     try:
         config = unet_config_from_dict(arch, prefix="architecture")
         train_cfg = validate_model(TrainConfig, train, "train")
     except ConfigErrors as exc:
-        return _fail(trial, "invalid: " + "; ".join(exc.lines()))
+        return _fail({"config": arch}, "invalid: " + "; ".join(exc.lines()))
 
     chash, shash = config_hash(config), settings_hash(train_cfg, space)
     attrs = {"config": config.model_dump(mode="json"), "config_hash": chash,
@@ -101,8 +108,7 @@ def run_search_trial(
     reused = _find_duplicate(previous() if previous else [], chash, shash)
     if reused is not None:
         metrics = {k: reused.user_attrs.get(k) for k in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome")}
-        trial.set_user_attr("reused_from", reused.number)
-        return _complete(trial, space, metrics, attrs)
+        return _complete(space, metrics, {**attrs, "reused_from": reused.number})
 
     try:
         from ..trial import run_trial
@@ -113,17 +119,14 @@ def run_search_trial(
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on
-        return _fail(trial, f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}")
+        return _fail(attrs, f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}")
 
-    metrics = result.metrics
+    measured = {**attrs, **_metric_attrs(result.metrics)}
     if result.outcome in ("diverged", "oom"):
-        _record_metrics(trial, metrics)
-        return _fail(trial, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
+        return _fail(measured, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
     if result.outcome == "stopped":  # only the pruning hook stops a run early
-        _record_metrics(trial, metrics)
-        trial.set_user_attr("outcome", "pruned")
-        return TrialOutcome("pruned", reason="pruned", attrs=attrs)
-    return _complete(trial, space, metrics, attrs)
+        return TrialOutcome("pruned", reason="pruned", attrs={**measured, "outcome": "pruned"})
+    return _complete(space, result.metrics, attrs)
 
 
 def _find_duplicate(trials: list, chash: str, shash: str):
@@ -133,30 +136,28 @@ def _find_duplicate(trials: list, chash: str, shash: str):
     return None
 
 
-def _record_metrics(trial, metrics: dict[str, Any]) -> None:
-    for key in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome"):
-        if key in metrics:
-            value = metrics[key]
-            trial.set_user_attr(key, None if isinstance(value, float) and not math.isfinite(value) else value)
+def _metric_attrs(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The recorded metrics, non-finite numbers as null (JSON has no NaN)."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome") if key in metrics
+            for value in [metrics[key]]}
 
 
-def _complete(trial, space: SearchSpace, metrics: dict[str, Any], attrs: dict[str, Any]) -> TrialOutcome:
-    _record_metrics(trial, metrics)
+def _complete(space: SearchSpace, metrics: dict[str, Any], attrs: dict[str, Any]) -> TrialOutcome:
+    attrs = {**attrs, **_metric_attrs(metrics)}
     values = [metrics.get(o.metric) for o in space.objectives]
     missing = [o.metric for o, v in zip(space.objectives, values) if v is None or not math.isfinite(float(v))]
     if missing:
-        return _fail(trial, f"error: no value for objective {', '.join(missing)}")
+        return _fail(attrs, f"error: no value for objective {', '.join(missing)}")
+    constraints = {}
     for constraint in space.constraints:
         measured = metrics.get(constraint.metric)
-        violation = constraint.violation(float(measured)) if measured is not None else math.inf
-        trial.set_constraint(str(constraint), violation)
-    return TrialOutcome("complete", [float(v) for v in values], attrs=attrs)
+        constraints[str(constraint)] = constraint.violation(float(measured)) if measured is not None else math.inf
+    return TrialOutcome("complete", [float(v) for v in values], attrs=attrs, constraints=constraints)
 
 
-def _fail(trial, reason: str) -> TrialOutcome:
-    trial.set_user_attr("fail_reason", reason)
-    trial.set_user_attr("outcome", reason.split(":", 1)[0])
-    return TrialOutcome("fail", reason=reason)
+def _fail(attrs: dict[str, Any], reason: str) -> TrialOutcome:
+    return TrialOutcome("fail", reason=reason, attrs={**attrs, "fail_reason": reason, "outcome": reason.split(":", 1)[0]})
 
 
 def _pruning_hook(trial, space: SearchSpace):
@@ -165,7 +166,12 @@ def _pruning_hook(trial, space: SearchSpace):
         return None
 
     def on_eval(step: int, result) -> bool:
-        trial.report(result.val_loss, step)
-        return trial.should_prune()
+        try:
+            trial.report(result.val_loss, step)
+            return trial.should_prune()
+        except Exception as exc:  # a storage that is down: no decision, so train on rather than lose the run
+            if not is_transient(exc):
+                raise
+            return False
 
     return on_eval

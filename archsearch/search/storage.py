@@ -3,21 +3,58 @@
 - Default: `JournalStorage(JournalFileBackend(<study dir>/optuna.journal))`. Several processes on
   one machine append to it under a file lock; SQLite would give "database is locked" (Optuna's
   docs advise against it for parallel workers). optuna-dashboard opens the journal file as it is.
+  A torn last record is set aside when it is opened (archsearch.search.journal).
 - `--storage postgresql+psycopg://user:pass@host/db` (or mysql+pymysql://, sqlite:///):
-  `RDBStorage`, for many machines.
+  `RDBStorage`, for many machines. Without Optuna's heartbeat: archsearch.search.worker writes
+  its own for every storage, and Optuna's would only warn outside `study.optimize`.
+
+Either way the storage is wrapped in `RetryingStorage` (archsearch.search.retry): a call that
+meets a moment's outage (`is_transient`) is repeated a few times before the error goes on.
 
 Passwords never reach a user: `redact` (archsearch.urls) replaces them in any text shown.
 """
 
 from __future__ import annotations
 
+import errno
+import warnings
 from pathlib import Path
 
 from ..urls import redact
 
-__all__ = ["JOURNAL_NAME", "open_storage", "redact", "describe_storage"]
+__all__ = ["JOURNAL_NAME", "StorageWarning", "open_storage", "redact", "describe_storage", "describe_error",
+           "is_transient", "format_storage_warnings"]
 
 JOURNAL_NAME = "optuna.journal"
+
+class StorageWarning(UserWarning):
+    """Something in the storage was repaired or set aside, and the study goes on."""
+
+
+def format_storage_warnings(prefix: str = "") -> None:
+    """Show a `StorageWarning` as one line, `<prefix>warning: <message>`, without the file and
+    line that warned (other warnings keep Python's format)."""
+    default = getattr(warnings.formatwarning, "python_format", warnings.formatwarning)
+
+    def one_line(message, category, filename, lineno, line=None):
+        if issubclass(category, StorageWarning):
+            return f"{prefix}warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    one_line.python_format = default  # so that calling this again replaces, not stacks
+    warnings.formatwarning = one_line
+
+
+def describe_error(exc: BaseException) -> str:
+    """`OperationalError: connection failed: ...`: the error's type and the first line of its
+    message, passwords redacted. Optuna's StorageInternalError ("An exception is raised during the
+    commit...") gives way to the database error it wraps, which says what happened."""
+    from optuna.exceptions import StorageInternalError
+
+    if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = redact(str(exc)).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def describe_storage(url: str | None, study_dir: Path) -> str:
@@ -28,23 +65,35 @@ def open_storage(url: str | None, study_dir: Path):
     """An Optuna storage for `url`, or the embedded journal in `study_dir`."""
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    from .journal import JournalFile
+    from .retry import RetryingStorage
 
     if not url:
         study_dir.mkdir(parents=True, exist_ok=True)
-        path = str(study_dir / JOURNAL_NAME)
-        # The open(O_EXCL) lock works on every local filesystem; the default symlink lock too,
-        # but leaves a stale link behind when a worker is SIGKILLed inside the critical section.
-        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        return RetryingStorage(JournalStorage(JournalFile(str(study_dir / JOURNAL_NAME))))
     if url.startswith(("journal://", "file://")):
-        path = url.split("://", 1)[1]
-        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        return RetryingStorage(JournalStorage(JournalFile(url.split("://", 1)[1])))
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=30,
-            grace_period=120,
-        )
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001 - driver errors carry the URL; never show it raw
         raise RuntimeError(f"cannot open storage {redact(url)}: {redact(str(exc), url).splitlines()[0]}") from None
+    # get_storage adds the trial cache Optuna puts in front of every RDBStorage it opens itself.
+    return RetryingStorage(optuna.storages.get_storage(rdb))
+
+
+# A write error the journal file may recover from: a full disk or quota, a flaky device, a file size limit.
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EAGAIN, errno.EINTR}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for what a storage raises while it is briefly unreachable: a database connection
+    lost or refused (sqlalchemy's OperationalError, also wrapped in Optuna's StorageInternalError)
+    or a journal write failing for want of space or I/O."""
+    if isinstance(exc, OSError):
+        return exc.errno in _TRANSIENT_ERRNOS
+    try:
+        from sqlalchemy.exc import OperationalError
+    except ImportError:  # pragma: no cover - Optuna depends on SQLAlchemy
+        return False
+    return isinstance(exc, OperationalError) or isinstance(exc.__cause__, OperationalError)

@@ -10,28 +10,38 @@ unless a storage URL is given), the resolved space (`space.yaml`), `trials.csv` 
 The trial count is the study's total: running the same command again resumes, keeps every
 finished trial and runs only what is missing. Trials are asked and told one at a time
 (ask/tell), so the loop decides when the count is reached and what a failure records.
+
+With `workers > 1` the parent only watches. A worker that raises sends one line
+(`worker 1: error: OperationalError: ...`, passwords redacted) and exits 1; a worker killed by a
+signal is named by its exit status. Either is `WorkersFailed` when a worker raised or when the
+study is short of its count; a worker killed while the others still reached the count is a
+success, and the summary's `problems` say so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import time
 import warnings
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
 from ..errors import ConfigError, ConfigErrors
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_text
 from ..results import trials_dataframe, write_tables
 from ..schema.space import SearchSpace
+from .records import write_trial_files
+from .storage import describe_error, describe_storage, format_storage_warnings, is_transient, open_storage
 from .worker import Interrupted, count_trials, handle_signals, worker_loop
-from .storage import describe_storage, open_storage
 
-__all__ = ["run_study", "StudySummary", "create_study", "make_sampler", "make_pruner", "refresh_tables",
+__all__ = ["run_study", "StudySummary", "WorkersFailed", "create_study", "make_sampler", "make_pruner", "refresh_tables",
            "write_trial_files", "quiet_optuna"]
 
 
@@ -45,6 +55,22 @@ class StudySummary:
     table: Any  # the results table (pandas DataFrame), as written to trials.csv
     front: Any  # its rows on the Pareto front of the feasible completed trials (Optuna's best_trials)
     objectives: list[str]
+    problems: list[str] = field(default_factory=list)  # workers that died while the study still reached its count
+
+    def fail_reasons(self, limit: int = 3) -> list[tuple[int, str]]:
+        """The commonest reasons trials failed, as (count, reason), commonest first."""
+        if self.table.empty or "fail_reason" not in self.table.columns:
+            return []
+        reasons = Counter(r for r in self.table["fail_reason"] if isinstance(r, str) and r)
+        return [(n, reason) for reason, n in reasons.most_common(limit)]
+
+
+class WorkersFailed(RuntimeError):
+    """Worker processes raised, or died and left the study short of its count; `lines` says which."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("; ".join(lines))
 
 
 class StudyView(Protocol):
@@ -175,19 +201,28 @@ def run_study(
 
     df = refresh_tables(study, objectives, study_dir)
     view.watch(df, count_trials(study)[0], [])
+    problems: list[str] = []
     try:
         if workers <= 1:
             _run_here(study, space, target, context_for, study_dir, objectives, view, deadline)
         else:
             del context_for  # each worker reads the data itself
-            _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
-    finally:
-        df = refresh_tables(study, objectives, study_dir)
-        for number in range(len(df)):
-            write_trial_files(study_dir, study, number)
+            problems = _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the tables show what happened; their failure must not hide why
+            _final_tables(study, objectives, study_dir)
+        raise
+    df = _final_tables(study, objectives, study_dir)
     completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
     return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), count_trials(study)[0],
-                        completed, df, _front_rows(study, df), objectives)
+                        completed, df, _front_rows(study, df), objectives, problems)
+
+
+def _final_tables(study, objectives: list[str], study_dir: Path):
+    df = refresh_tables(study, objectives, study_dir)
+    for number in range(len(df)):
+        write_trial_files(study_dir, study, number)
+    return df
 
 
 def _front_rows(study, df):
@@ -215,42 +250,83 @@ def _run_here(study, space, target, context_for, study_dir, objectives, view, de
         view.finish_trial(number, state, reason, df, count_trials(study)[0])
 
     with handle_signals():
-        worker_loop(study, space, target, context_for, view.start_trial, view.progress, finish, deadline=deadline)
+        worker_loop(study, space, target, context_for, view.start_trial, view.progress, finish, deadline=deadline,
+                    study_dir=study_dir)
 
 
-def _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline) -> None:
-    """Start `workers` processes on this machine and watch the study until they are done."""
+def _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline) -> list[str]:
+    """Start `workers` processes on this machine and watch the study until they are done.
+
+    Returns what went wrong with workers that did not stop the study (see the module docstring);
+    raises `WorkersFailed` for what did.
+    """
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no forked torch/optuna state in the children
     threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = []
+    procs, errors = [], []
     for i in range(workers):
         worker_device = _worker_device(device, i, gpus)
+        receive, send = ctx.Pipe(duplex=False)  # the worker's one-line error, if it raises
         args = (space.model_dump(mode="json"), str(study_dir.parent), storage, target, worker_device, threads, i,
-                None if deadline is None else deadline - time.monotonic())
+                None if deadline is None else deadline - time.monotonic(), send)
         proc = ctx.Process(target=_worker_process, args=args, name=f"archsearch-worker-{i}")
         proc.start()
+        send.close()  # the child holds the only write end: a dead child reads as end of file
         procs.append(proc)
+        errors.append(receive)
     interrupted: Interrupted | None = None
     seen = None
-    with handle_signals():
-        while any(p.is_alive() for p in procs):
-            try:
-                time.sleep(1.0)
-                trials = study.get_trials(deepcopy=False)
-                running = [(t.number, t.user_attrs.get("phase", "starting")) for t in trials if t.state.name == "RUNNING"]
-                if (len(trials), running) == seen:
-                    continue  # nothing new: do not reread the whole study into a table
-                seen = (len(trials), running)
-                view.watch(trials_dataframe(trials, objectives), count_trials(study)[0], running)
-            except Interrupted as exc:  # forward to the workers, then wait for them to record it
-                interrupted = exc
-                for p in procs:
-                    if p.is_alive() and p.pid:
-                        os.kill(p.pid, exc.signum)
+    try:
+        with handle_signals():
+            while any(p.is_alive() for p in procs):
+                try:
+                    time.sleep(1.0)
+                    trials = study.get_trials(deepcopy=False)
+                    running = [(t.number, t.user_attrs.get("phase", "starting")) for t in trials if t.state.name == "RUNNING"]
+                    if (len(trials), running) == seen:
+                        continue  # nothing new: do not reread the whole study into a table
+                    seen = (len(trials), running)
+                    view.watch(trials_dataframe(trials, objectives), count_trials(study)[0], running)
+                except Interrupted as exc:  # forward to the workers, then wait for them to record it
+                    interrupted = exc
+                    for p in procs:
+                        if p.is_alive() and p.pid:
+                            os.kill(p.pid, exc.signum)
+                except Exception as exc:
+                    if not is_transient(exc):  # the storage is down for the parent too: the workers will say
+                        raise
+    except BaseException:  # never leave workers behind: SIGTERM records their trials as interrupted
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=60)
+        raise
     if interrupted is not None:
         raise interrupted
+    for p in procs:
+        p.join()
+    failures = [f for i, (p, receive) in enumerate(zip(procs, errors)) if (f := _worker_failure(i, p, receive))]
+    lines = [line for line, _ in failures]
+    if any(raised for _, raised in failures) or (failures and count_trials(study)[0] < target):
+        raise WorkersFailed(lines)
+    return lines
+
+
+def _worker_failure(index: int, proc, receive) -> tuple[str, bool] | None:
+    """What ended worker `index` badly, in one line, and whether it raised; None when it ended well."""
+    try:
+        if receive.poll():
+            return receive.recv(), True
+    except (EOFError, OSError):  # it died without a word
+        pass
+    code = proc.exitcode
+    if code is None or code == 0:
+        return None
+    if code < 0:
+        return f"worker {index} (pid {proc.pid}) was killed by {signal.Signals(-code).name}", False
+    return f"worker {index} (pid {proc.pid}) exited with status {code}", False
 
 
 def _worker_device(device: str, index: int, gpus: list[int] | None) -> str:
@@ -267,10 +343,24 @@ def _worker_device(device: str, index: int, gpus: list[int] | None) -> str:
     return device
 
 
-def _worker_process(space_data, results_dir, storage, target, device, threads, index, seconds_left) -> None:
-    """Entry point of a worker process started by `_run_workers`."""
+def _worker_process(space_data, results_dir, storage, target, device, threads, index, seconds_left, errors) -> None:
+    """Entry point of a worker process started by `_run_workers`: an exception becomes one line
+    sent to the parent on `errors`, and exit status 1 (no traceback)."""
     import sys
 
+    format_storage_warnings(prefix=f"worker {index}: ")
+    try:
+        with handle_signals():
+            _work(space_data, results_dir, storage, target, device, threads, index, seconds_left)
+    except Interrupted as exc:
+        sys.exit(exc.code)
+    except Exception as exc:  # noqa: BLE001 - the parent reports it and exits 1
+        with contextlib.suppress(OSError):
+            errors.send(f"worker {index}: error: {describe_error(exc)}")
+        sys.exit(1)
+
+
+def _work(space_data, results_dir, storage, target, device, threads, index, seconds_left) -> None:
     import torch
 
     from ..schema.space import space_from_dict
@@ -290,11 +380,7 @@ def _worker_process(space_data, results_dir, storage, target, device, threads, i
         write_trial_files(study_dir, study, number)
         refresh_tables(study, objectives, study_dir)
 
-    try:
-        with handle_signals():
-            worker_loop(study, space, target, context_for, on_finish=finish, deadline=deadline)
-    except Interrupted as exc:
-        sys.exit(exc.code)
+    worker_loop(study, space, target, context_for, on_finish=finish, deadline=deadline, study_dir=study_dir)
 
 
 def quiet_optuna() -> None:
@@ -330,17 +416,6 @@ def _write_space(space: SearchSpace, study_dir: Path) -> None:
 def _without_counts(data: dict) -> dict:
     study = {k: v for k, v in (data.get("study") or {}).items() if k not in ("trials", "timeout", "device")}
     return {**data, "study": study}
-
-
-def write_trial_files(study_dir: Path, study, number: int) -> None:
-    trial = study.get_trials(deepcopy=False)[number]
-    out = study_dir / "trials" / str(number)
-    out.mkdir(parents=True, exist_ok=True)
-    attrs = trial.user_attrs
-    if isinstance(attrs.get("config"), dict):
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(attrs["config"], sort_keys=False))
-    atomic_write_json(out / "metrics.json", {"number": number, "state": trial.state.name, "values": trial.values, **attrs})
-
 
 
 logging.getLogger("optuna").setLevel(logging.ERROR)

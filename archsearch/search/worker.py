@@ -11,10 +11,15 @@ share. What keeps them honest:
 - **Heartbeats.** While a trial runs, a thread writes the user attribute `heartbeat` (UTC
   seconds) every `study.heartbeat_interval` seconds, for every storage alike (Optuna's own
   heartbeats exist only for RDB storages inside `study.optimize`). Before asking for a trial,
-  a worker fails every running trial whose heartbeat is older than `study.grace_period` —
-  or whose worker is a dead process on this very host — with the reason
-  `worker died: ...`, and re-enqueues its parameters (at most `study.max_retries` times).
+  a worker looks at every running trial whose heartbeat is older than `study.grace_period` —
+  or whose worker is a dead process on this very host, or this process, which is not running
+  it — and records it from its finished result on disk when it has one (the storage failed
+  when its worker told it; archsearch.search.records), or else fails it with the reason
+  `worker died: ...` and re-enqueues its parameters (at most `study.max_retries` times).
   Optuna 5's TPE treats running trials as bad points, so this cleanup also keeps sampling sane.
+- **Records.** A finished trial's outcome goes to `trials/<number>/metrics.json` first, then to
+  the storage. A storage that stays down past its retries (archsearch.search.retry) ends the
+  worker with the error; the phase and heartbeat writes, which only inform, never end a trial.
 - **Signals.** SIGINT and SIGTERM fail the running trial with reason `interrupted`, re-enqueue
   it for the next run, and end the worker with status 130 or 143.
 """
@@ -26,12 +31,15 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .objective import run_search_trial
+from .records import FINISHED, record_outcome, recover_result, write_result
+from .storage import StorageWarning, is_transient
 
 if TYPE_CHECKING:
     from ..train import ProgressFn
@@ -39,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Interrupted", "handle_signals", "worker_loop", "run_one_trial", "reap_stale_trials", "Heartbeat", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
 class Interrupted(BaseException):
@@ -74,7 +81,12 @@ def handle_signals():
 
 
 class Heartbeat:
-    """Writes `heartbeat` on a running trial from a daemon thread until stopped."""
+    """Writes `heartbeat` on a running trial from a daemon thread until stopped.
+
+    `Heartbeat.running` holds the ids of the trials this process is running now.
+    """
+
+    running: set[int] = set()
 
     def __init__(self, study, trial_id: int, interval: float):
         self.storage, self.trial_id, self.interval = study._storage, trial_id, interval
@@ -84,10 +96,12 @@ class Heartbeat:
     def __enter__(self) -> Heartbeat:
         self.storage.set_trial_user_attr(self.trial_id, "worker", WORKER_ID)
         self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+        Heartbeat.running.add(self.trial_id)
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        Heartbeat.running.discard(self.trial_id)
         self.stop_event.set()
         self.thread.join(timeout=5)
 
@@ -120,26 +134,31 @@ def _pid_dead_here(worker: str | None) -> bool:
         return False
 
 
-def reap_stale_trials(study, grace_period: float, max_retries: int) -> list[int]:
-    """Fail running trials of dead workers and re-enqueue them; returns their numbers."""
+def reap_stale_trials(study, grace_period: float, max_retries: int, study_dir: Path | None = None) -> list[int]:
+    """Record (from their result in `study_dir`) or fail and re-enqueue the running trials of
+    dead workers; returns their numbers."""
     import optuna
 
     reaped = []
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial._trial_id in Heartbeat.running:
+            continue
         attrs = trial.user_attrs
         worker = attrs.get("worker")
-        if worker == WORKER_ID:
-            continue
         last = attrs.get("heartbeat") or (trial.datetime_start.timestamp() if trial.datetime_start else now)
         silent = now - last
-        if _pid_dead_here(worker):
+        if worker == WORKER_ID:
+            reason = "worker died: this process left it running"
+        elif _pid_dead_here(worker):
             reason = f"worker died: process {worker} is gone"
         elif silent > grace_period:
             reason = f"worker died: no heartbeat from {worker or 'its worker'} for {silent:.0f}s"
         else:
             continue
-        if fail_and_retry(study, trial, reason, max_retries):
+        if study_dir is not None and recover_result(study, trial, study_dir):
+            reaped.append(trial.number)
+        elif fail_and_retry(study, trial, reason, max_retries):
             reaped.append(trial.number)
     return reaped
 
@@ -194,14 +213,17 @@ def worker_loop(
     on_finish: Callable[[int, object], None] = lambda number, outcome: None,
     poll: float = 1.0,
     deadline: float | None = None,
+    *,
+    study_dir: Path,
 ) -> None:
-    """Run trials of `study` until it holds `target` finished trials (see the module docstring).
+    """Run trials of `study` until it holds `target` finished trials (see the module docstring);
+    their results go to `study_dir` before the storage.
 
     Raises `Interrupted` after recording the running trial as failed with reason `interrupted`.
     """
     cfg = space.study
     while True:
-        reap_stale_trials(study, cfg.grace_period, cfg.max_retries)
+        reap_stale_trials(study, cfg.grace_period, cfg.max_retries, study_dir)
         finished, running, waiting = count_trials(study)
         if finished >= target or (deadline is not None and time.monotonic() > deadline):
             return
@@ -211,7 +233,8 @@ def worker_loop(
         trial = study.ask()
         on_start(trial.number)
         try:
-            outcome = run_one_trial(study, trial, space, context_for, on_progress, cfg.max_retries, cfg.heartbeat_interval)
+            outcome = run_one_trial(study, trial, space, context_for, on_progress, cfg.max_retries, cfg.heartbeat_interval,
+                                    study_dir)
         except Interrupted:
             on_finish(trial.number, None)
             raise
@@ -219,11 +242,11 @@ def worker_loop(
 
 
 def run_one_trial(study, trial, space, context_for: Callable, on_progress: ProgressFn,
-                  max_retries: int, heartbeat_interval: float):
-    """Run an asked trial under heartbeats and tell the study its outcome.
+                  max_retries: int, heartbeat_interval: float, study_dir: Path):
+    """Run an asked trial under heartbeats, write its outcome to `study_dir`, then tell the study.
 
-    On `Interrupted` the trial is failed as `interrupted` (and re-enqueued when it has
-    parameters) before the exception goes on.
+    A completed trial's phase ends as `done`. On `Interrupted` the trial is failed as
+    `interrupted` (and re-enqueued when it has parameters) before the exception goes on.
     """
     import optuna
 
@@ -232,17 +255,24 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
     try:
         with Heartbeat(study, trial._trial_id, heartbeat_interval):
             outcome = run_search_trial(trial, space, context_for, phase_writer, completed)
+            if outcome.state == "complete":
+                outcome.attrs["phase"] = "done"
+            try:
+                write_result(study_dir, trial, outcome)
+            except OSError as exc:  # a safety net for the storage; a full disk must not stop a healthy database
+                warnings.warn(f"trial {trial.number}: its result could not be kept in {study_dir}: {exc}", StorageWarning)
+            record_outcome(study, trial, outcome)
     except Interrupted:
         fail_and_retry(study, study._storage.get_trial(trial._trial_id), "interrupted", max_retries)
         raise
-    _tell(study, trial, outcome)
     return outcome
 
 
 class _PhaseWriter:
     """Forwards progress to the local display, and records phase changes on the trial so that a
     parent process (or optuna-dashboard) can see what each worker is doing. Called every training
-    step: it writes to the storage only when the phase changes."""
+    step: it writes to the storage only when the phase changes. Like the heartbeat it only
+    informs: a storage that stays down fails the trial's record, not its training."""
 
     def __init__(self, study, trial_id: int, forward: ProgressFn):
         self.storage, self.trial_id, self.forward, self.phase = study._storage, trial_id, forward, None
@@ -250,22 +280,9 @@ class _PhaseWriter:
     def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
         if phase != self.phase:
             self.phase = phase
-            self.storage.set_trial_user_attr(self.trial_id, "phase", phase)
+            try:
+                self.storage.set_trial_user_attr(self.trial_id, "phase", phase)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
         self.forward(phase, step, total, loss)
-
-
-def _tell(study, trial, outcome) -> None:
-    import optuna
-
-    try:
-        if outcome.state == "complete":
-            study.tell(trial, outcome.values)
-        elif outcome.state == "pruned":
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    except RuntimeError as exc:
-        # GridSampler.after_trial calls study.stop() once every grid point is visited, which
-        # ask-and-tell forbids. Optuna has stored the trial by then (in a `finally`).
-        if "Study.stop" not in str(exc):
-            raise
