@@ -3,7 +3,7 @@
 import pytest
 
 from archsearch.errors import ConfigErrors
-from archsearch.plan import plan_unet
+from archsearch.plan import norm_groups, plan_unet
 from archsearch.schema import UNetConfig, preset_dict, unet_config_from_dict
 
 
@@ -44,10 +44,13 @@ def test_groups_must_divide_widths():
 
 
 def test_edm_min_channels_per_group_caps_groups():
-    config = unet_config_from_dict(
-        {"levels": [{"width": 8}, {"width": 16}], "block": {"norm": {"groups": 32, "min_channels_per_group": 4}}}
-    )
-    plan_unet(config)  # 8 channels -> 2 groups, 16 -> 4: divides
+    arch = {"levels": [{"width": 8}, {"width": 16}], "block": {"norm": {"groups": 32, "min_channels_per_group": 4}}}
+    config = unet_config_from_dict(arch)
+    norm = config.block.norm
+    assert [norm_groups(norm, c) for c in (8, 16, 48, 256)] == [2, 4, 12, 32]  # min(32, c // 4)
+    plan_unet(config)  # every normalized width divides by its capped group count
+    uncapped = {**arch, "block": {"norm": {"groups": 32}}}
+    assert errors_of(uncapped)[0].startswith("block.norm.groups: 32 does not divide the 8 channels")
 
 
 def test_head_channels_must_divide_attention_widths():

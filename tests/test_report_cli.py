@@ -5,15 +5,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import optuna
 import pandas as pd
-import pytest
 import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
 from archsearch.report.build import make_report
-
-optuna = pytest.importorskip("optuna")
 
 OBJECTIVES = [{"metric": "val_loss", "direction": "minimize"}, {"metric": "train_throughput", "direction": "maximize"}]
 # (width, combine, loss, throughput); front by hand: #0, #1, #3, #5 (#2, #4 lose to #1, #7 to #3);
