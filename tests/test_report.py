@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -171,18 +169,6 @@ def test_varying_columns_and_labels():
                        "arch.schema_version": [1, 2]})
     assert varying_columns(df) == ["arch.b", "train.lr"]
     assert [value_label(v) for v in (True, 32.0, 0.002, NAN, "add")] == ["true", "32", "0.002", MISSING, "add"]
-
-
-# --------------------------------------------------------------------------- layering
-
-
-def test_report_modules_import_no_torch():
-    code = ("import sys\n"
-            "import archsearch.report.build, archsearch.report.analysis, archsearch.report.plots\n"
-            "import archsearch.report.sections, archsearch.report.importance, archsearch.report.effects\n"
-            "import archsearch.report.hypervolume, archsearch.report.document\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_marginal_effects_bin_a_continuous_field_into_quartiles():
