@@ -33,6 +33,7 @@ class BlockPlan:
     skip_channels: int = 0
     skip_mode: str = "none"  # none | concat | add | add_projected (a 1x1 conv maps the skip to h's width)
     attention_heads: int = 0  # 0: no attention after this block
+    tap: bool = False  # encoder: the output (after attention) is kept as a skip
 
     @property
     def block_in_channels(self) -> int:
@@ -51,6 +52,8 @@ class LevelPlan:
     down_channels: int = 0  # 0: no downsample after this level's encoder
     up_channels: int = 0  # 0: no upsample after this level's decoder
     taps: tuple[int, ...] = ()  # widths of the skips tapped at this resolution
+    tap_after_blocks: bool = False  # skip.taps=level: the output of the level's blocks is a skip
+    tap_after_down: bool = False  # skip.taps=block: the downsample's output is a skip (of the next level)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class UNetPlan:
     embedding_hidden_dim: int
     embedding_out_dim: int
     downsamples: int = field(default=0)
+    tap_stem: bool = False  # skip.taps=block: the stem's output is the first skip
 
     @property
     def skip_combine(self) -> str:
@@ -99,7 +103,8 @@ class _Planner:
     def error(self, path: str, message: str) -> None:
         self.errors.append(ConfigError(path, message))
 
-    # The walk mirrors archsearch.nn.unet.UNet.forward; keep the two in step.
+    # Where skips are tapped is decided here alone (the `tap*` fields); the model's stages only
+    # follow those flags, so the widths computed here are the tensors pushed there.
     def plan(self) -> UNetPlan:
         cfg = self.config
         n_levels = len(self.levels)
@@ -120,16 +125,15 @@ class _Planner:
             heads = self._heads(level.width, f"{self._level_path(i)}.attention") if level.attention else 0
             blocks = []
             for _ in range(level.blocks):
-                blocks.append(BlockPlan(ch, level.width, attention_heads=heads))
+                blocks.append(BlockPlan(ch, level.width, attention_heads=heads, tap=by_block))
                 ch = level.width
-                if by_block:
-                    taps[i].append(ch)
-            if not by_block:
+            taps[i] += [b.out_channels for b in blocks if b.tap]
+            if not by_block:  # tap_after_blocks
                 taps[i].append(ch)
             encoder.append(tuple(blocks))
             last = i == n_levels - 1
             down.append(ch if (not last or cfg.middle.downsample) else 0)
-            if by_block and not last:
+            if by_block and not last:  # tap_after_down
                 taps[i + 1].append(ch)
 
         middle_channels = ch
@@ -177,6 +181,8 @@ class _Planner:
                     down_channels=down[i],
                     up_channels=up[i],
                     taps=tuple(taps[i]),
+                    tap_after_blocks=not by_block,
+                    tap_after_down=by_block and i < n_levels - 1,
                 )
                 for i, level in enumerate(self.levels)
             ),
@@ -191,6 +197,7 @@ class _Planner:
             embedding_hidden_dim=emb_hidden,
             embedding_out_dim=emb_out,
             downsamples=downsamples,
+            tap_stem=by_block,
         )
         self._check_norm_groups(plan)
         if self.errors:

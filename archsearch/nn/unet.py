@@ -97,20 +97,66 @@ class Head(nn.Module):
 
 class Stage(nn.Module):
     """The res blocks of one level on one side, with attention after the blocks that have it,
-    and the resampling (down on the encoder side, up on the decoder side) that follows."""
+    and the resampling (down on the encoder side, up on the decoder side) that follows.
 
-    def __init__(self, blocks: tuple[BlockPlan, ...], make_block, make_attention, projection=None):
+    A stage runs itself from its part of the plan: the encoder pushes the skips the plan taps,
+    the decoder pops and joins the ones its blocks take, the middle does neither.
+    """
+
+    def __init__(self, blocks: tuple[BlockPlan, ...], make_block, make_attention, make_resample=None,
+                 tap_after_blocks: bool = False, tap_after_resample: bool = False, lone_attention: tuple[int, int] = (0, 0)):
+        """`make_resample()` builds the resampling; `lone_attention` (channels, heads) is an
+        attention without a block before it (a middle without blocks)."""
         super().__init__()
+        self.plans = blocks
+        # Modules are made in this order (blocks, attentions, projections, resampling) so that a
+        # seed gives the same initial weights as it always has.
         self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels) for b in blocks)
         self.attentions = nn.ModuleDict(
             {str(j): make_attention(b.out_channels, b.attention_heads) for j, b in enumerate(blocks) if b.attention_heads}
         )
+        if lone_attention[1]:
+            self.attentions["0"] = make_attention(*lone_attention)
         self.projections = nn.ModuleDict(
             {str(j): nn.Conv2d(b.skip_channels, b.in_channels, 1) for j, b in enumerate(blocks) if b.skip_mode == "add_projected"}
         )
-        self.skip_modes = [b.skip_mode for b in blocks]
-        self.resample: nn.Module | None = None
-        self.tap_after_resample = False  # encoder, skip.taps=block: the downsample's output is a skip
+        self.resample = make_resample() if make_resample is not None else None
+        self.tap_after_blocks, self.tap_after_resample = tap_after_blocks, tap_after_resample
+
+    def encode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for j, block in enumerate(self.blocks):
+            h = self._attend(j, block(h, emb))
+            if self.plans[j].tap:
+                skips.append(h)
+        if self.tap_after_blocks:
+            skips.append(h)
+        if self.resample is not None:
+            h = self.resample(h, emb)
+            if self.tap_after_resample:
+                skips.append(h)
+        return h
+
+    def decode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for j, block in enumerate(self.blocks):
+            mode = self.plans[j].skip_mode
+            if mode == "concat":
+                h = torch.cat([h, skips.pop()], dim=1)
+            elif mode == "add":
+                h = h + skips.pop()
+            elif mode == "add_projected":
+                h = h + self.projections[str(j)](skips.pop())
+            h = self._attend(j, block(h, emb))
+        return self.resample(h, emb) if self.resample is not None else h
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The middle: blocks and attention (attention alone when it has no blocks), then resampling."""
+        if not self.blocks:
+            h = self._attend(0, h)
+        return self.decode(h, emb, [])  # middle blocks join no skip
+
+    def _attend(self, j: int, h: torch.Tensor) -> torch.Tensor:
+        key = str(j)
+        return self.attentions[key](h) if key in self.attentions else h
 
 
 class UNet(nn.Module):
@@ -157,30 +203,19 @@ class UNet(nn.Module):
 
         self.embedding = TimeEmbedding(plan)
         self.stem = nn.Conv2d(cfg.in_channels, plan.stem_channels, 3, padding=1) if plan.stem_channels else None
-        self.tap_stem = cfg.skip.taps == "block"
-        self.tap_per_level = cfg.skip.taps == "level"
-        self.concat = cfg.skip.combine == "concat"
+        self.tap_stem = plan.tap_stem
 
-        n_levels = len(plan.levels)
-        self.encoder = nn.ModuleList()
-        self.decoder = nn.ModuleList()
-        for lv in plan.levels:
-            enc = Stage(lv.encoder, make_block, make_attention)
-            if lv.down_channels:
-                enc.resample = make_down(lv.down_channels)
-                enc.tap_after_resample = self.tap_stem and lv.index < n_levels - 1
-            self.encoder.append(enc)
-            dec = Stage(lv.decoder, make_block, make_attention)
-            if lv.up_channels:
-                dec.resample = make_up(lv.up_channels)
-            self.decoder.append(dec)
-
-        self.middle = Stage(plan.middle, make_block, make_attention)
-        if plan.middle_attention_heads and not plan.middle:
-            self.middle.attentions["0"] = make_attention(plan.middle_channels, plan.middle_attention_heads)
-        if cfg.middle.downsample:
-            # The seed: the middle runs one resolution lower; upsample back before the decoder.
-            self.middle.resample = make_up(plan.middle_channels)
+        self.encoder, self.decoder = nn.ModuleList(), nn.ModuleList()
+        for lv in plan.levels:  # encoder and decoder stage of a level, in turn (the order of initialization)
+            self.encoder.append(Stage(lv.encoder, make_block, make_attention,
+                                      partial(make_down, lv.down_channels) if lv.down_channels else None,
+                                      tap_after_blocks=lv.tap_after_blocks, tap_after_resample=lv.tap_after_down))
+            self.decoder.append(Stage(lv.decoder, make_block, make_attention,
+                                      partial(make_up, lv.up_channels) if lv.up_channels else None))
+        # The seed runs the middle one resolution lower, and upsamples back before the decoder.
+        lone = (plan.middle_channels, plan.middle_attention_heads) if not plan.middle else (0, 0)
+        self.middle = Stage(plan.middle, make_block, make_attention,
+                            partial(make_up, plan.middle_channels) if cfg.middle.downsample else None, lone_attention=lone)
         self.head = Head(plan, norm)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -188,46 +223,11 @@ class UNet(nn.Module):
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         emb = self.embedding(t, class_labels)  # (B, E)
-        h = self.stem(x) if self.stem is not None else x
+        h = self.stem(x) if self.stem is not None else x  # (B, C0, H, W)
         skips = [h] if self.tap_stem else []
-
-        for stage in self.encoder:
-            for j, block in enumerate(stage.blocks):
-                h = self._attend(stage, j, block(h, emb))
-                if self.tap_stem:
-                    skips.append(h)
-            if self.tap_per_level:
-                skips.append(h)
-            if stage.resample is not None:
-                h = stage.resample(h, emb)
-                if stage.tap_after_resample:
-                    skips.append(h)
-
-        h = self._run_middle(h, emb)
-
-        for stage in reversed(self.decoder):
-            for j, block in enumerate(stage.blocks):
-                mode = stage.skip_modes[j]
-                if mode == "concat":
-                    h = torch.cat([h, skips.pop()], dim=1)
-                elif mode == "add":
-                    h = h + skips.pop()
-                elif mode == "add_projected":
-                    h = h + stage.projections[str(j)](skips.pop())
-                h = self._attend(stage, j, block(h, emb))
-            if stage.resample is not None:
-                h = stage.resample(h, emb)
+        for stage in self.encoder:  # highest resolution first; each pushes the skips it taps
+            h = stage.encode(h, emb, skips)
+        h = self.middle(h, emb)  # (B, C_mid, H_mid, W_mid)
+        for stage in reversed(self.decoder):  # lowest resolution first; each pops the skips it joins
+            h = stage.decode(h, emb, skips)
         return self.head(h)  # (B, C_out, H, W)
-
-    def _run_middle(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        mid = self.middle
-        if not mid.blocks:
-            h = self._attend(mid, 0, h)
-        for j, block in enumerate(mid.blocks):
-            h = self._attend(mid, j, block(h, emb))
-        return mid.resample(h, emb) if mid.resample is not None else h
-
-    @staticmethod
-    def _attend(stage: Stage, j: int, h: torch.Tensor) -> torch.Tensor:
-        key = str(j)
-        return stage.attentions[key](h) if key in stage.attentions else h
