@@ -35,6 +35,7 @@ from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .diffusion import NoiseSchedule
 from .evaluate import ValidationProtocol
 from .measure import MeasurementOOM, count_params, measure
+from .metrics import MEASURED_METRICS, METRIC_NAMES
 from .nn import build_unet, meta_unet
 from .schema.measure import MeasureConfig
 from .schema.train import EvalConfig, TrainConfig
@@ -43,12 +44,9 @@ from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "training_state_bytes", "METRIC_KEYS"]
 
-# The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
-METRIC_KEYS = (
-    "val_loss", "val_loss_buckets", "learning_curve", "train_loss", "train_loss_curve", "train_throughput", "train_throughput_iqr",
-    "infer_throughput", "latency_ms", "params", "flops", "peak_mem_mb", "peak_mem_source", "duration_s",
-    "train_seconds", "steps", "outcome", "device", "precision", "threads", "torch",
-)
+# The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present: every
+# metric of the registry, None when unmeasured.
+METRIC_KEYS = METRIC_NAMES
 
 
 @dataclass
@@ -145,8 +143,7 @@ def run_trial(
         metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
         return TrialResult("oom", f"oom: out of memory while measuring ({exc})", metrics)
     cost_dict = cost.to_dict()
-    for key in ("train_throughput", "train_throughput_iqr", "infer_throughput", "latency_ms", "flops", "peak_mem_mb",
-                "peak_mem_source", "precision", "threads"):
+    for key in MEASURED_METRICS:
         metrics[key] = cost_dict.get(key)
     metrics["torch"] = torch.__version__
     metrics["measure"] = {k: cost_dict[k] for k in ("train_step_ms", "train_steps", "batch_size", "warmup_steps") if k in cost_dict}
