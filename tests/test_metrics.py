@@ -21,6 +21,7 @@ from archsearch.metrics import (
     METRICS,
     OBJECTIVE_METRICS,
     RECORDED_METRICS,
+    TrialMetrics,
     bucket_columns,
     table_metrics,
 )
@@ -126,6 +127,16 @@ def test_measured_metrics_are_fields_of_a_measurement():
 
     fields = {f.name for f in dataclasses.fields(Measurement)}
     assert set(MEASURED_METRICS) <= fields and MEASURED_METRICS
+
+
+def test_the_trial_record_is_the_registry_and_its_dict_has_every_key():
+    record = TrialMetrics(val_loss=0.1, steps=5)
+    assert list(record.to_dict()) == list(METRICS) == [f.name for f in dataclasses.fields(TrialMetrics)]
+    assert record.to_dict()["val_loss"] == 0.1 and record.to_dict()["flops"] is None
+    with pytest.raises(TypeError):
+        TrialMetrics(val_los=0.1)  # a misspelled metric fails where it is written
+    with pytest.raises(AttributeError):
+        record.val_los = 0.1
 
 
 def test_table_groups_partition_the_tabled_metrics():

@@ -118,12 +118,13 @@ def run_search_trial(
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on
         return _fail(attrs, f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}")
 
-    measured = {**attrs, **_metric_attrs(result.metrics)}
+    metrics = result.metrics.to_dict()
+    measured = {**attrs, **_metric_attrs(metrics)}
     if result.outcome in ("diverged", "oom"):
         return _fail(measured, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
     if result.outcome == "stopped":  # only the pruning hook stops a run early
         return TrialOutcome("pruned", reason="pruned", attrs={**measured, "outcome": "pruned"})
-    return _complete(space, result.metrics, attrs)
+    return _complete(space, metrics, attrs)
 
 
 def _find_duplicate(trials: list, chash: str, shash: str):
