@@ -374,11 +374,11 @@ def train(
     with training_progress(console, enabled=console.is_terminal) as progress:
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
                            samples_path=samples, checkpoint_path=checkpoint)
-    show(console, metrics_table(result.metrics, title=f"{file} on {result.metrics['device']}"))
+    show(console, metrics_table(result.metrics.to_dict(), title=f"{file} on {result.metrics.device}"))
     if result.reason:
         console.print(f"[red]{result.reason}[/red]")
     if out:
-        atomic_write_json(out, result.metrics)
+        atomic_write_json(out, result.metrics.to_dict())
         console.print(f"metrics written to {out}")
     for label, path in (("samples", samples), ("checkpoint", checkpoint)):
         if path and path.exists():

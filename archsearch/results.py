@@ -3,10 +3,11 @@
     df = load_results("results/quickstart")               # the embedded storage of a study folder
     df = load_results(storage="postgresql://...", study="quickstart")
 
-Columns, in order: number, state, the objectives, every metric (params, flops,
-train_throughput, infer_throughput, latency_ms, peak_mem_mb, val_loss, ...), the per-bucket
-losses val_loss_t0..t4 (low to high noise), duration_s, config_hash, fail_reason, then the
-flattened config as arch.<dotted path> and the training settings as train.<dotted path>.
+Columns, in order: number, state, the objectives, the metrics of archsearch.metrics' "metrics"
+group in its order (params, flops, train_throughput, infer_throughput, latency_ms, peak_mem_mb,
+val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ..., duration_s), the
+trial's identity (config_hash, fail_reason, ...), the "details" group (outcome, device, ...),
+then the flattened config as arch.<dotted path> and the training settings as train.<dotted path>.
 The table is always derived from the storage, so it can be regenerated at any time.
 """
 
@@ -18,47 +19,51 @@ from typing import Any
 import pandas as pd
 
 from .io import atomic_write
+from .metrics import METRICS, bucket_columns, table_metrics
 from .schema.paths import flatten
-from .schema.study import OBJECTIVE_METRICS
 
 __all__ = ["trials_dataframe", "load_results", "write_tables", "open_study"]
 
 _LEAD = ["number", "state"]
-_METRIC_ORDER = ["params", "flops", "train_throughput", "train_throughput_iqr", "infer_throughput", "latency_ms",
-                 "peak_mem_mb", "val_loss", "train_loss"]
-_TAIL = ["variant", "duration_s", "config_hash", "settings_hash", "fail_reason", "reused_from", "outcome", "device", "precision",
-         "threads", "torch", "steps", "train_seconds", "datetime_start", "datetime_complete"]
+_IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "reused_from"]
+_TIMES = ["datetime_start", "datetime_complete"]
+
+
+def _columns(objectives: list[str], buckets: list[str]) -> list[str]:
+    """Every column before the flattened configs, in order."""
+    metrics = [c for m in table_metrics("metrics") for c in (buckets if m.format == "buckets" else [m.name])]
+    details = [m.name for m in table_metrics("details")]
+    return list(dict.fromkeys(_LEAD + objectives + metrics + _IDENTITY + details + _TIMES))
 
 
 def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.DataFrame:
     """One row per Optuna FrozenTrial (see the module docstring for the columns)."""
-    rows = [_row(t) for t in trials]
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=list(dict.fromkeys(_LEAD + (objectives or []) + _METRIC_ORDER + _TAIL)))
     objectives = list(objectives or [])
-    buckets = sorted((c for c in df.columns if c.startswith("val_loss_t")), key=lambda c: int(c[len("val_loss_t"):]))
-    metrics = [m for m in _METRIC_ORDER + list(OBJECTIVE_METRICS) if m not in objectives]
-    lead = list(dict.fromkeys(_LEAD + objectives + metrics + buckets + _TAIL + ["feasible"]))
+    df = pd.DataFrame([_row(t) for t in trials])
+    if df.empty:
+        return pd.DataFrame(columns=_columns(objectives, []))
+    # Present even when no trial has them: the objectives, the scalar metrics and why a trial failed.
+    always = _LEAD + objectives + [m.name for m in table_metrics("metrics") if m.format != "buckets"]
+    for col in always + ["config_hash", "fail_reason"]:
+        if col not in df.columns:
+            df[col] = None
     arch = sorted(c for c in df.columns if c.startswith("arch."))
     train = sorted(c for c in df.columns if c.startswith("train."))
-    ordered = [c for c in lead if c in df.columns] + arch + train
+    ordered = [c for c in _columns(objectives, bucket_columns(df.columns)) + ["feasible"] if c in df.columns] + arch + train
     rest = [c for c in df.columns if c not in ordered]
-    for col in lead:
-        if col not in df.columns and col in _LEAD + objectives + _METRIC_ORDER + ["duration_s", "config_hash", "fail_reason"]:
-            df[col] = None
-    ordered = [c for c in lead if c in df.columns] + arch + train + rest
-    return df[ordered].sort_values("number").reset_index(drop=True)
+    return df[ordered + rest].sort_values("number").reset_index(drop=True)
 
 
 def _row(trial) -> dict[str, Any]:
     attrs = trial.user_attrs
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
-    for key in list(OBJECTIVE_METRICS) + ["train_throughput_iqr"] + _TAIL:
+    for key in _IDENTITY + _TIMES:
         if key in attrs:
             row[key] = attrs[key]
-    for i, value in enumerate(attrs.get("val_loss_buckets") or []):
-        row[f"val_loss_t{i}"] = value
+    for info in METRICS.values():
+        if info.name in attrs:
+            value = attrs[info.name]
+            row.update(zip(info.column_names(value), (value or []) if info.format == "buckets" else [value]))
     if trial.datetime_start is not None:
         row["datetime_start"] = trial.datetime_start.isoformat()
     if trial.datetime_complete is not None:

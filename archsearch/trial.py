@@ -3,7 +3,7 @@
     data = load_data(space.data)
     context = TrialContext.create(data, train_cfg, space.eval, device)   # once per process
     result = run_trial(config, context, train_cfg, space.measure)
-    result.outcome, result.metrics["val_loss"], result.metrics["train_throughput"]
+    result.outcome, result.metrics.val_loss, result.metrics.train_throughput   # a TrialMetrics
 
 The phases, in order, each reported through `on_progress(phase, step, total, loss)`:
 `building` -> `measuring` (archsearch.measure's timing protocol, on a copy of the fresh model)
@@ -35,6 +35,7 @@ from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .diffusion import NoiseSchedule
 from .evaluate import ValidationProtocol
 from .measure import MeasurementOOM, count_params, measure
+from .metrics import MEASURED_METRICS, METRIC_NAMES, TrialMetrics
 from .nn import build_unet, meta_unet
 from .schema.measure import MeasureConfig
 from .schema.train import EvalConfig, TrainConfig
@@ -43,12 +44,9 @@ from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "training_state_bytes", "METRIC_KEYS"]
 
-# The keys of `TrialResult.metrics` (and of `archsearch train --out`), always present.
-METRIC_KEYS = (
-    "val_loss", "val_loss_buckets", "learning_curve", "train_loss", "train_loss_curve", "train_throughput", "train_throughput_iqr",
-    "infer_throughput", "latency_ms", "params", "flops", "peak_mem_mb", "peak_mem_source", "duration_s",
-    "train_seconds", "steps", "outcome", "device", "precision", "threads", "torch",
-)
+# The keys of `TrialResult.metrics.to_dict()` (and of `archsearch train --out`), always present:
+# every metric of the registry, None when unmeasured.
+METRIC_KEYS = METRIC_NAMES
 
 
 @dataclass
@@ -96,7 +94,7 @@ class LazyContext:
 class TrialResult:
     outcome: str  # completed | stopped | diverged | oom
     reason: str = ""
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: TrialMetrics = field(default_factory=TrialMetrics)
 
 
 def run_trial(
@@ -117,14 +115,11 @@ def run_trial(
 
     progress("building", 0, train_cfg.steps)
     shape = (config.in_channels, config.image_size, config.image_size)
-    metrics: dict[str, Any] = {key: None for key in METRIC_KEYS}
-    metrics["params"] = count_params(meta_unet(config))
-    metrics["device"] = device_info(device)["name"]
-    needed, available = training_state_bytes(metrics["params"], train_cfg), memory_bytes(device)
+    metrics = TrialMetrics(params=count_params(meta_unet(config)), device=device_info(device)["name"])
+    needed, available = training_state_bytes(metrics.params, train_cfg), memory_bytes(device)
     if available is not None and needed > available:
-        metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
-        return TrialResult("oom", f"oom: needs ~{_gib(needed)} GiB for parameters, gradients and optimizer state; "
-                                  f"the device has {_gib(available)} GiB", metrics)
+        return _oom(metrics, start, f"needs ~{_gib(needed)} GiB for parameters, gradients and optimizer state; "
+                                    f"the device has {_gib(available)} GiB")
     torch.manual_seed(train_cfg.seed)  # the same config and seed give the same initial weights
     try:
         model = build_unet(config).to(device)
@@ -132,8 +127,7 @@ def run_trial(
         if not is_out_of_memory(exc):
             raise
         _free(device)
-        metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
-        return TrialResult("oom", f"oom: out of memory while building ({str(exc).splitlines()[0] if str(exc) else exc!r})", metrics)
+        return _oom(metrics, start, f"out of memory while building ({str(exc).splitlines()[0] if str(exc) else exc!r})")
 
     progress("measuring", 0, train_cfg.steps)
     try:
@@ -142,36 +136,34 @@ def run_trial(
     except MeasurementOOM as exc:
         model = None  # drop the weights before freeing the allocator's cache
         _free(device)
-        metrics.update(outcome="oom", duration_s=time.perf_counter() - start)
-        return TrialResult("oom", f"oom: out of memory while measuring ({exc})", metrics)
-    cost_dict = cost.to_dict()
-    for key in ("train_throughput", "train_throughput_iqr", "infer_throughput", "latency_ms", "flops", "peak_mem_mb",
-                "peak_mem_source", "precision", "threads"):
-        metrics[key] = cost_dict.get(key)
-    metrics["torch"] = torch.__version__
-    metrics["measure"] = {k: cost_dict[k] for k in ("train_step_ms", "train_steps", "batch_size", "warmup_steps") if k in cost_dict}
+        return _oom(metrics, start, f"out of memory while measuring ({exc})")
+    for key in MEASURED_METRICS:
+        setattr(metrics, key, getattr(cost, key))
+    metrics.torch = torch.__version__
+    metrics.measure = {"train_step_ms": cost.train_step_ms, "train_steps": cost.train_steps,
+                       "batch_size": cost.batch_size, "warmup_steps": cost.warmup_steps}
 
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
     result = train(model, batches, train_cfg, context.protocol, device, on_progress=progress, on_eval=on_eval)
 
-    metrics.update(
-        outcome=result.outcome,
-        steps=result.steps,
-        learning_curve=[[int(s), float(v)] for s, v in result.learning_curve],
-        train_loss_curve=[[int(s), float(v)] for s, v in result.train_loss],
-        train_loss=float(result.train_loss[-1][1]) if result.train_loss else None,
-        train_seconds=result.train_seconds,
-    )
+    metrics.outcome, metrics.steps, metrics.train_seconds = result.outcome, result.steps, result.train_seconds
+    metrics.learning_curve = [[int(s), float(v)] for s, v in result.learning_curve]
+    metrics.train_loss_curve = [[int(s), float(v)] for s, v in result.train_loss]
+    metrics.train_loss = float(result.train_loss[-1][1]) if result.train_loss else None
     if result.final is not None:
-        metrics["val_loss"] = result.final.val_loss
-        metrics["val_loss_buckets"] = list(result.final.val_loss_buckets)
-    if result.final is not None:
+        metrics.val_loss = result.final.val_loss
+        metrics.val_loss_buckets = list(result.final.val_loss_buckets)
         _save_outputs(model, config, train_cfg, eval_cfg, context, samples_path, checkpoint_path)
-    metrics["duration_s"] = time.perf_counter() - start
+    metrics.duration_s = time.perf_counter() - start
     reason = "" if result.outcome in ("completed", "stopped") else (result.reason or result.outcome)
     del model
     _free(device)
     return TrialResult(result.outcome, reason, metrics)
+
+
+def _oom(metrics: TrialMetrics, start: float, detail: str) -> TrialResult:
+    metrics.outcome, metrics.duration_s = "oom", time.perf_counter() - start
+    return TrialResult("oom", f"oom: {detail}", metrics)
 
 
 def training_state_bytes(params: int, train_cfg: TrainConfig) -> int:

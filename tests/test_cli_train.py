@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import archsearch.trial as trial_module
 from archsearch.cli import app
+from archsearch.metrics import TrialMetrics
 from archsearch.trial import TrialResult
 
 runner = CliRunner()
@@ -72,8 +73,7 @@ def test_train_writes_every_metric_and_a_checkpoint_that_samples(train_file, tmp
 @pytest.mark.parametrize("outcome", ["oom", "diverged"])
 def test_a_failed_run_still_writes_its_metrics_and_exits_1(train_file, tmp_path, monkeypatch, outcome):
     def failing(config, context, train_cfg, measure_cfg, **kwargs):
-        return TrialResult(outcome, f"{outcome}: simulated", {"outcome": outcome, "device": "cpu", "params": 1,
-                                                              "val_loss": None})
+        return TrialResult(outcome, f"{outcome}: simulated", TrialMetrics(outcome=outcome, device="cpu", params=1))
 
     monkeypatch.setattr(trial_module, "run_trial", failing)
     out = tmp_path / "m.json"

@@ -1,6 +1,6 @@
 """The import direction of archsearch, checked over every module (DESIGN.md, STYLE.md habit 1).
 
-    errors/io/urls -> schema -> plan -> nn -> data, diffusion, device, measure, train, evaluate,
+    errors/io/urls/metrics -> schema -> plan -> nn -> data, diffusion, device, measure, train, evaluate,
     samples -> trial -> search -> results -> report, ablation -> cli
 
 A module may import its own layer and the layers before it, never one after: imports inside
@@ -24,7 +24,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "archsearch"
 
 LAYERS = [
-    {"errors", "io", "urls"},
+    {"errors", "io", "urls", "metrics"},
     {"schema"},
     {"plan"},
     {"nn"},
@@ -38,7 +38,7 @@ LAYERS = [
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # Layers that importing never loads torch into (a report or a validation must stay instant).
-TORCH_FREE = ("errors", "io", "urls", "schema", "plan", "report")
+TORCH_FREE = ("errors", "io", "urls", "metrics", "schema", "plan", "report")
 
 KNOWN_VIOLATIONS = {
     ("search.study", "results"),  # the study loop rewrites the tables: a study-folder observer's job

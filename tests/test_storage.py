@@ -186,7 +186,7 @@ def test_a_trial_trained_while_the_storage_went_down_is_recorded_when_the_study_
     (lost,) = storage_trials(folder)
     result = json.loads((folder / "trials" / "0" / "metrics.json").read_text())
     assert lost.state.name == "RUNNING" and result["state"] == "COMPLETE"
-    assert result["val_loss"] == trained[0].metrics["val_loss"] and len(result["values"]) == 2
+    assert result["val_loss"] == trained[0].metrics.val_loss and len(result["values"]) == 2
 
     outage.down, outage.down_from_phase = False, None
     summary = run_study(space, tmp_path)

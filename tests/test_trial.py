@@ -53,8 +53,8 @@ def config():
 def test_metrics_have_every_key_and_are_json_ready(context, config):
     result = run_trial(config, context, train_cfg(), MEASURE)
     assert result.outcome == "completed" and result.reason == ""
-    m = result.metrics
-    # run_trial starts from a dict of every key set to None: what must be checked is which stay None.
+    m = result.metrics.to_dict()
+    # Every metric starts as None: what must be checked is which stay None.
     assert set(m) >= set(METRIC_KEYS)
     unmeasured = {k for k in METRIC_KEYS if m[k] is None}
     assert unmeasured == {"infer_throughput", "latency_ms", "flops"}  # exactly what MEASURE turns off
@@ -68,10 +68,10 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
 
 
 def test_same_seed_same_val_loss_other_seed_another(context, config):
-    a, b = (run_trial(config, context, train_cfg(), MEASURE).metrics for _ in range(2))
+    a, b = (run_trial(config, context, train_cfg(), MEASURE).metrics.to_dict() for _ in range(2))
     torch.manual_seed(123)  # the caller's RNG state must not leak into a trial
-    c = run_trial(config, context, train_cfg(), MEASURE).metrics
-    other = run_trial(config, context, train_cfg(seed=1), MEASURE).metrics
+    c = run_trial(config, context, train_cfg(), MEASURE).metrics.to_dict()
+    other = run_trial(config, context, train_cfg(seed=1), MEASURE).metrics.to_dict()
     for key in ("val_loss", "val_loss_buckets", "learning_curve", "train_loss_curve"):
         assert a[key] == b[key] == c[key], key
     assert other["val_loss"] != a["val_loss"]
@@ -82,7 +82,7 @@ def test_training_lowers_the_validation_loss_well_below_untrained(context, confi
     untrained = context.protocol.evaluate(build_unet(config), "cpu").val_loss
     result = run_trial(config, context, train_cfg(steps=40, lr=5e-3, warmup_steps=5, log_every=10), MEASURE)
     assert 0.8 < untrained < 1.2  # predicting ~0 noise scores the noise's variance, 1
-    assert result.metrics["val_loss"] < 0.6 * untrained
+    assert result.metrics.val_loss < 0.6 * untrained
 
 
 def test_two_models_are_scored_on_identical_noise(context, config, monkeypatch):
@@ -105,7 +105,7 @@ def test_two_models_are_scored_on_identical_noise(context, config, monkeypatch):
     losses = []
     for cfg, seed in ((config, 0), (wider, 3)):
         seen.append([])
-        losses.append(run_trial(cfg, context, train_cfg(steps=2, seed=seed), MEASURE).metrics["val_loss"])
+        losses.append(run_trial(cfg, context, train_cfg(steps=2, seed=seed), MEASURE).metrics.val_loss)
     (a, b) = seen
     assert len(a) == len(b) > 0
     for (xa, ta), (xb, tb) in zip(a, b):
@@ -161,27 +161,27 @@ def armed(monkeypatch):
 def test_out_of_memory_while_measuring_is_the_oom_outcome(context, config, armed, error):
     armed("measure", error)
     result = run_trial(config, context, train_cfg(), MEASURE)
-    assert result.outcome == "oom" and result.metrics["outcome"] == "oom"
+    assert result.outcome == "oom" and result.metrics.outcome == "oom"
     assert result.reason.startswith("oom: out of memory while measuring")
-    assert result.metrics["params"] > 0 and result.metrics["val_loss"] is None
-    assert result.metrics["train_throughput"] is None and result.metrics["duration_s"] > 0
+    assert result.metrics.params > 0 and result.metrics.val_loss is None
+    assert result.metrics.train_throughput is None and result.metrics.duration_s > 0
 
 
 def test_out_of_memory_while_training_keeps_the_cost_metrics(context, config, armed):
     armed("train", lambda: torch.OutOfMemoryError(OOM))
     result = run_trial(config, context, train_cfg(), MEASURE)
     assert result.outcome == "oom" and "out of memory at step 0" in result.reason and OOM in result.reason
-    assert result.metrics["train_throughput"] > 0  # measured before training started
-    assert result.metrics["val_loss"] is None and result.metrics["val_loss_buckets"] is None
-    json.dumps(result.metrics, allow_nan=False)
+    assert result.metrics.train_throughput > 0  # measured before training started
+    assert result.metrics.val_loss is None and result.metrics.val_loss_buckets is None
+    json.dumps(result.metrics.to_dict(), allow_nan=False)
 
 
 def test_a_non_finite_loss_is_the_diverged_outcome(context, config, armed, tmp_path):
     armed("train", None)
     checkpoint = tmp_path / "model.pt"
     result = run_trial(config, context, train_cfg(log_every=1), MEASURE, checkpoint_path=checkpoint)
-    assert result.outcome == "diverged" and result.metrics["outcome"] == "diverged" and result.reason
-    assert result.metrics["train_throughput"] > 0 and result.metrics["val_loss"] is None
+    assert result.outcome == "diverged" and result.metrics.outcome == "diverged" and result.reason
+    assert result.metrics.train_throughput > 0 and result.metrics.val_loss is None
     assert not checkpoint.exists()  # a diverged model is not worth keeping
 
 
@@ -214,9 +214,9 @@ def test_out_of_memory_while_building_is_the_oom_outcome(context, config, monkey
 
     monkeypatch.setattr(trial_module, "build_unet", build)
     result = run_trial(config, context, train_cfg(), MEASURE)
-    assert result.outcome == "oom" and result.metrics["outcome"] == "oom"
+    assert result.outcome == "oom" and result.metrics.outcome == "oom"
     assert result.reason.startswith("oom: out of memory while building")
-    assert result.metrics["params"] == sum(p.numel() for p in build_unet(config).parameters())
+    assert result.metrics.params == sum(p.numel() for p in build_unet(config).parameters())
 
 
 def test_a_model_whose_training_state_cannot_fit_is_refused_before_it_is_built(context, config, monkeypatch):
@@ -224,7 +224,7 @@ def test_a_model_whose_training_state_cannot_fit_is_refused_before_it_is_built(c
     monkeypatch.setattr(trial_module, "memory_bytes", lambda device: 16 * params - 1)  # one byte short
     monkeypatch.setattr(trial_module, "build_unet", lambda cfg: pytest.fail("built a model that cannot fit"))
     result = run_trial(config, context, train_cfg(), MEASURE)
-    assert result.outcome == "oom" and result.metrics["params"] == params
+    assert result.outcome == "oom" and result.metrics.params == params
     assert result.reason.startswith("oom: needs ~") and result.reason.endswith(" GiB")
     assert "GiB for parameters, gradients and optimizer state; the device has " in result.reason
     monkeypatch.setattr(trial_module, "memory_bytes", lambda device: 20 * params - 1)  # an EMA copy takes 4 bytes more

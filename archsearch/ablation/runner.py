@@ -36,10 +36,12 @@ from rich.text import Text
 from ..io import atomic_write_text
 from ..report.live import LiveView, phase_line
 from ..schema.ablation import AblationSpec
+from ..schema.study import DEFAULT_OBJECTIVES
 
 __all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
 
-_OBJECTIVES = ["val_loss", "train_throughput"]  # the objectives of every ablation study
+_OBJECTIVES = [o.metric for o in DEFAULT_OBJECTIVES]  # every ablation study has a default space file's objectives
+_RUN_METRICS = (*_OBJECTIVES, "params", "flops")  # what collect_runs keeps of each trial
 _PASSED_OVER = ("interrupted", "worker died", "skipped")  # failures that leave a pair to be trained again
 
 
@@ -166,8 +168,8 @@ def collect_runs(trials: list, identities: dict[tuple[str, int], tuple[str, str]
     for (name, seed), t in sorted(best.items(), key=lambda kv: list(identities).index(kv[0])):
         attrs = t.user_attrs
         rows.append({"variant": name, "seed": seed, "number": t.number, "state": t.state.name,
-                     **{k: attrs.get(k) for k in ("val_loss", "train_throughput", "params", "flops", "fail_reason", "reused_from")}})
-    columns = ["variant", "seed", "number", "state", "val_loss", "train_throughput", "params", "flops", "fail_reason", "reused_from"]
+                     **{k: attrs.get(k) for k in (*_RUN_METRICS, "fail_reason", "reused_from")}})
+    columns = ["variant", "seed", "number", "state", *_RUN_METRICS, "fail_reason", "reused_from"]
     return pd.DataFrame(rows, columns=columns)
 
 

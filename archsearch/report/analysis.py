@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, ConfigErrors
+from ..metrics import CONTEXT_METRICS, bucket_columns
 from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
@@ -165,7 +166,7 @@ def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFra
     fields, table = _effect_table(item, completed)
     effects = marginal_effects(table, fields, objectives)
     imps = param_importances(item.study, objectives, directions) if with_importances and item.study is not None else None
-    bucket_cols = sorted((c for c in df.columns if c.startswith("val_loss_t")), key=lambda c: int(c[len("val_loss_t"):]))
+    bucket_cols = bucket_columns(df.columns)
     buckets = front[["number", *bucket_cols]].reset_index(drop=True) if bucket_cols else pd.DataFrame()
     return StudyAnalysis(
         input=item, counts={k: int(v) for k, v in counts.items()}, completed=completed, feasible=feasible,
@@ -219,7 +220,7 @@ def protocol(item: StudyInput) -> dict[str, Any]:
     df = item.df
     done = df[df["state"] == "COMPLETE"] if not df.empty else df
     recorded = {}
-    for key in ("device", "torch", "precision", "threads"):
+    for key in CONTEXT_METRICS:
         if key in done.columns:
             values = [value_label(v) for v in done[key].dropna().unique()]
             recorded[key] = ", ".join(values) if values else None

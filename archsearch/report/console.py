@@ -11,18 +11,22 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..schema.study import METRICS
+from ..metrics import METRICS
 from .tables import Column, TextTable
 
 __all__ = ["metrics_table", "results_table", "training_progress", "format_metric"]
 
 
 def format_metric(key: str, value: Any) -> str:
-    """A metric's value as text: counts with thousands separators, other numbers to 4 digits."""
+    """A metric's value as text, as its registry entry says (counts with thousands separators,
+    other numbers to 4 significant digits); a name outside the registry by its value's type."""
     if value is None or (isinstance(value, float) and value != value):
         return "–"
-    if (key == "steps" or key in METRICS and METRICS[key].count) and isinstance(value, (int, float)):
+    kind = METRICS[key].format if key in METRICS else None
+    if kind == "count" and isinstance(value, (int, float)):
         return f"{int(value):,}"
+    if kind == "curve" and isinstance(value, list):
+        return " ".join(f"{v:.3g}@{s}" for s, v in value)
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, list) and value and isinstance(value[0], float):
@@ -31,22 +35,16 @@ def format_metric(key: str, value: Any) -> str:
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "trial") -> TextTable:
-    """A trial's metrics, one per row, with what each means (print it with `tables.show`)."""
+    """A trial's metrics, one per row in the registry's order, with what each means (print it
+    with `tables.show`)."""
     table = TextTable(title, [Column("metric", priority=3, justify="left"), Column("value", priority=2, wrap=True),
                               Column("unit / note", priority=1, justify="left", wrap=True, style="dim")])
-    for key in ("outcome", "val_loss", "val_loss_buckets", "train_throughput", "train_throughput_iqr", "infer_throughput",
-                "latency_ms", "params", "flops", "peak_mem_mb", "steps", "train_seconds", "duration_s", "device",
-                "precision", "threads"):
-        if key in metrics:
-            note = METRICS[key].about if key in METRICS else ""
-            if key == "val_loss_buckets":
-                note = "per noise bucket, low → high noise"
-            if key == "peak_mem_mb" and metrics.get("peak_mem_source") == "cpu_proxy":
+    for info in METRICS.values():
+        if info.shown and info.name in metrics and (metrics[info.name] or info.format != "curve"):  # "–" if unmeasured
+            note = info.about
+            if info.name == "peak_mem_mb" and metrics.get("peak_mem_source") == "cpu_proxy":
                 note = "MiB, CPU proxy: weights+grads+AdamW+saved activations"
-            table.add_row(key, format_metric(key, metrics[key]), note)
-    curve = metrics.get("learning_curve") or []
-    if curve:
-        table.add_row("learning_curve", " ".join(f"{v:.3g}@{s}" for s, v in curve), "val_loss at step")
+            table.add_row(info.name, format_metric(info.name, metrics[info.name]), note)
     return table
 
 

@@ -15,28 +15,18 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write
+from ..metrics import METRICS
 from .analysis import Report, StudyAnalysis
 
 __all__ = ["draw_all", "axis_label", "plot_pareto", "plot_hypervolume", "plot_importance", "plot_buckets",
            "plot_fronts", "plot_effects"]
 
-_AXIS = {
-    "val_loss": "validation loss (ε-MSE, fixed noise)",
-    "train_loss": "training loss (ε-MSE)",
-    "train_throughput": "training throughput (images/s)",
-    "infer_throughput": "inference throughput (images/s)",
-    "latency_ms": "latency at batch 1 (ms)",
-    "params": "parameters",
-    "flops": "forward FLOPs per image",
-    "peak_mem_mb": "peak memory (MiB)",
-    "duration_s": "trial duration (s)",
-}
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
 def axis_label(metric: str, direction: str | None = None) -> str:
     """`val_loss` -> 'validation loss (ε-MSE, fixed noise), lower is better'."""
-    label = _AXIS.get(metric, metric)
+    label = METRICS[metric].label if metric in METRICS else metric
     if direction:
         label += ", lower is better" if direction == "minimize" else ", higher is better"
     return label

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..metrics import METRICS
 from .analysis import Report, StudyAnalysis
 from .console import format_metric
 from .document import Block, Bullets, Heading, Image, Paragraph, Table
@@ -128,7 +129,7 @@ def front_display(study: StudyAnalysis, objectives: list[str]) -> pd.DataFrame:
     which its members differ (every differing config field when the searched ones are unknown)."""
     front = study.front
     knee = int(study.knee["number"]) if study.knee is not None else None
-    spread = ["train_throughput_iqr"] if "train_throughput" in objectives else []  # is a speed gap real?
+    spread = [METRICS[o].spread for o in objectives if o in METRICS and METRICS[o].spread]  # is a speed gap real?
     extra = [c for c in (*spread, "params", "flops", "peak_mem_mb") if c not in objectives and c in front.columns
              and front[c].notna().any()]
     numbers = front["number"].astype(int)

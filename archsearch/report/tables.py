@@ -8,7 +8,7 @@ the ablation comparison) is a `TextTable` of already formatted cells. In a termi
 drops the lowest-priority columns until the rest fit the width with every header line and every
 number whole, and says in the caption what it left out; headers and numbers never wrap, and
 only free text (reasons, descriptions) may wrap between words. Units come from the metric
-registry (`archsearch.schema.study.METRICS`) and sit under the metric's name. When the output
+registry (`archsearch.metrics.METRICS`) and sit under the metric's name. When the output
 is not a terminal there is no width to fit: every column is printed as plain lines.
 """
 
@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..schema.study import METRICS
+from ..metrics import METRICS
 
 __all__ = ["Column", "TextTable", "fit", "show", "plain_lines", "markdown"]
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from ..metrics import METRICS, OBJECTIVE_METRICS
 from ._base import MAX_COUNT, Model, Seed, tagged_union
 
 __all__ = [
-    "METRICS",
-    "MetricInfo",
-    "OBJECTIVE_METRICS",
     "StudyConfig",
     "Objective",
     "Constraint",
@@ -22,33 +19,6 @@ __all__ = [
     "DEFAULT_OBJECTIVES",
     "StudyName",
 ]
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a metric reads: which way is better, its unit, what it is."""
-
-    direction: Literal["minimize", "maximize"]
-    unit: str                # short, under a table's column header ("" for a plain count)
-    about: str               # what it is and how it was measured, in a few words
-    count: bool = False      # an integer count, printed with thousands separators
-    objective: bool = True   # may be an objective or a constraint
-
-
-# Every metric a trial records, named once: the results table, the report and the terminal read it.
-METRICS: dict[str, MetricInfo] = {
-    "val_loss": MetricInfo("minimize", "MSE", "ε-MSE on the fixed validation set"),
-    "train_throughput": MetricInfo("maximize", "img/s", "images/s, forward+backward+AdamW (median)"),
-    "train_throughput_iqr": MetricInfo("minimize", "img/s", "images/s, interquartile range", objective=False),
-    "infer_throughput": MetricInfo("maximize", "img/s", "images/s, forward only"),
-    "latency_ms": MetricInfo("minimize", "ms", "ms, batch of 1"),
-    "params": MetricInfo("minimize", "", "parameters", count=True),
-    "flops": MetricInfo("minimize", "per img", "forward FLOPs per image", count=True),
-    "peak_mem_mb": MetricInfo("minimize", "MiB", "MiB"),
-    "train_loss": MetricInfo("minimize", "MSE", "mean training loss of the last logged window"),
-    "duration_s": MetricInfo("minimize", "s", "s, whole trial"),
-    "train_seconds": MetricInfo("minimize", "s", "s, training steps only", objective=False),
-}
-OBJECTIVE_METRICS = tuple(name for name, info in METRICS.items() if info.objective)
 
 
 def known_metric(value: str) -> str:

@@ -13,9 +13,10 @@ storage. A trial that trained is thus never lost to a storage write failing half
 
 What a trial records as user attributes (all JSON):
     config, config_hash, train, settings_hash      what was trained, and under which settings
-    <metric> for every metric                      val_loss, train_throughput, params, flops, ...
-    val_loss_buckets, learning_curve               per noise bucket; (step, val_loss) pairs
-    outcome, fail_reason, reused_from, device ...  how it ended
+    <metric> for every recorded metric             val_loss, train_throughput, params, flops, ...,
+                                                   val_loss_buckets, learning_curve, outcome, device
+                                                   (archsearch.metrics: `recorded`)
+    fail_reason, reused_from                       why it failed; the trial whose result it reuses
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigErrors
+from ..metrics import RECORDED_METRICS
 from ..schema.loading import unet_config_from_dict, validate_model
 from ..schema.space import SearchSpace
-from ..schema.study import OBJECTIVE_METRICS
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
 from .storage import is_transient, redact
@@ -38,11 +39,7 @@ from .storage import is_transient, redact
 if TYPE_CHECKING:
     from ..train import ProgressFn
 
-__all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash", "RECORDED_METRICS"]
-
-# Recorded on every trial that trained (the objectives and constraints read from these).
-RECORDED_METRICS = OBJECTIVE_METRICS + ("train_throughput_iqr", "train_seconds", "steps", "peak_mem_source",
-                                     "device", "precision", "threads", "torch")
+__all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash"]
 
 
 @dataclass
@@ -107,7 +104,7 @@ def run_search_trial(
 
     reused = _find_duplicate(previous() if previous else [], chash, shash)
     if reused is not None:
-        metrics = {k: reused.user_attrs.get(k) for k in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome")}
+        metrics = {k: reused.user_attrs.get(k) for k in RECORDED_METRICS}
         return _complete(space, metrics, {**attrs, "reused_from": reused.number})
 
     try:
@@ -121,12 +118,13 @@ def run_search_trial(
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on
         return _fail(attrs, f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}")
 
-    measured = {**attrs, **_metric_attrs(result.metrics)}
+    metrics = result.metrics.to_dict()
+    measured = {**attrs, **_metric_attrs(metrics)}
     if result.outcome in ("diverged", "oom"):
         return _fail(measured, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
     if result.outcome == "stopped":  # only the pruning hook stops a run early
         return TrialOutcome("pruned", reason="pruned", attrs={**measured, "outcome": "pruned"})
-    return _complete(space, result.metrics, attrs)
+    return _complete(space, metrics, attrs)
 
 
 def _find_duplicate(trials: list, chash: str, shash: str):
@@ -139,7 +137,7 @@ def _find_duplicate(trials: list, chash: str, shash: str):
 def _metric_attrs(metrics: dict[str, Any]) -> dict[str, Any]:
     """The recorded metrics, non-finite numbers as null (JSON has no NaN)."""
     return {key: None if isinstance(value, float) and not math.isfinite(value) else value
-            for key in (*RECORDED_METRICS, "val_loss_buckets", "learning_curve", "outcome") if key in metrics
+            for key in RECORDED_METRICS if key in metrics
             for value in [metrics[key]]}
 
 

@@ -1,0 +1,145 @@
+"""Every metric a trial records, named once: what it is, which way is better, how it reads.
+
+    from archsearch.metrics import METRICS, TrialMetrics
+    METRICS["train_throughput"].unit        # 'img/s'
+    METRICS["val_loss"].direction           # 'minimize'
+    run_trial(...).metrics.val_loss         # a TrialMetrics: one typed field per metric
+
+The registry is the fields of `TrialMetrics`, the record `run_trial` returns: each field
+declares its metric (`metric(...)`), so a new metric is one field here. The other layers derive
+their lists from it instead of keeping their own: `run_trial` copies the `measured` ones from
+archsearch.measure's `Measurement`; the search layer stores the `recorded` ones as a trial's user
+attributes (`to_dict()` gives their JSON keys); the results table has columns for those with a
+`table` group, in the order declared here (the documented `trials.csv` order), a bucket vector
+spread over `val_loss_t0...`; objectives and constraints may name the `objective` ones; the
+terminal formats values and puts units under column names from `format` and `unit`; the
+report's figures label axes with `label` and its protocol lists the `context` ones.
+
+Torch-free and free of archsearch imports, so that the schema, the results table and the report
+read it without loading anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+__all__ = ["MetricInfo", "TrialMetrics", "metric", "METRICS", "METRIC_NAMES", "OBJECTIVE_METRICS", "RECORDED_METRICS",
+           "MEASURED_METRICS", "CONTEXT_METRICS", "table_metrics", "bucket_columns"]
+
+# How a value is written: an integer count with thousands separators, a number to 4 significant
+# digits, text, a list of numbers (one per noise bucket), a curve of (step, value) pairs, or a
+# nested record of measurement details.
+Format = Literal["count", "number", "text", "buckets", "curve", "record"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric: its name, how it reads and where it goes."""
+
+    name: str
+    about: str                   # what it is and how it was measured, in a few words (a table's note)
+    unit: str = ""               # short, under a table's column header ("" for a count or text)
+    label: str = ""              # a figure's axis label, unit included
+    direction: Literal["minimize", "maximize"] | None = None  # which way is better (None: not a quantity)
+    format: Format = "number"
+    objective: bool = False      # may be an objective or a constraint of a study
+    table: Literal["metrics", "details"] | None = "metrics"  # its trials.csv group; None: not in the table
+    recorded: bool = True        # stored as a user attribute of the study's trial (and in metrics.json)
+    measured: bool = False       # taken from archsearch.measure's Measurement field of the same name
+    shown: bool = True           # printed by `archsearch train`
+    context: bool = False        # the machine and software a trial ran on (the report's protocol section)
+    spread: str | None = None    # the metric that tells how much this one varied while it was timed
+    columns: str = ""            # a bucket vector's column names in the table, `{i}` the bucket
+
+    def column_names(self, value) -> list[str]:
+        """The results-table columns this metric fills with `value`."""
+        if self.table is None:
+            return []
+        if self.format == "buckets":
+            return [self.columns.format(i=i) for i in range(len(value or []))]
+        return [self.name]
+
+
+def metric(about: str, unit: str = "", label: str = "", direction: Literal["minimize", "maximize"] | None = None,
+           format: Format = "number", **options: Any) -> Any:
+    """A field of `TrialMetrics` (None until measured) that declares its metric."""
+    return field(default=None, metadata={"metric": dict(about=about, unit=unit, label=label, direction=direction,
+                                                        format=format, **options)})
+
+
+@dataclass(slots=True)  # slots: a misspelled metric raises where it is set
+class TrialMetrics:
+    """What one trial measured: a field per metric, None where it was not measured; the fields are
+    the registry, in trials.csv order (the "metrics" group follows the objectives, the "details"
+    group the trial's identity: config_hash, fail_reason, ...; see archsearch.results)."""
+
+    params: int | None = metric("parameters", label="parameters", direction="minimize", format="count",
+                                objective=True)
+    flops: int | None = metric("forward FLOPs per image", "per img", "forward FLOPs per image", "minimize", "count",
+                               objective=True, measured=True)
+    train_throughput: float | None = metric("images/s, forward+backward+AdamW (median)", "img/s",
+                                            "training throughput (images/s)", "maximize", objective=True,
+                                            measured=True, spread="train_throughput_iqr")
+    train_throughput_iqr: float | None = metric("images/s, interquartile range", "img/s",
+                                                "training throughput spread (IQR, images/s)", "minimize", measured=True)
+    infer_throughput: float | None = metric("images/s, forward only", "img/s", "inference throughput (images/s)",
+                                            "maximize", objective=True, measured=True)
+    latency_ms: float | None = metric("ms, batch of 1", "ms", "latency at batch 1 (ms)", "minimize", objective=True,
+                                      measured=True)
+    peak_mem_mb: float | None = metric("MiB", "MiB", "peak memory (MiB)", "minimize", objective=True, measured=True)
+    val_loss: float | None = metric("ε-MSE on the fixed validation set", "MSE", "validation loss (ε-MSE, fixed noise)",
+                                    "minimize", objective=True)
+    val_loss_buckets: list[float] | None = metric("per noise bucket, low → high noise", "MSE",
+                                                  "validation loss per noise bucket (ε-MSE)", "minimize", "buckets",
+                                                  columns="val_loss_t{i}")
+    train_loss: float | None = metric("mean training loss of the last logged window", "MSE", "training loss (ε-MSE)",
+                                      "minimize", objective=True)
+    duration_s: float | None = metric("s, whole trial", "s", "trial duration (s)", "minimize", objective=True)
+    outcome: str | None = metric("how the trial ended: completed, pruned, diverged, oom, ...", format="text",
+                                 table="details")
+    device: str | None = metric("where it was trained and timed", format="text", table="details", context=True)
+    precision: str | None = metric("numeric precision of training and timing", format="text", table="details",
+                                   context=True, measured=True)
+    threads: int | None = metric("torch intra-op threads while timing", format="count", table="details", context=True,
+                                 measured=True)
+    torch: str | None = metric("torch version", format="text", table="details", context=True)
+    steps: int | None = metric("training steps taken", format="count", table="details")
+    train_seconds: float | None = metric("s, training steps only", "s", "training time (s)", "minimize", table="details")
+    peak_mem_source: str | None = metric("how peak_mem_mb was measured: cuda_allocator or cpu_proxy", format="text",
+                                         table=None, measured=True, shown=False)
+    learning_curve: list[list[float]] | None = metric("val_loss at step", "MSE", "validation loss (ε-MSE, fixed noise)",
+                                                      "minimize", "curve", table=None)
+    train_loss_curve: list[list[float]] | None = metric("train_loss at step", "MSE", "training loss (ε-MSE)", "minimize",
+                                                        "curve", table=None, recorded=False, shown=False)
+    measure: dict[str, Any] | None = metric("timing details: median step ms, timed steps, batch size, warm-up steps",
+                                            format="record", table=None, recorded=False, shown=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every metric by name (what `archsearch train --out` writes and a trial records)."""
+        return asdict(self)
+
+
+METRICS: dict[str, MetricInfo] = {f.name: MetricInfo(f.name, **f.metadata["metric"]) for f in fields(TrialMetrics)}
+METRIC_NAMES = tuple(METRICS)
+OBJECTIVE_METRICS = tuple(name for name, info in METRICS.items() if info.objective)
+RECORDED_METRICS = tuple(name for name, info in METRICS.items() if info.recorded)
+MEASURED_METRICS = tuple(name for name, info in METRICS.items() if info.measured)
+CONTEXT_METRICS = tuple(name for name, info in METRICS.items() if info.context)
+
+
+def table_metrics(group: Literal["metrics", "details"]) -> list[MetricInfo]:
+    """The metrics of one trials.csv group, in column order."""
+    return [info for info in METRICS.values() if info.table == group]
+
+
+def bucket_columns(columns: Iterable[str]) -> list[str]:
+    """The bucket columns among `columns` (`val_loss_t0`, ...), by metric, then bucket."""
+    found = []
+    for info in METRICS.values():
+        if info.format == "buckets":
+            head, tail = info.columns.split("{i}")
+            mine = [c for c in columns if c.startswith(head) and c.endswith(tail) and c[len(head):len(c) - len(tail)].isdigit()]
+            found += sorted(mine, key=lambda c: int(c[len(head):len(c) - len(tail)]))
+    return found
