@@ -21,7 +21,7 @@ from archsearch.search.events import Broadcast, Observer
 from test_study import DISTINCT, tiny
 
 OBJECTIVES = ["val_loss", "train_throughput"]
-NAMES = ("data_loaded", "study_changed", "trial_started", "progress", "trial_finished", "study_stopped")
+NAMES = ("data_loaded", "study_changed", "trial_started", "progress", "evaluated", "trial_finished", "study_stopped")
 
 
 class Recorder(Observer):
@@ -34,6 +34,7 @@ class Recorder(Observer):
     def study_changed(self, *args): self.events.append(("study_changed", args))
     def trial_started(self, *args): self.events.append(("trial_started", args))
     def progress(self, *args): self.events.append(("progress", args))
+    def evaluated(self, *args): self.events.append(("evaluated", args))
     def trial_finished(self, *args): self.events.append(("trial_finished", args))
     def study_stopped(self, *args): self.events.append(("study_stopped", args))
 
@@ -62,7 +63,8 @@ def recorded(live_dir):
     recorder = Recorder()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trial_module, "run_trial", second_raises)
-        run_study(space_from_dict(tiny(study={"trials": 3}, **DISTINCT)), live_dir, view=recorder)
+        space = tiny(study={"trials": 3}, eval={"curve_points": 1}, **DISTINCT)  # one evaluation mid-training
+        run_study(space_from_dict(space), live_dir, view=recorder)
     return recorder.events
 
 
@@ -77,8 +79,11 @@ def test_one_run_emits_one_stream_in_order(recorded):
     assert [done for _, _, done in finished] == [1, 2, 3]
     assert finished[1][0].user_attrs["fail_reason"] == "error: RuntimeError: boom"
     assert all(len(trials) == t.number + 1 for t, trials, _ in finished)  # the study as it stood then
-    for i, name in enumerate(names):  # progress only inside a trial
-        if name == "progress":
+    evaluated = [args for name, args in recorded if name == "evaluated"]
+    assert [number for number, _, _ in evaluated] == [0, 2]  # the second trial raised before it
+    assert all(0 < step < 3 and val_loss > 0 for _, step, val_loss in evaluated)
+    for i, name in enumerate(names):  # progress and evaluations only inside a trial
+        if name in ("progress", "evaluated"):
             assert names[:i].count("trial_started") == names[:i].count("trial_finished") + 1
     assert [t.user_attrs["phase"] for t, _, _ in finished if t.state.name == "COMPLETE"] == ["done", "done"]
 

@@ -14,7 +14,8 @@ observers (archsearch.search.events), never by their loop. The loop, for every t
    at its count waits for the others' running trials, which may still die and need a retry);
 3. asks the source for a trial and its space, runs it under heartbeats, writes its outcome to
    `trials/<number>/metrics.json` and only then tells the storage (archsearch.search.records);
-4. emits `trial_started`, `progress` and `trial_finished` with the stored record.
+4. emits `trial_started`, `progress`, `evaluated` at every intermediate validation, and
+   `trial_finished` with the stored record.
 
 SIGINT/SIGTERM (archsearch.search.worker.handle_signals) fail the running trial as `interrupted`,
 re-enqueue it, emit its record, and end the loop with `Interrupted`. Nothing else in archsearch
@@ -188,7 +189,8 @@ def run_trials(study, source: TrialSource, context_for: Callable, observers: Obs
         observers.trial_started(trial.number, source.label(trial))
         try:
             run_one_trial(study, trial, space, context_for, observers.progress, study_cfg.max_retries,
-                          study_cfg.heartbeat_interval, study_dir)
+                          study_cfg.heartbeat_interval, study_dir,
+                          on_evaluated=lambda step, loss, number=trial.number: observers.evaluated(number, step, loss))
         except Interrupted:  # recorded as `interrupted`: say so, then end the loop
             _finished(study, trial, source, observers)
             raise
@@ -215,7 +217,8 @@ def observing(study, source: TrialSource, observers: Observer):
 
 
 def run_one_trial(study, trial, space, context_for: Callable, on_progress: ProgressFn,
-                  max_retries: int, heartbeat_interval: float, study_dir: Path):
+                  max_retries: int, heartbeat_interval: float, study_dir: Path,
+                  on_evaluated: Callable[[int, float], None] | None = None):
     """Run an asked trial under heartbeats, write its outcome to `study_dir`, then tell the study.
 
     A completed trial's phase ends as `done`. On `Interrupted` the trial is failed as
@@ -227,7 +230,7 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
     phase_writer = _PhaseWriter(study, trial._trial_id, on_progress)
     try:
         with Heartbeat(study, trial._trial_id, heartbeat_interval):
-            outcome = run_search_trial(trial, space, context_for, phase_writer, completed)
+            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated)
             if outcome.state == "complete":
                 outcome.attrs["phase"] = "done"
             try:

@@ -10,6 +10,8 @@ progress line subscribe, as Optuna's study callbacks and Lightning's `Callback` 
                                              while worker processes run its trials elsewhere
     trial_started(number, label)             this process asked for trial `number`
     progress(phase, step, total, loss)       the running trial's phase (every training step)
+    evaluated(number, step, val_loss)        an intermediate validation loss (`eval.curve_points`),
+                                             what a successive-halving scheduler decides from
     trial_finished(trial, trials, done)      its record (a FrozenTrial), and the whole study
     study_stopped(trials, done)              the run ended (also by an exception or a signal)
 
@@ -34,6 +36,7 @@ class Observer:
     def study_changed(self, trials: list[Any], done: int, running: list[tuple[int, str]]) -> None: ...
     def trial_started(self, number: int, label: str) -> None: ...
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
+    def evaluated(self, number: int, step: int, val_loss: float) -> None: ...
     def trial_finished(self, trial: Any, trials: list[Any], done: int) -> None: ...
     def study_stopped(self, trials: list[Any], done: int) -> None: ...
 
@@ -59,6 +62,10 @@ class Broadcast(Observer):
     def progress(self, phase, step, total, loss=None):
         for o in self.observers:
             o.progress(phase, step, total, loss)
+
+    def evaluated(self, number, step, val_loss):
+        for o in self.observers:
+            o.evaluated(number, step, val_loss)
 
     def trial_finished(self, trial, trials, done):
         for o in self.observers:

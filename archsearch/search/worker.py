@@ -34,6 +34,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .objective import failure_attrs
 from .records import FINISHED, recover_result
 
 __all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "Heartbeat", "WORKER_ID"]
@@ -167,8 +168,8 @@ def fail_and_retry(study, trial, reason: str, max_retries: int) -> bool:
     attempt = int(trial.user_attrs.get("attempt", 0))
     will_retry = attempt < max_retries and bool(trial.params)
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        storage.set_trial_user_attr(trial._trial_id, "outcome", reason.split(":", 1)[0])
+        for key, value in failure_attrs(reason).items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
         storage.set_trial_user_attr(trial._trial_id, "retried", will_retry or reason == "interrupted")
         if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
             return False
