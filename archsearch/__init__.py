@@ -20,7 +20,7 @@ _EXPORTS = {
     "ConfigError": "archsearch.errors",
     "ConfigErrors": "archsearch.errors",
     "load_space": "archsearch.schema.space",
-    "run_study": "archsearch.search.study",
+    "run_study": "archsearch.folder",
     "load_results": "archsearch.results",
     "run_trial": "archsearch.trial",
 }

@@ -207,7 +207,8 @@ def run(
     from .report.live import StudyDisplay, front_table
     from .report.tables import show
     from .schema.space import load_space
-    from .search.study import WorkersFailed, run_study
+    from .folder import run_study
+    from .search.study import WorkersFailed
     from .search.worker import Interrupted
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written

@@ -246,7 +246,8 @@ def _trial(number, state, pair, **attrs):
 
 
 def test_finished_pairs_are_skipped_and_interrupted_ones_rerun():
-    from archsearch.ablation.runner import _todo, _unfinished, collect_runs
+    from archsearch.ablation.runner import collect_runs
+    from archsearch.search.engine import pending, unfinished
 
     identities = {(name, seed): (f"c-{name}", f"s-{seed}") for name in ("base", "v") for seed in (0, 1)}
     trials = [
@@ -258,8 +259,8 @@ def test_finished_pairs_are_skipped_and_interrupted_ones_rerun():
         _trial(5, "COMPLETE", ("base", 0), val_loss=9.0, reused_from=0),       # a duplicate: the first one counts
         _trial(6, "COMPLETE", ("other", 0), val_loss=3.0),                     # not in this file
     ]
-    assert _todo(trials, identities) == [("base", 1)]
-    assert _unfinished(trials, identities) == [("base", 1), ("v", 1)]  # (v, 1) is running somewhere
+    assert pending(trials, identities) == [("base", 1)]
+    assert unfinished(trials, identities) == [("base", 1), ("v", 1)]  # (v, 1) is running somewhere
     runs = collect_runs(trials, identities)
     assert runs[["variant", "seed", "number", "state"]].values.tolist() == [["base", 0, 0, "COMPLETE"], ["v", 0, 4, "COMPLETE"]]
     assert runs["val_loss"].tolist() == [1.0, 2.0]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from archsearch.schema.space import load_space
-from archsearch.search.study import run_study
+from archsearch import run_study
 
 pytestmark = pytest.mark.slow
 

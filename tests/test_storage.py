@@ -17,7 +17,7 @@ import archsearch.search.retry as retry_module
 from archsearch.results import open_study
 from archsearch.schema.space import space_from_dict
 from archsearch.search.storage import StorageWarning, open_storage
-from archsearch.search.study import run_study
+from archsearch import run_study
 from test_study import DISTINCT, storage_trials, tiny
 
 JOURNAL = "optuna.journal"

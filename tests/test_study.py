@@ -1,4 +1,4 @@
-"""A whole study (`archsearch.search.study.run_study`, `archsearch run`, `archsearch results`): the
+"""A whole study (`archsearch.run_study`, `archsearch run`, `archsearch results`): the
 results table against the storage, resume without retraining, duplicate reuse, trials that fail
 (invalid, raising) without ending the study, constraints, one objective, every sampler."""
 
@@ -15,7 +15,7 @@ from archsearch.cli import app
 from archsearch.errors import ConfigErrors
 from archsearch.results import load_results, open_study
 from archsearch.schema.space import space_from_dict
-from archsearch.search.study import run_study
+from archsearch import run_study
 
 # Tiny trials (8x8 digits, 8 channels, 3 steps, no optional measurements): well under a second.
 TINY = {

@@ -29,7 +29,7 @@ def test_the_live_display_renders_afresh_on_every_refresh():
     console = terminal()
     display = StudyDisplay(console, "demo", 4, ["val_loss", "train_throughput"], ["minimize", "maximize"])
     with display:
-        display.start_trial(0)
+        display.trial_started(0, "")
         display.progress("training", 3, 60, 0.25)
         display.phase_start -= 7  # seven seconds pass without any event
         display.live.refresh()  # what rich's automatic refresh does 4 times a second

@@ -5,20 +5,20 @@
     runs = run.runs                             # one row per network × seed: variant, seed, metrics
 
 The study folder has the layout of `archsearch run`'s (`optuna.journal` or `--storage`,
-`trials.csv`/`.parquet` with an extra `variant` column, `trials/<number>/`), plus the resolved
-`ablation.yaml`. Each trial is a fixed space (`AblationSpec.trial_space`) run through the search
-layer's `run_search_trial`, so it is trained, measured and recorded exactly like a search trial.
+`trials.csv`/`.parquet` with an extra `variant` column, `trials/<number>/`, kept by the same
+archsearch.folder.StudyFolder), plus the resolved `ablation.yaml`. The trials run through the
+one engine (archsearch.search.engine) from a `QueueSource` of the network × seed pairs: each
+trial is a fixed space (`AblationSpec.trial_space`), trained, measured and recorded exactly like
+a search trial; this module adds only the source, its progress line and the report.
 
 A network × seed is identified by its config hash and settings hash (the training seed is part
 of the settings), not by its name: a rerun trains only the pairs without a finished trial, an
-edited variant is retrained, a renamed one is not. The next pair is enqueued just before it is
-popped (`enqueue_trial` then `ask`), so several `archsearch ablate` processes on the same folder
-share the work; two that start at the same instant may train one pair twice (both are kept; the
-report uses the first). Dead workers and signals are handled as in `archsearch run`
-(archsearch.search.worker): a running trial writes heartbeats; SIGINT/SIGTERM fail it as
-`interrupted`; a trial whose worker died (no heartbeat for `grace_period`, or a gone process
-of this host) is failed as `worker died`. Either way its pair counts as not done, so the next
-run trains it again.
+edited variant is retrained, a renamed one is not. Several `archsearch ablate` processes on the
+same folder share the work (see `QueueSource`; the report uses a pair's first trial). Dead
+workers and signals are handled as in `archsearch run` (archsearch.search.worker): a running
+trial writes heartbeats; SIGINT/SIGTERM fail it as `interrupted`; a trial whose worker died (no
+heartbeat for `grace_period`, or a gone process of this host) is failed as `worker died`.
+Either way its pair counts as not done, so the next run trains it again.
 """
 
 from __future__ import annotations
@@ -33,16 +33,18 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
+from ..folder import StudyFolder
 from ..io import atomic_write_text
 from ..report.live import LiveView, phase_line
 from ..schema.ablation import AblationSpec
 from ..schema.study import DEFAULT_OBJECTIVES
+from ..search.engine import Fixed, QueueSource, finished, observing, run_trials, unfinished
+from ..search.events import Broadcast, Observer
 
 __all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
 
 _OBJECTIVES = [o.metric for o in DEFAULT_OBJECTIVES]  # every ablation study has a default space file's objectives
 _RUN_METRICS = (*_OBJECTIVES, "params", "flops")  # what collect_runs keeps of each trial
-_PASSED_OVER = ("interrupted", "worker died", "skipped")  # failures that leave a pair to be trained again
 
 
 @dataclass
@@ -96,59 +98,27 @@ def run_ablation(
     """Train every network × seed of `spec` that has no finished trial yet; return all runs."""
     from ..search.preflight import preflight
     from ..search.storage import describe_storage
-    from ..search.study import refresh_tables, write_trial_files
-    from ..search.worker import handle_signals, reap_stale_trials, run_one_trial
+    from ..search.worker import handle_signals
 
     console = console or Console()
-
-    def data_loaded(lines: list[str]) -> None:  # before the live display starts
-        for line in lines:
-            console.print(line, style="dim", markup=False, highlight=False)
-
+    identities = pair_identities(spec)
+    view = _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal)
     study_dir, context = preflight(results_dir, spec.study.name, storage, spec.data, spec.eval,
                                    spec.train.model_dump(), device or spec.study.device,
-                                   "--device" if device else "study.device", on_load=data_loaded)
+                                   "--device" if device else "study.device", on_load=view.data_loaded)
     study = open_ablation_study(spec, study_dir, storage)
     atomic_write_text(study_dir / "ablation.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-    identities = pair_identities(spec)
-    by_identity = {ident: pair for pair, ident in identities.items()}
-    spaces: dict[tuple[str, int], Any] = {}
-    started = time.monotonic()
-    cfg = spec.trial_space("base", 0).study  # heartbeat interval and grace period of a space file
-    with _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal) as view, handle_signals():
-        try:
-            refresh_tables(study, _OBJECTIVES, study_dir)
-            while True:
-                reap_stale_trials(study, cfg.grace_period, 0, study_dir)  # recorded from disk, or failed: to do again
-                trials = study.get_trials(deepcopy=False)
-                todo = _todo(trials, identities)
-                waiting = [t for t in trials if t.state.name == "WAITING"]
-                view.done = len(identities) - len(todo) - _count(trials, identities, ("RUNNING", "WAITING"))
-                if not todo and not waiting:
-                    break
-                if spec.study.timeout and time.monotonic() - started > spec.study.timeout:
-                    break
-                if todo:
-                    name, seed = todo[0]
-                    chash, shash = identities[todo[0]]
-                    study.enqueue_trial({}, user_attrs={"variant": name, "seed": seed, "config_hash": chash, "settings_hash": shash})
-                trial = study.ask()  # the oldest waiting trial: usually the one just enqueued
-                pair = by_identity.get((trial.user_attrs.get("config_hash"), trial.user_attrs.get("settings_hash")))
-                if pair is None:  # queued by an earlier version of the file
-                    _tell_fail(study, trial, "skipped: not part of the ablation file any more")
-                    continue
-                view.start(trial.number, *pair)
-                if pair not in spaces:
-                    spaces[pair] = spec.trial_space(*pair)
-                run_one_trial(study, trial, spaces[pair], context, view.progress, 0, cfg.heartbeat_interval, study_dir)
-                write_trial_files(study_dir, study, trial.number)
-                refresh_tables(study, _OBJECTIVES, study_dir)
-                view.finish(study.get_trials(deepcopy=False)[trial.number])
-        finally:  # also after SIGINT/SIGTERM, so that the tables show the interrupted trial
-            refresh_tables(study, _OBJECTIVES, study_dir)
+    source = QueueSource({(name, seed): Fixed(ident, {"variant": name, "seed": seed}, f"{name}, seed {seed}")
+                          for (name, seed), ident in identities.items()}, lambda pair: spec.trial_space(*pair))
+    cfg = spec.trial_space("base", 0).study  # heartbeat interval, grace period and retries of a space file
+    deadline = time.monotonic() + spec.study.timeout if spec.study.timeout else None
+    hear = Broadcast([StudyFolder(study_dir, _OBJECTIVES), view])
+    with view, observing(study, source, hear), handle_signals():
+        run_trials(study, source, context, hear, study_cfg=cfg, study_dir=study_dir, deadline=deadline)
 
     trials = study.get_trials(deepcopy=False)
-    return AblationRun(study_dir, describe_storage(storage, study_dir), collect_runs(trials, identities), _unfinished(trials, identities))
+    return AblationRun(study_dir, describe_storage(storage, study_dir), collect_runs(trials, identities),
+                       unfinished(trials, identities))
 
 
 def collect_runs(trials: list, identities: dict[tuple[str, int], tuple[str, str]]) -> pd.DataFrame:
@@ -159,7 +129,7 @@ def collect_runs(trials: list, identities: dict[tuple[str, int], tuple[str, str]
     by_identity = {ident: pair for pair, ident in identities.items()}
     for t in sorted(trials, key=lambda t: t.number):
         pair = by_identity.get((t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")))
-        if pair is None or not _finished(t):
+        if pair is None or not finished(t):
             continue
         held = best.get(pair)
         if held is None or (held.state.name != "COMPLETE" and (t.state.name == "COMPLETE" or t.number > held.number)):
@@ -208,51 +178,13 @@ def ablate(
             raise ConfigErrors([ConfigError(str(study_dir), f"holds no ablation yet (no {JOURNAL_NAME}); run it first")])
         trials = open_ablation_study(spec, study_dir, storage).get_trials(deepcopy=False)
         identities = pair_identities(spec)
-        runs, pending = collect_runs(trials, identities), _unfinished(trials, identities)
+        runs, pending = collect_runs(trials, identities), unfinished(trials, identities)
     comparisons = compare_variants(runs, {name: spec.description(name) for name in spec.names}, spec.seeds)
     files = write_report(comparisons, study_dir, spec.study.name, spec.seeds)
     return AblationReport(study_dir, describe_storage(storage, study_dir), comparisons, files, pending)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _finished(trial) -> bool:
-    """A completed trial, or one that failed on its own (diverged, oom, error), not one that was
-    interrupted, lost with its worker, or skipped."""
-    if trial.state.name == "COMPLETE":
-        return True
-    return trial.state.name == "FAIL" and trial.user_attrs.get("outcome") not in _PASSED_OVER
-
-
-def _todo(trials: list, identities: dict) -> list[tuple[str, int]]:
-    """Pairs with no finished, running or waiting trial, in plan order."""
-    taken = {(t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash"))
-             for t in trials if _finished(t) or t.state.name in ("RUNNING", "WAITING")}
-    return [pair for pair, ident in identities.items() if ident not in taken]
-
-
-def _unfinished(trials: list, identities: dict) -> list[tuple[str, int]]:
-    """Pairs without a finished trial (to do, waiting, or running somewhere)."""
-    done = {(t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")) for t in trials if _finished(t)}
-    return [pair for pair, ident in identities.items() if ident not in done]
-
-
-def _count(trials: list, identities: dict, states: tuple[str, ...]) -> int:
-    idents = set(identities.values())
-    return sum(1 for t in trials if t.state.name in states
-               and (t.user_attrs.get("config_hash"), t.user_attrs.get("settings_hash")) in idents)
-
-
-def _tell_fail(study, trial, reason: str) -> None:
-    import optuna
-
-    trial.set_user_attr("fail_reason", reason)
-    trial.set_user_attr("outcome", reason.split(":", 1)[0])
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
-
-class _Display(LiveView):
+class _Display(LiveView, Observer):
     """One live status line (in a terminal), or one printed line per finished trial."""
 
     def __init__(self, console: Console, name: str, total: int, enabled: bool):
@@ -260,8 +192,14 @@ class _Display(LiveView):
         self.done, self.label, self.started = 0, "", time.perf_counter()
         self.phase, self.step = "", (0, 0, None)  # (step, total, loss)
 
-    def start(self, number: int, name: str, seed: int) -> None:
-        self.label, self.started = f"trial {number} ({name}, seed {seed})", time.perf_counter()
+    def data_loaded(self, lines: list[str]) -> None:  # before the live display starts
+        self.print_lines(lines)
+
+    def study_changed(self, trials, done: int, running) -> None:
+        self.done = done
+
+    def trial_started(self, number: int, label: str) -> None:
+        self.label, self.started = f"trial {number}" + (f" ({label})" if label else ""), time.perf_counter()
         self.progress("starting", 0, 0)
 
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
@@ -270,8 +208,8 @@ class _Display(LiveView):
         if changed:
             self._refresh()  # steps are picked up by the next automatic refresh
 
-    def finish(self, trial) -> None:
-        self.done += 1
+    def trial_finished(self, trial, trials, done: int) -> None:
+        self.done = done
         attrs = trial.user_attrs
         if trial.state.name == "COMPLETE":
             what = f"val_loss {attrs.get('val_loss', float('nan')):.4g}, {attrs.get('train_throughput', float('nan')):.4g} images/s"

@@ -1,6 +1,7 @@
 """The live view of a running study: progress, the current trial's phase, the Pareto front.
 
-Implements `archsearch.search.study.StudyView`; `archsearch run` passes it to `run_study`.
+`StudyDisplay` is an observer of the engine's events (archsearch.search.events); `archsearch run`
+passes it to `run_study`, beside the study folder's observer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from ..results import trials_dataframe
+from ..search.events import Observer
 from .console import format_metric
 from .pareto import pareto_front
 from .tables import Column, TextTable, fit
@@ -89,7 +92,7 @@ class LiveView:
         raise NotImplementedError
 
 
-class StudyDisplay(LiveView):
+class StudyDisplay(LiveView, Observer):
     """Rich Live rendering; `enabled=False` prints one line per finished trial instead."""
 
     def __init__(self, console: Console, name: str, total: int, objectives: list[str], directions: list[str], enabled: bool = True):
@@ -119,16 +122,18 @@ class StudyDisplay(LiveView):
     def data_loaded(self, lines: list[str]) -> None:
         self.print_lines(lines)
 
-    def start_trial(self, number: int) -> None:
+    def trial_started(self, number: int, label: str) -> None:
         self.trial = number
         self.progress("sampling", 0, 0)
 
-    def finish_trial(self, number: int, state: str, reason: str, df: pd.DataFrame, done: int) -> None:
+    def trial_finished(self, trial, trials, done: int) -> None:
         self.done = done
-        self.front = self.compute_front(df)
+        self.front = self.compute_front(trials_dataframe(trials, self.objectives))
         if not self.enabled:
+            state = trial.state.name.lower()
+            reason = trial.user_attrs.get("fail_reason") or ("pruned" if state == "pruned" else "")
             label = state if not reason else f"{state} ({reason[:100]})"
-            self.console.print(f"trial {number}: {label}  [{done}/{self.total}]", markup=False, highlight=False)
+            self.console.print(f"trial {trial.number}: {label}  [{done}/{self.total}]", markup=False, highlight=False)
         self._refresh()
 
     def compute_front(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -141,12 +146,12 @@ class StudyDisplay(LiveView):
             ok = ok[ok["feasible"].fillna(True).astype(bool)]
         return pareto_front(ok, self.objectives, self.directions)
 
-    def watch(self, df: pd.DataFrame, done: int, running: list[tuple[int, str]]) -> None:
+    def study_changed(self, trials, done: int, running: list[tuple[int, str]]) -> None:
         """Update from the storage (at the start, and in the parent of several workers)."""
         if not self.enabled and done > self.done:
             self.console.print(f"trials done {done}/{self.total}", markup=False, highlight=False)
         self.done, self.running = done, running
-        self.front = self.compute_front(df)
+        self.front = self.compute_front(trials_dataframe(trials, self.objectives))
         self._refresh()
 
     def _render(self):

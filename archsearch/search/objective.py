@@ -39,7 +39,7 @@ from .storage import is_transient, redact
 if TYPE_CHECKING:
     from ..train import ProgressFn
 
-__all__ = ["TrialOutcome", "run_search_trial", "config_hash", "settings_hash"]
+__all__ = ["TrialOutcome", "run_search_trial", "failure_attrs", "config_hash", "settings_hash"]
 
 
 @dataclass
@@ -77,11 +77,13 @@ def run_search_trial(
     context_for: Callable[[TrainConfig], Any],
     on_progress: ProgressFn | None = None,
     previous: Callable[[], list] | None = None,
+    on_evaluated: Callable[[int, float], None] | None = None,
 ) -> TrialOutcome:
     """Sample a config for `trial`, and train and score it unless it is invalid or a duplicate.
 
     `context_for(train_cfg)` gives the shared TrialContext (data, device, validation protocol);
-    `previous()` lists the study's completed trials, for duplicate reuse.
+    `previous()` lists the study's completed trials, for duplicate reuse; `on_evaluated(step,
+    val_loss)` hears every intermediate evaluation.
     """
     progress = on_progress or (lambda *event: None)
     progress("sampling", 0, 0)
@@ -112,7 +114,7 @@ def run_search_trial(
 
         context = context_for(train_cfg)
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
-                           on_eval=_pruning_hook(trial, space))
+                           on_eval=_eval_hook(trial, space, on_evaluated))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on
@@ -154,8 +156,27 @@ def _complete(space: SearchSpace, metrics: dict[str, Any], attrs: dict[str, Any]
     return TrialOutcome("complete", [float(v) for v in values], attrs=attrs, constraints=constraints)
 
 
+def failure_attrs(reason: str) -> dict[str, str]:
+    """What a failed trial records: `reason` as its fail_reason, and its kind (the words before
+    the first colon: `error`, `invalid`, `interrupted`, `worker died`, ...) as its outcome."""
+    return {"fail_reason": reason, "outcome": reason.split(":", 1)[0]}
+
+
 def _fail(attrs: dict[str, Any], reason: str) -> TrialOutcome:
-    return TrialOutcome("fail", reason=reason, attrs={**attrs, "fail_reason": reason, "outcome": reason.split(":", 1)[0]})
+    return TrialOutcome("fail", reason=reason, attrs={**attrs, **failure_attrs(reason)})
+
+
+def _eval_hook(trial, space: SearchSpace, on_evaluated: Callable[[int, float], None] | None):
+    """Say every intermediate validation loss to `on_evaluated`, then let the pruner decide."""
+    prune = _pruning_hook(trial, space)
+    if on_evaluated is None:
+        return prune
+
+    def on_eval(step: int, result) -> bool:
+        on_evaluated(step, result.val_loss)
+        return bool(prune is not None and prune(step, result))
+
+    return on_eval
 
 
 def _pruning_hook(trial, space: SearchSpace):

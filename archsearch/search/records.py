@@ -4,7 +4,7 @@ A finished trial's outcome (state, objective values, user attributes, constraint
 to `trials/<number>/metrics.json` atomically before the storage is told (`write_result`), so that
 a trained trial survives a storage that stays down past its retries (archsearch.search.retry):
 its worker ends with the error, and the trial waits in the storage as RUNNING with its result on
-disk. After a successful tell the file is rewritten from the storage (`write_trial_files`), so
+disk. After a successful tell the study folder rewrites it from the storage (`write_trial_files`), so
 it always says what the storage says, plus what the storage could not be told.
 
 `recover_result` records such a trial when the study resumes: a worker that finds a RUNNING trial
@@ -47,14 +47,13 @@ def write_result(study_dir: Path, trial, outcome: TrialOutcome) -> None:
            trial.datetime_start)
 
 
-def write_trial_files(study_dir: Path, study, number: int) -> None:
-    """config.yaml and metrics.json of trial `number`, as the storage holds it.
+def write_trial_files(study_dir: Path, trial) -> None:
+    """config.yaml and metrics.json of a trial (a FrozenTrial), as the storage holds it.
 
     A trial the storage still holds as RUNNING keeps a finished result already on disk: that
     file is what the next run records (see the module docstring).
     """
-    trial = study.get_trials(deepcopy=False)[number]
-    attrs = trial.user_attrs
+    number, attrs = trial.number, trial.user_attrs
     if isinstance(attrs.get("config"), dict):
         out = Path(study_dir) / "trials" / str(number)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(attrs["config"], sort_keys=False))

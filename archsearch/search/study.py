@@ -1,21 +1,23 @@
-"""`archsearch run`: an Optuna study whose every trial builds, trains and measures one U-Net.
+"""`archsearch run`'s search: create or load the study, check it, and run its trials with the engine.
 
-    summary = run_study(load_space("search_spaces/quickstart.yaml"))
+    run = run_search(space, "results", observers=[display, folder], worker_observers=[folder])
 
-The study folder `<results_dir>/<study name>/` holds the embedded storage (`optuna.journal`,
-unless a storage URL is given), the resolved space (`space.yaml`), `trials.csv` and
-`trials.parquet` (rewritten atomically after every trial) and `trials/<number>/` with
-`config.yaml` and `metrics.json`.
+The Python API, `archsearch.run_study`, composes this with the study folder's observer
+(archsearch.folder): search writes no tables itself; it emits events (archsearch.search.events).
+The folder `<results_dir>/<study name>/` gets the embedded storage (`optuna.journal`, unless a
+storage URL is given) and the resolved space (`space.yaml`) here.
 
 The trial count is the study's total: running the same command again resumes, keeps every
 finished trial and runs only what is missing. Trials are asked and told one at a time
-(ask/tell), so the loop decides when the count is reached and what a failure records.
+(ask/tell, archsearch.search.engine), so the loop decides when the count is reached and what a
+failure records.
 
-With `workers > 1` the parent only watches. A worker that raises sends one line
-(`worker 1: error: OperationalError: ...`, passwords redacted) and exits 1; a worker killed by a
-signal is named by its exit status. Either is `WorkersFailed` when a worker raised or when the
-study is short of its count; a worker killed while the others still reached the count is a
-success, and the summary's `problems` say so.
+With `workers > 1` the parent only watches, and emits `study_changed` when the study does. Each
+worker process runs the engine with `worker_observers` (sent to it, so they must pickle). A
+worker that raises sends one line (`worker 1: error: OperationalError: ...`, passwords redacted)
+and exits 1; a worker killed by a signal is named by its exit status. Either is `WorkersFailed`
+when a worker raised or when the study is short of its count; a worker killed while the others
+still reached the count is a success, and the run's `problems` say so.
 """
 
 from __future__ import annotations
@@ -26,43 +28,32 @@ import os
 import signal
 import time
 import warnings
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
 from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write_text
-from ..results import trials_dataframe, write_tables
 from ..schema.space import SearchSpace
-from .records import write_trial_files
+from .engine import SearchSource, observing, run_trials
+from .events import Broadcast, Observer
 from .storage import describe_error, describe_storage, format_storage_warnings, is_transient, open_storage
-from .worker import Interrupted, count_trials, handle_signals, worker_loop
+from .worker import Interrupted, handle_signals
 
-__all__ = ["run_study", "StudySummary", "WorkersFailed", "create_study", "make_sampler", "make_pruner", "refresh_tables",
-           "write_trial_files", "quiet_optuna"]
+__all__ = ["run_search", "SearchRun", "WorkersFailed", "create_study", "make_sampler", "make_pruner", "quiet_optuna"]
 
 
 @dataclass
-class StudySummary:
+class SearchRun:
     name: str
+    study: Any  # the optuna Study, as the run left it
     study_dir: Path
-    storage: str
-    trials: int  # finished trials that count towards the study's total
-    completed: int
-    table: Any  # the results table (pandas DataFrame), as written to trials.csv
-    front: Any  # its rows on the Pareto front of the feasible completed trials (Optuna's best_trials)
+    storage: str  # described, password redacted
     objectives: list[str]
     problems: list[str] = field(default_factory=list)  # workers that died while the study still reached its count
-
-    def fail_reasons(self, limit: int = 3) -> list[tuple[int, str]]:
-        """The commonest reasons trials failed, as (count, reason), commonest first."""
-        if self.table.empty or "fail_reason" not in self.table.columns:
-            return []
-        reasons = Counter(r for r in self.table["fail_reason"] if isinstance(r, str) and r)
-        return [(n, reason) for reason, n in reasons.most_common(limit)]
 
 
 class WorkersFailed(RuntimeError):
@@ -71,24 +62,6 @@ class WorkersFailed(RuntimeError):
     def __init__(self, lines: list[str]):
         self.lines = lines
         super().__init__("; ".join(lines))
-
-
-class StudyView(Protocol):
-    """What a study reports while it runs; archsearch.report.live renders it, tests ignore it."""
-
-    def start_trial(self, number: int) -> None: ...
-    def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
-    def finish_trial(self, number: int, state: str, reason: str, table, done: int) -> None: ...
-    def watch(self, table, done: int, running: list[tuple[int, str]]) -> None: ...
-    def data_loaded(self, lines: list[str]) -> None: ...  # ImageData.describe(), once the data is read
-
-
-class NullView:
-    def start_trial(self, number: int) -> None: ...
-    def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
-    def finish_trial(self, number: int, state: str, reason: str, table, done: int) -> None: ...
-    def watch(self, table, done: int, running: list[tuple[int, str]]) -> None: ...
-    def data_loaded(self, lines: list[str]) -> None: ...
 
 
 def make_sampler(space: SearchSpace, seed_offset: int = 0):
@@ -163,19 +136,21 @@ def create_study(space: SearchSpace, storage, worker_index: int = 0):
     return study
 
 
-def run_study(
+def run_search(
     space: SearchSpace,
     results_dir: str | Path = "results",
     storage: str | None = None,
     trials: int | None = None,
     device: str | None = None,
-    view: StudyView | None = None,
+    observers: Sequence[Observer] = (),
     workers: int = 1,
     gpus: list[int] | None = None,
-) -> StudySummary:
-    """Run (or resume) the study a space describes until it holds `trials` finished trials.
+    worker_observers: Sequence[Observer] = (),
+) -> SearchRun:
+    """Run (or resume) the study a space describes until it holds `trials` finished trials,
+    telling `observers` what happens (archsearch.search.events).
 
-    With `workers > 1`, that many processes share the study (see archsearch.search.worker);
+    With `workers > 1`, that many processes share the study, each with `worker_observers`;
     on CUDA worker i gets GPU `gpus[i]` (default: GPU i), on the CPU the cores are split.
     Bad input (see archsearch.search.preflight) raises ConfigErrors before anything is
     written; raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
@@ -184,7 +159,7 @@ def run_study(
     from .sampling import check_candidates
 
     quiet_optuna()
-    view = view or NullView()
+    hear = Broadcast(observers)
     if trials is not None and trials < 1:
         raise ConfigErrors([ConfigError("--trials", f"{trials} trials; a study needs at least 1 (it is the study's total)")])
     target = trials or space.study.trials
@@ -192,69 +167,26 @@ def run_study(
     device = device or space.study.device
     check_candidates(space)
     study_dir, context_for = preflight(results_dir, space.study.name, storage, space.data, space.eval, space.train,
-                                       device, device_path, on_load=view.data_loaded)
+                                       device, device_path, on_load=hear.data_loaded)
     _check_space(space, study_dir)
     study = create_study(space, open_storage(storage, study_dir))
     _write_space(space, study_dir)
     objectives = [o.metric for o in space.objectives]
     deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
-
-    df = refresh_tables(study, objectives, study_dir)
-    view.watch(df, count_trials(study)[0], [])
+    source = SearchSource(space, target)
     problems: list[str] = []
-    try:
+    with observing(study, source, hear):
         if workers <= 1:
-            _run_here(study, space, target, context_for, study_dir, objectives, view, deadline)
+            with handle_signals():
+                run_trials(study, source, context_for, hear, study_cfg=space.study, study_dir=study_dir, deadline=deadline)
         else:
             del context_for  # each worker reads the data itself
-            problems = _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the tables show what happened; their failure must not hide why
-            _final_tables(study, objectives, study_dir)
-        raise
-    df = _final_tables(study, objectives, study_dir)
-    completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
-    return StudySummary(space.study.name, study_dir, describe_storage(storage, study_dir), count_trials(study)[0],
-                        completed, df, _front_rows(study, df), objectives, problems)
+            problems = _run_workers(study, space, source, device, study_dir, hear, list(worker_observers), workers, gpus,
+                                    storage, deadline)
+    return SearchRun(space.study.name, study, study_dir, describe_storage(storage, study_dir), objectives, problems)
 
 
-def _final_tables(study, objectives: list[str], study_dir: Path):
-    df = refresh_tables(study, objectives, study_dir)
-    for number in range(len(df)):
-        write_trial_files(study_dir, study, number)
-    return df
-
-
-def _front_rows(study, df):
-    """Rows of the Pareto-optimal feasible trials; a reused duplicate is its original's point."""
-    best = {t.number for t in study.best_trials} if len(study.directions) > 1 else (
-        {study.best_trial.number} if _has_complete(study) else set())
-    rows = df[df["number"].isin(best)] if not df.empty else df
-    if "reused_from" in rows.columns:
-        rows = rows[rows["reused_from"].isna()]
-    first = (study.user_attrs.get("objectives") or [{"metric": "number"}])[0]["metric"]
-    if not len(rows) or first not in rows.columns:
-        return rows
-    return rows.sort_values(first, ascending=study.directions[0].name == "MINIMIZE")
-
-
-def _has_complete(study) -> bool:
-    return any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
-
-
-def _run_here(study, space, target, context_for, study_dir, objectives, view, deadline) -> None:
-    def finish(number: int, outcome) -> None:
-        write_trial_files(study_dir, study, number)
-        df = refresh_tables(study, objectives, study_dir)
-        state, reason = (outcome.state, outcome.reason) if outcome is not None else ("fail", "interrupted")
-        view.finish_trial(number, state, reason, df, count_trials(study)[0])
-
-    with handle_signals():
-        worker_loop(study, space, target, context_for, view.start_trial, view.progress, finish, deadline=deadline,
-                    study_dir=study_dir)
-
-
-def _run_workers(study, space, target, device, study_dir, objectives, view, workers, gpus, storage, deadline) -> list[str]:
+def _run_workers(study, space, source, device, study_dir, hear, worker_observers, workers, gpus, storage, deadline) -> list[str]:
     """Start `workers` processes on this machine and watch the study until they are done.
 
     Returns what went wrong with workers that did not stop the study (see the module docstring);
@@ -268,8 +200,8 @@ def _run_workers(study, space, target, device, study_dir, objectives, view, work
     for i in range(workers):
         worker_device = _worker_device(device, i, gpus)
         receive, send = ctx.Pipe(duplex=False)  # the worker's one-line error, if it raises
-        args = (space.model_dump(mode="json"), str(study_dir.parent), storage, target, worker_device, threads, i,
-                None if deadline is None else deadline - time.monotonic(), send)
+        args = (space.model_dump(mode="json"), str(study_dir.parent), storage, source.target, worker_device, threads, i,
+                None if deadline is None else deadline - time.monotonic(), worker_observers, send)
         proc = ctx.Process(target=_worker_process, args=args, name=f"archsearch-worker-{i}")
         proc.start()
         send.close()  # the child holds the only write end: a dead child reads as end of file
@@ -287,7 +219,7 @@ def _run_workers(study, space, target, device, study_dir, objectives, view, work
                     if (len(trials), running) == seen:
                         continue  # nothing new: do not reread the whole study into a table
                     seen = (len(trials), running)
-                    view.watch(trials_dataframe(trials, objectives), count_trials(study)[0], running)
+                    hear.study_changed(trials, source.done(study), running)
                 except Interrupted as exc:  # forward to the workers, then wait for them to record it
                     interrupted = exc
                     for p in procs:
@@ -309,7 +241,7 @@ def _run_workers(study, space, target, device, study_dir, objectives, view, work
         p.join()
     failures = [f for i, (p, receive) in enumerate(zip(procs, errors)) if (f := _worker_failure(i, p, receive))]
     lines = [line for line, _ in failures]
-    if any(raised for _, raised in failures) or (failures and count_trials(study)[0] < target):
+    if any(raised for _, raised in failures) or (failures and source.done(study) < source.target):
         raise WorkersFailed(lines)
     return lines
 
@@ -343,7 +275,7 @@ def _worker_device(device: str, index: int, gpus: list[int] | None) -> str:
     return device
 
 
-def _worker_process(space_data, results_dir, storage, target, device, threads, index, seconds_left, errors) -> None:
+def _worker_process(space_data, results_dir, storage, target, device, threads, index, seconds_left, observers, errors) -> None:
     """Entry point of a worker process started by `_run_workers`: an exception becomes one line
     sent to the parent on `errors`, and exit status 1 (no traceback)."""
     import sys
@@ -351,7 +283,7 @@ def _worker_process(space_data, results_dir, storage, target, device, threads, i
     format_storage_warnings(prefix=f"worker {index}: ")
     try:
         with handle_signals():
-            _work(space_data, results_dir, storage, target, device, threads, index, seconds_left)
+            _work(space_data, results_dir, storage, target, device, threads, index, seconds_left, observers)
     except Interrupted as exc:
         sys.exit(exc.code)
     except Exception as exc:  # noqa: BLE001 - the parent reports it and exits 1
@@ -360,7 +292,7 @@ def _worker_process(space_data, results_dir, storage, target, device, threads, i
         sys.exit(1)
 
 
-def _work(space_data, results_dir, storage, target, device, threads, index, seconds_left) -> None:
+def _work(space_data, results_dir, storage, target, device, threads, index, seconds_left, observers) -> None:
     import torch
 
     from ..schema.space import space_from_dict
@@ -370,17 +302,12 @@ def _work(space_data, results_dir, storage, target, device, threads, index, seco
     space = space_from_dict(space_data)
     study_dir = Path(results_dir) / space.study.name
     study = create_study(space, open_storage(storage, study_dir), worker_index=index)
-    objectives = [o.metric for o in space.objectives]
     from ..trial import LazyContext  # torch: only where trials run
 
     context_for = LazyContext(space.data, space.eval, device)
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
-
-    def finish(number: int, outcome) -> None:
-        write_trial_files(study_dir, study, number)
-        refresh_tables(study, objectives, study_dir)
-
-    worker_loop(study, space, target, context_for, on_finish=finish, deadline=deadline, study_dir=study_dir)
+    run_trials(study, SearchSource(space, target), context_for, Broadcast(observers), study_cfg=space.study,
+               study_dir=study_dir, deadline=deadline)
 
 
 def quiet_optuna() -> None:
@@ -388,12 +315,6 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def refresh_tables(study, objectives: list[str], study_dir: Path):
-    df = trials_dataframe(study.get_trials(deepcopy=False), objectives)
-    write_tables(df, study_dir)
-    return df
 
 
 def _check_space(space: SearchSpace, study_dir: Path) -> None:

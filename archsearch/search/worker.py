@@ -1,8 +1,8 @@
-"""A worker: the loop that asks the shared study for trials until it holds enough of them.
+"""What keeps workers sharing one study honest: counts, heartbeats, reaping, retries, signals.
 
 Any number of workers — processes on one machine (`--workers N`) or jobs on many machines
-(`--storage URL`) — run this same loop against one study; the storage is the only thing they
-share. What keeps them honest:
+(`--storage URL`) — run the engine's loop (archsearch.search.engine.run_trials) against one
+study; the storage is the only thing they share. This module holds what that loop relies on:
 
 - **The count is the study's.** A worker starts a trial only while finished + running trials
   are below the target; at the target it waits for running trials to end (or to be found dead),
@@ -31,20 +31,13 @@ import signal
 import socket
 import threading
 import time
-import warnings
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .objective import run_search_trial
-from .records import FINISHED, record_outcome, recover_result, write_result
-from .storage import StorageWarning, is_transient
+from .objective import failure_attrs
+from .records import FINISHED, recover_result
 
-if TYPE_CHECKING:
-    from ..train import ProgressFn
-
-__all__ = ["Interrupted", "handle_signals", "worker_loop", "run_one_trial", "reap_stale_trials", "Heartbeat", "WORKER_ID"]
+__all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "Heartbeat", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -175,8 +168,8 @@ def fail_and_retry(study, trial, reason: str, max_retries: int) -> bool:
     attempt = int(trial.user_attrs.get("attempt", 0))
     will_retry = attempt < max_retries and bool(trial.params)
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        storage.set_trial_user_attr(trial._trial_id, "outcome", reason.split(":", 1)[0])
+        for key, value in failure_attrs(reason).items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
         storage.set_trial_user_attr(trial._trial_id, "retried", will_retry or reason == "interrupted")
         if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
             return False
@@ -201,88 +194,3 @@ def count_trials(study) -> tuple[int, int, int]:
         elif state == "WAITING":
             waiting += 1
     return finished, running, waiting
-
-
-def worker_loop(
-    study,
-    space,
-    target: int,
-    context_for: Callable,
-    on_start: Callable[[int], None] = lambda number: None,
-    on_progress: ProgressFn = lambda *event: None,
-    on_finish: Callable[[int, object], None] = lambda number, outcome: None,
-    poll: float = 1.0,
-    deadline: float | None = None,
-    *,
-    study_dir: Path,
-) -> None:
-    """Run trials of `study` until it holds `target` finished trials (see the module docstring);
-    their results go to `study_dir` before the storage.
-
-    Raises `Interrupted` after recording the running trial as failed with reason `interrupted`.
-    """
-    cfg = space.study
-    while True:
-        reap_stale_trials(study, cfg.grace_period, cfg.max_retries, study_dir)
-        finished, running, waiting = count_trials(study)
-        if finished >= target or (deadline is not None and time.monotonic() > deadline):
-            return
-        if finished + running >= target:
-            time.sleep(poll)  # the others' trials may still finish, or die and need a retry
-            continue
-        trial = study.ask()
-        on_start(trial.number)
-        try:
-            outcome = run_one_trial(study, trial, space, context_for, on_progress, cfg.max_retries, cfg.heartbeat_interval,
-                                    study_dir)
-        except Interrupted:
-            on_finish(trial.number, None)
-            raise
-        on_finish(trial.number, outcome)
-
-
-def run_one_trial(study, trial, space, context_for: Callable, on_progress: ProgressFn,
-                  max_retries: int, heartbeat_interval: float, study_dir: Path):
-    """Run an asked trial under heartbeats, write its outcome to `study_dir`, then tell the study.
-
-    A completed trial's phase ends as `done`. On `Interrupted` the trial is failed as
-    `interrupted` (and re-enqueued when it has parameters) before the exception goes on.
-    """
-    import optuna
-
-    completed = lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))  # noqa: E731
-    phase_writer = _PhaseWriter(study, trial._trial_id, on_progress)
-    try:
-        with Heartbeat(study, trial._trial_id, heartbeat_interval):
-            outcome = run_search_trial(trial, space, context_for, phase_writer, completed)
-            if outcome.state == "complete":
-                outcome.attrs["phase"] = "done"
-            try:
-                write_result(study_dir, trial, outcome)
-            except OSError as exc:  # a safety net for the storage; a full disk must not stop a healthy database
-                warnings.warn(f"trial {trial.number}: its result could not be kept in {study_dir}: {exc}", StorageWarning)
-            record_outcome(study, trial, outcome)
-    except Interrupted:
-        fail_and_retry(study, study._storage.get_trial(trial._trial_id), "interrupted", max_retries)
-        raise
-    return outcome
-
-
-class _PhaseWriter:
-    """Forwards progress to the local display, and records phase changes on the trial so that a
-    parent process (or optuna-dashboard) can see what each worker is doing. Called every training
-    step: it writes to the storage only when the phase changes. Like the heartbeat it only
-    informs: a storage that stays down fails the trial's record, not its training."""
-
-    def __init__(self, study, trial_id: int, forward: ProgressFn):
-        self.storage, self.trial_id, self.forward, self.phase = study._storage, trial_id, forward, None
-
-    def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
-        if phase != self.phase:
-            self.phase = phase
-            try:
-                self.storage.set_trial_user_attr(self.trial_id, "phase", phase)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-        self.forward(phase, step, total, loss)
