@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from .errors import ConfigError, ConfigErrors
+from .errors import ConfigError, ConfigErrors, Interrupted
 
 app = typer.Typer(
     name="archsearch",
@@ -73,6 +73,10 @@ def handles_errors(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
+        except Interrupted as exc:  # SIGINT/SIGTERM, after the engine recorded the running trial
+            err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
+                              f"run the same command again to resume")
+            raise typer.Exit(exc.code) from None
         except (ConfigErrors, ConfigError) as exc:
             if _state["debug"]:
                 raise
@@ -209,7 +213,6 @@ def run(
     from .schema.space import load_space
     from .folder import run_study
     from .search.study import WorkersFailed
-    from .search.worker import Interrupted
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
     if workers < 1:
@@ -222,10 +225,6 @@ def run(
         with display:
             summary = run_study(space, results_dir, storage=storage, trials=trials, device=device, view=display,
                                 workers=workers, gpus=gpu_list)
-    except Interrupted as exc:
-        err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
-                          f"run the same command again to resume")
-        raise typer.Exit(exc.code) from None
     except WorkersFailed as exc:
         for line in exc.lines:
             typer.echo(line, err=True)  # one unwrapped line per worker, like every error
@@ -264,15 +263,9 @@ def ablate(
     from .report.tables import show
     from .ablation.runner import ablate as run_and_report
     from .schema.ablation import load_ablation
-    from .search.worker import Interrupted
 
     spec = load_ablation(ablation_file, parse_sets(set_))  # exits 2 before anything is written
-    try:
-        report = run_and_report(spec, results_dir, storage=storage, device=device, console=console, train=not report_only)
-    except Interrupted as exc:
-        err_console.print(f"interrupted ({exc}): the running trial is recorded as failed (reason: interrupted); "
-                          f"run the same command again to resume")
-        raise typer.Exit(exc.code) from None
+    report = run_and_report(spec, results_dir, storage=storage, device=device, console=console, train=not report_only)
     show(console, comparison_table(report.comparisons, title=spec.study.name))
     if report.pending:
         console.print(f"[yellow]{len(report.pending)} of {spec.num_trials} trials not finished yet "
@@ -453,9 +446,5 @@ def _apply_sets(data: dict, sets: dict) -> dict:
     return data
 
 
-def main() -> None:  # pragma: no cover - console-script entry
+if __name__ == "__main__":  # pragma: no cover - `python -m archsearch.cli`, as the tests start workers
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["ConfigError", "ConfigErrors", "format_loc", "from_validation_error"]
+__all__ = ["ConfigError", "ConfigErrors", "Interrupted", "format_loc", "from_validation_error"]
 
 
 def format_loc(loc: Sequence[str | int]) -> str:
@@ -46,6 +46,20 @@ class ConfigErrors(ValueError):
 
     def lines(self) -> list[str]:
         return [str(e) for e in self.errors]
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM arrived while a study ran; `code` is the exit status to end with (130 or 143).
+
+    A BaseException, like KeyboardInterrupt: no `except Exception` on the way may swallow it.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.code = 128 + signum
+        super().__init__(signal.Signals(signum).name)
 
 
 def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:

@@ -34,21 +34,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import Interrupted
 from .objective import failure_attrs
 from .records import FINISHED, recover_result
 
 __all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "Heartbeat", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Interrupted(BaseException):
-    """SIGINT/SIGTERM arrived; `code` is the exit status to end with (130 or 143)."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        self.code = 128 + signum
-        super().__init__(signal.Signals(signum).name)
 
 
 @contextmanager
