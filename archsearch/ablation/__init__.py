@@ -8,7 +8,8 @@ each variant against the base with paired confidence intervals.
     report.files          # ablation.md, ablation.csv, plots/forest.png
 
 `stats` (the numbers) and `report` (the renderings) import no torch; `runner` trains through the
-search layer.
+search layer's engine (a queue of network x seed pairs) and may import everything below it, as
+`report` may; only `cli` imports the ablation.
 """
 
 from __future__ import annotations

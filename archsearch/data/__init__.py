@@ -12,6 +12,8 @@ one) to validation. The same `split_seed` gives the same split every time, whate
 seed, so every trial of a study is validated on the same images. Files that could not be decoded
 are listed in `data.skipped`, not fatal; `data.describe()` is what to tell the user once it is
 read (sizes and split, how a folder's images were converted, what was skipped).
+
+Knows no model and no study: may import `schema` and `errors` only.
 """
 
 from __future__ import annotations
