@@ -93,7 +93,8 @@ def open_study(study_dir: str | Path | None = None, storage: str | None = None, 
     import optuna
 
     from .errors import ConfigError, ConfigErrors
-    from .search.storage import JOURNAL_NAME, open_storage, redact
+    from .search.storage import JOURNAL_NAME, open_storage
+    from .urls import redact
 
     if storage is None:
         if study_dir is None:

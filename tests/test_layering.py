@@ -126,3 +126,36 @@ def test_torch_free_layers_import_no_torch():
     code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules) + \
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# Optuna's private attributes and modules, reached only through archsearch.search.storage's
+# adapter (StoredTrial) and the journal file it opens.
+OPTUNA_PRIVATE_ALLOWED = {"search/storage.py", "search/journal.py"}
+_PRIVATE_ATTRS = {"_storage", "_trial_id", "_study_id", "_backend", "_lock", "_file_path", "_cached_frozen_trial"}
+
+
+def optuna_private_uses(path: Path) -> list[str]:
+    """`attribute` or `module` names of Optuna's private parts that `path` uses."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in _PRIVATE_ATTRS and not (
+                isinstance(node.value, ast.Name) and node.value.id == "self"):
+            found.append(f"line {node.lineno}: .{node.attr}")
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found += [f"line {node.lineno}: {m}" for m in modules
+                  if m.split(".")[0] == "optuna" and any(part.startswith("_") for part in m.split("."))]
+    return found
+
+
+def test_only_the_storage_adapter_touches_optuna_internals():
+    offenders = {str(p.relative_to(PACKAGE)): uses for p in sorted(PACKAGE.rglob("*.py"))
+                 if str(p.relative_to(PACKAGE)) not in OPTUNA_PRIVATE_ALLOWED and (uses := optuna_private_uses(p))}
+    assert offenders == {}
+    assert optuna_private_uses(PACKAGE / "search" / "storage.py")  # the checker sees the adapter's own uses
+
+
+def test_the_private_checker_catches_a_use(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from optuna.storages._rdb import models\ndef f(study, t):\n    return study._storage.get_trial(t._trial_id)\n")
+    assert len(optuna_private_uses(bad)) == 3

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .events import Observer
 from .objective import run_search_trial
 from .records import record_outcome, write_result
-from .storage import StorageWarning, is_transient
+from .storage import StorageWarning, StoredTrial, is_transient
 from .worker import Heartbeat, Interrupted, count_trials, fail_and_retry, reap_stale_trials
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def run_trials(study, source: TrialSource, context_for: Callable, observers: Obs
 
 
 def _finished(study, trial, source: TrialSource, observers: Observer) -> None:
-    record = study._storage.get_trial(trial._trial_id)
+    record = StoredTrial.of(study, trial).current()
     observers.trial_finished(record, study.get_trials(deepcopy=False), source.done(study))
 
 
@@ -227,9 +227,10 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
     import optuna
 
     completed = lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))  # noqa: E731
-    phase_writer = _PhaseWriter(study, trial._trial_id, on_progress)
+    stored = StoredTrial.of(study, trial)
+    phase_writer = _PhaseWriter(stored, on_progress)
     try:
-        with Heartbeat(study, trial._trial_id, heartbeat_interval):
+        with Heartbeat(stored, heartbeat_interval):
             outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated)
             if outcome.state == "complete":
                 outcome.attrs["phase"] = "done"
@@ -239,13 +240,13 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
                 warnings.warn(f"trial {trial.number}: its result could not be kept in {study_dir}: {exc}", StorageWarning)
             record_outcome(study, trial, outcome)
     except Interrupted:
-        fail_and_retry(study, study._storage.get_trial(trial._trial_id), "interrupted", max_retries)
+        fail_and_retry(study, stored.current(), "interrupted", max_retries)
         raise
     return outcome
 
 
 def _skip(study, trial, reason: str) -> None:
-    fail_and_retry(study, study._storage.get_trial(trial._trial_id), reason, max_retries=0)
+    fail_and_retry(study, StoredTrial.of(study, trial).current(), reason, max_retries=0)
 
 
 class _PhaseWriter:
@@ -254,14 +255,14 @@ class _PhaseWriter:
     step: it writes to the storage only when the phase changes. Like the heartbeat it only
     informs: a storage that stays down fails the trial's record, not its training."""
 
-    def __init__(self, study, trial_id: int, forward: ProgressFn):
-        self.storage, self.trial_id, self.forward, self.phase = study._storage, trial_id, forward, None
+    def __init__(self, trial: StoredTrial, forward: ProgressFn):
+        self.trial, self.forward, self.phase = trial, forward, None
 
     def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
         if phase != self.phase:
             self.phase = phase
             try:
-                self.storage.set_trial_user_attr(self.trial_id, "phase", phase)
+                self.trial.set_attr("phase", phase)
             except Exception as exc:
                 if not is_transient(exc):
                     raise

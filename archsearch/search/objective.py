@@ -34,7 +34,8 @@ from ..schema.loading import unet_config_from_dict, validate_model
 from ..schema.space import SearchSpace
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
-from .storage import is_transient, redact
+from ..urls import redact
+from .storage import is_transient
 
 if TYPE_CHECKING:
     from ..train import ProgressFn

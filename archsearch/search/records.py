@@ -30,6 +30,7 @@ import yaml
 
 from ..io import atomic_write_json, atomic_write_text
 from .objective import TrialOutcome
+from .storage import StoredTrial
 
 __all__ = ["write_result", "write_trial_files", "record_outcome", "recover_result", "read_result"]
 
@@ -88,7 +89,7 @@ def record_outcome(study, trial, outcome: TrialOutcome) -> None:
     """Tell the storage a finished trial: its user attributes, constraints, then state and values."""
     import optuna
 
-    current = study._storage.get_trial(trial._trial_id)
+    current = StoredTrial.of(study, trial).current()
     for key, value in outcome.attrs.items():
         if current.user_attrs.get(key, object()) != value:  # the early ones (config, ...) are there
             trial.set_user_attr(key, value)
@@ -121,7 +122,7 @@ def recover_result(study, frozen, study_dir: Path) -> bool:
     outcome = TrialOutcome(result["state"].lower(), result.get("values"), result.get("fail_reason") or "",
                            attrs={k: v for k, v in result.items() if k not in known}, constraints=result.get("constraints") or {})
     try:
-        record_outcome(study, optuna.trial.Trial(study, frozen._trial_id), outcome)
+        record_outcome(study, StoredTrial.of(study, frozen).live(), outcome)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # another worker recorded it first
     return True

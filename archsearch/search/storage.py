@@ -12,20 +12,66 @@ Either way the storage is wrapped in `RetryingStorage` (archsearch.search.retry)
 meets a moment's outage (`is_transient`) is repeated a few times before the error goes on.
 
 Passwords never reach a user: `redact` (archsearch.urls) replaces them in any text shown.
+
+**The one adapter to Optuna's private parts.** Optuna 5's public API has no way to write to a
+trial from a thread other than the one holding its `Trial` (heartbeats, phases), to re-read one
+trial without listing the study, to fail a trial that another process started, or to attach to a
+RUNNING trial found in the storage. `StoredTrial` does those four things, through
+`study._storage` and `trial._trial_id`; no other module of archsearch touches them
+(tests/test_layering.py checks it), so an Optuna upgrade that renames them changes this file and
+archsearch.search.journal (the journal file's lock and record format) only.
 """
 
 from __future__ import annotations
 
 import errno
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..urls import redact
 
-__all__ = ["JOURNAL_NAME", "StorageWarning", "open_storage", "redact", "describe_storage", "describe_error",
+__all__ = ["JOURNAL_NAME", "StorageWarning", "StoredTrial", "open_storage", "describe_storage", "describe_error",
            "is_transient", "format_storage_warnings"]
 
 JOURNAL_NAME = "optuna.journal"
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """A trial of `study` as its storage holds it, by the storage's own id (see the module docstring).
+
+    Safe to use from any thread: it holds the study and ids, never a `Trial` object.
+    """
+
+    study: Any  # an optuna Study
+    id: int
+    number: int
+
+    @classmethod
+    def of(cls, study, trial) -> StoredTrial:
+        """For an `optuna.trial.Trial` or a `FrozenTrial` of `study`."""
+        return cls(study, trial._trial_id, trial.number)
+
+    def current(self):
+        """The trial's FrozenTrial, as the storage holds it now."""
+        return self.study._storage.get_trial(self.id)
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.study._storage.set_trial_user_attr(self.id, key, value)
+
+    def mark_failed(self) -> bool:
+        """Set the trial FAIL; False when it had already finished (another worker got there first)."""
+        import optuna
+
+        return self.study._storage.set_trial_state_values(self.id, optuna.trial.TrialState.FAIL)
+
+    def live(self):
+        """An `optuna.trial.Trial` to tell the study with, for a RUNNING trial this process did not ask."""
+        import optuna
+
+        return optuna.trial.Trial(self.study, self.id)
 
 class StorageWarning(UserWarning):
     """Something in the storage was repaired or set aside, and the study goes on."""

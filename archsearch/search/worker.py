@@ -37,6 +37,7 @@ from pathlib import Path
 from ..errors import Interrupted
 from .objective import failure_attrs
 from .records import FINISHED, recover_result
+from .storage import StoredTrial
 
 __all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "Heartbeat", "WORKER_ID"]
 
@@ -68,32 +69,32 @@ def handle_signals():
 class Heartbeat:
     """Writes `heartbeat` on a running trial from a daemon thread until stopped.
 
-    `Heartbeat.running` holds the ids of the trials this process is running now.
+    `Heartbeat.running` holds the storage ids of the trials this process is running now.
     """
 
     running: set[int] = set()
 
-    def __init__(self, study, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = study._storage, trial_id, interval
+    def __init__(self, trial: StoredTrial, interval: float):
+        self.trial, self.interval = trial, interval
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._beat, name="archsearch-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        self.storage.set_trial_user_attr(self.trial_id, "worker", WORKER_ID)
-        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-        Heartbeat.running.add(self.trial_id)
+        self.trial.set_attr("worker", WORKER_ID)
+        self.trial.set_attr("heartbeat", time.time())
+        Heartbeat.running.add(self.trial.id)
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        Heartbeat.running.discard(self.trial_id)
+        Heartbeat.running.discard(self.trial.id)
         self.stop_event.set()
         self.thread.join(timeout=5)
 
     def _beat(self) -> None:
         while not self.stop_event.wait(self.interval):
             try:
-                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+                self.trial.set_attr("heartbeat", time.time())
             except Exception:  # noqa: BLE001 - the trial may just have finished; next beat or exit
                 if self.stop_event.is_set():
                     return
@@ -127,7 +128,7 @@ def reap_stale_trials(study, grace_period: float, max_retries: int, study_dir: P
     reaped = []
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial._trial_id in Heartbeat.running:
+        if StoredTrial.of(study, trial).id in Heartbeat.running:
             continue
         attrs = trial.user_attrs
         worker = attrs.get("worker")
@@ -156,14 +157,14 @@ def fail_and_retry(study, trial, reason: str, max_retries: int) -> bool:
     """
     import optuna
 
-    storage = study._storage
+    stored = StoredTrial.of(study, trial)
     attempt = int(trial.user_attrs.get("attempt", 0))
     will_retry = attempt < max_retries and bool(trial.params)
     try:
         for key, value in failure_attrs(reason).items():
-            storage.set_trial_user_attr(trial._trial_id, key, value)
-        storage.set_trial_user_attr(trial._trial_id, "retried", will_retry or reason == "interrupted")
-        if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+            stored.set_attr(key, value)
+        stored.set_attr("retried", will_retry or reason == "interrupted")
+        if not stored.mark_failed():
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
