@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .results import trials_dataframe, write_tables
+from .results import front_of, trials_dataframe, write_tables
 from .search.events import Observer
 from .search.records import write_trial_files
 from .search.study import run_search
@@ -57,7 +57,7 @@ class StudySummary:
     trials: int  # finished trials that count towards the study's total
     completed: int
     table: Any  # the results table (pandas DataFrame), as written to trials.csv
-    front: Any  # its rows on the Pareto front of the feasible completed trials (Optuna's best_trials)
+    front: Any  # its rows on the Pareto front of the feasible completed trials (archsearch.results.front_of)
     objectives: list[str]
     problems: list[str] = field(default_factory=list)  # workers that died while the study still reached its count
 
@@ -92,21 +92,5 @@ def run_study(
     df = trials_dataframe(run.study.get_trials(deepcopy=False), run.objectives)
     completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
     return StudySummary(run.name, run.study_dir, run.storage, count_trials(run.study)[0], completed, df,
-                        _front_rows(run.study, df), run.objectives, run.problems)
-
-
-def _front_rows(study, df):
-    """Rows of the Pareto-optimal feasible trials; a reused duplicate is its original's point."""
-    best = {t.number for t in study.best_trials} if len(study.directions) > 1 else (
-        {study.best_trial.number} if _has_complete(study) else set())
-    rows = df[df["number"].isin(best)] if not df.empty else df
-    if "reused_from" in rows.columns:
-        rows = rows[rows["reused_from"].isna()]
-    first = (study.user_attrs.get("objectives") or [{"metric": "number"}])[0]["metric"]
-    if not len(rows) or first not in rows.columns:
-        return rows
-    return rows.sort_values(first, ascending=study.directions[0].name == "MINIMIZE")
-
-
-def _has_complete(study) -> bool:
-    return any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
+                        front_of(df, run.objectives, [d.name.lower() for d in run.study.directions]),
+                        run.objectives, run.problems)

@@ -9,6 +9,12 @@ val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ..., dur
 trial's identity (config_hash, fail_reason, ...), the "details" group (outcome, device, ...),
 then the flattened config as arch.<dotted path> and the training settings as train.<dotted path>.
 The table is always derived from the storage, so it can be regenerated at any time.
+
+**Which rows can be on the front** is decided here, once, for the study folder's summary, the
+live display and the report (`front_candidates`): COMPLETE trials that are not reused duplicates
+(a duplicate is its original's point), with every objective finite; of those, the feasible ones
+are those whose `feasible` cell is true or empty (a trial without constraints; Optuna's rule for
+`best_trials`). `front_of` is the Pareto front of the feasible candidates.
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .io import atomic_write
 from .metrics import METRICS, bucket_columns, table_metrics
+from .pareto import pareto_front
 from .schema.paths import flatten
 
-__all__ = ["trials_dataframe", "load_results", "write_tables", "open_study"]
+__all__ = ["trials_dataframe", "load_results", "write_tables", "open_study", "front_candidates", "front_of"]
 
 _LEAD = ["number", "state"]
 _IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "reused_from"]
@@ -81,6 +89,27 @@ def _row(trial) -> dict[str, Any]:
     if isinstance(train, dict):
         row.update({f"train.{k}": _cell(v) for k, v in flatten(train).items()})
     return row
+
+
+def front_candidates(df: pd.DataFrame, objectives: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(completed, feasible): the rows that count for the front, and those of them that satisfy
+    every constraint (see the module docstring). Both keep `df`'s index."""
+    if df.empty or not objectives or not set(objectives) <= set(df.columns):
+        empty = df.iloc[0:0]
+        return empty, empty
+    completed = df[df["state"] == "COMPLETE"]
+    if "reused_from" in completed.columns:
+        completed = completed[completed["reused_from"].isna()]
+    values = completed[list(objectives)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    completed = completed[np.isfinite(values).all(axis=1)]
+    if "feasible" not in completed.columns:
+        return completed, completed
+    return completed, completed[completed["feasible"].map(lambda v: v is None or v != v or bool(v))]
+
+
+def front_of(df: pd.DataFrame, objectives: list[str], directions: list[str]) -> pd.DataFrame:
+    """The Pareto front of the feasible candidates of `df`, sorted by the first objective."""
+    return pareto_front(front_candidates(df, objectives)[1], objectives, directions)
 
 
 def _cell(value: Any) -> Any:

@@ -23,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "archsearch"
 
 LAYERS = [
-    {"errors", "io", "urls", "metrics"},
+    {"errors", "io", "urls", "metrics", "pareto"},
     {"schema"},
     {"plan"},
     {"nn"},
@@ -37,7 +37,7 @@ LAYERS = [
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # Layers that importing never loads torch into (a report or a validation must stay instant).
-TORCH_FREE = ("errors", "io", "urls", "metrics", "schema", "plan", "report")
+TORCH_FREE = ("errors", "io", "urls", "metrics", "pareto", "schema", "plan", "report")
 
 KNOWN_VIOLATIONS = {
     ("schema.loading", "plan"),  # unet_config_from_dict plans what it loads, for all-at-once errors

@@ -10,7 +10,7 @@ import pytest
 
 from archsearch.report.effects import MISSING, bootstrap_median_ci, marginal_effects, value_label, varying_columns
 from archsearch.report.hypervolume import hypervolume, hypervolume_history, reference_scale, to_costs
-from archsearch.report.pareto import knee_index, knee_point, pareto_front, pareto_mask
+from archsearch.pareto import knee_index, knee_point, pareto_front, pareto_mask
 
 NAN = float("nan")
 

@@ -25,10 +25,11 @@ import yaml
 
 from ..errors import ConfigError, ConfigErrors
 from ..metrics import CONTEXT_METRICS, bucket_columns
+from ..pareto import knee_point, pareto_front
+from ..results import front_candidates
 from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
-from .pareto import knee_point, pareto_front
 
 __all__ = ["StudyInput", "StudyAnalysis", "Report", "load_study_input", "read_space", "analyze", "bucket_ranges"]
 
@@ -129,7 +130,7 @@ def analyze(inputs: list[StudyInput], importances: bool = True) -> Report:
     if errors:
         raise ConfigErrors(errors)
     objectives, directions = first.objectives, first.directions
-    parts = [_split(item) for item in inputs]
+    parts = [front_candidates(item.df, item.objectives) for item in inputs]
     scale = reference_scale([completed[objectives].to_numpy(dtype=float) for completed, _ in parts], directions)
     studies = [_analyze_one(item, completed, feasible, scale, importances) for item, (completed, feasible) in zip(inputs, parts)]
     return Report(studies, objectives, directions, scale)
@@ -137,21 +138,6 @@ def analyze(inputs: list[StudyInput], importances: bool = True) -> Report:
 
 def _describe(item: StudyInput) -> str:
     return ", ".join(f"{d} {o}" for o, d in zip(item.objectives, item.directions))
-
-
-def _split(item: StudyInput) -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = item.df
-    if df.empty or not set(item.objectives) <= set(df.columns):
-        empty = df.iloc[0:0]
-        return empty, empty
-    completed = df[df["state"] == "COMPLETE"]
-    if "reused_from" in completed.columns:
-        completed = completed[completed["reused_from"].isna()]
-    completed = completed[np.isfinite(completed[item.objectives].to_numpy(dtype=float)).all(axis=1)]
-    feasible = completed
-    if "feasible" in completed.columns:
-        feasible = completed[completed["feasible"].map(lambda v: v is None or v != v or bool(v))]
-    return completed, feasible
 
 
 def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFrame, scale: Scale | None,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pareto import pareto_mask
+from ..pareto import pareto_mask
 
 __all__ = ["to_costs", "hypervolume", "Scale", "reference_scale", "hypervolume_history"]
 

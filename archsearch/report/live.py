@@ -13,10 +13,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from ..results import trials_dataframe
+from ..results import front_of, trials_dataframe
 from ..search.events import Observer
 from .console import format_metric
-from .pareto import pareto_front
 from .tables import Column, TextTable, fit
 
 __all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line"]
@@ -137,14 +136,7 @@ class StudyDisplay(LiveView, Observer):
         self._refresh()
 
     def compute_front(self, df: pd.DataFrame) -> pd.DataFrame:
-        if df.empty or not set(self.objectives) <= set(df.columns):
-            return pd.DataFrame()
-        ok = df[df["state"] == "COMPLETE"]
-        if "reused_from" in ok.columns:
-            ok = ok[ok["reused_from"].isna()]  # a reused duplicate is the same point as its original
-        if "feasible" in ok.columns:
-            ok = ok[ok["feasible"].fillna(True).astype(bool)]
-        return pareto_front(ok, self.objectives, self.directions)
+        return front_of(df, self.objectives, self.directions)
 
     def study_changed(self, trials, done: int, running: list[tuple[int, str]]) -> None:
         """Update from the storage (at the start, and in the parent of several workers)."""

@@ -1,4 +1,8 @@
-"""Pareto fronts of a results table: pure pandas/numpy, no torch, no plotting."""
+"""Pareto fronts and knees: pure numpy/pandas, no torch, no plotting.
+
+At the bottom of the layers (beside archsearch.metrics) because the study folder, the live
+display, the report and the search's stopping rule all rank points by dominance.
+"""
 
 from __future__ import annotations
 
