@@ -178,14 +178,9 @@ def build(
     set_: SetOption = None,
 ) -> None:
     """Show the network a config builds: per-level shapes, parameter count and forward GFLOPs."""
-    from .report.network import describe_configs
+    from .report.network import networks_to_build, print_networks
 
-    if (file is None) == (preset is None):
-        raise ConfigErrors([ConfigError("build", "give a FILE or --preset NAME (one of them)")])
-    if not 0 <= sample <= 1000:
-        raise ConfigErrors([ConfigError("--sample", f"{sample}; show between 0 and 1000 sampled networks")])
-    configs = _configs_to_build(file, preset, sample, parse_sets(set_))
-    describe_configs(configs, console)
+    print_networks(networks_to_build(file, preset, sample, parse_sets(set_)), console)
 
 
 # --------------------------------------------------------------------------- run / results
@@ -285,27 +280,14 @@ def results(
                                                          "csv and json).")] = "table",
 ) -> None:
     """Regenerate trials.csv and trials.parquet from the storage and print the table."""
-    from .report.console import results_table
-    from .results import load_results, write_tables
+    from .report.console import RESULT_FORMATS, print_results
+    from .results import regenerate_tables
 
-    if format not in ("table", "csv", "json", "md"):
-        raise ConfigErrors([ConfigError("--format", f"{format!r} is not one of table, csv, json, md")])
-    df = load_results(study_dir, storage, study)
-    target = out or study_dir or Path("results") / (study or "study")
-    write_tables(df, Path(target))
-    if format == "csv":
-        sys.stdout.write(df.to_csv(index=False))
-    elif format == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
-    else:
-        from .report.tables import markdown, show
-
-        table = results_table(df)
-        if format == "md":
-            sys.stdout.write(markdown(table) + "\n")
-        else:
-            show(console, table)
-    err_console.print(f"wrote {Path(target) / 'trials.csv'} and trials.parquet", style="dim")
+    if format not in RESULT_FORMATS:
+        raise ConfigErrors([ConfigError("--format", f"{format!r} is not one of {', '.join(RESULT_FORMATS)}")])
+    df, folder = regenerate_tables(study_dir, storage, study, out)
+    print_results(df, format, console)
+    err_console.print(f"wrote {folder / 'trials.csv'} and trials.parquet", style="dim")
 
 
 def _parse_gpus(text: str | None) -> list[int] | None:
@@ -347,37 +329,22 @@ def train(
     set_: SetOption = None,
 ) -> None:
     """Train one architecture briefly; print and save its loss, throughput and cost metrics."""
-    from .io import atomic_write_json
-    from .report.console import metrics_table, training_progress
+    from .report.console import metrics_table, print_data_lines, training_progress
     from .report.tables import show
     from .schema.space import load_space
+    from .trial import train_fixed
 
     space = load_space(file, parse_sets(set_))
-    if not space.is_fixed():
-        raise ConfigErrors([ConfigError(str(file), "has distributions; `archsearch train` runs one fixed architecture "
-                                                   "(use `archsearch run` to search, or fix the values with --set)")])
-    config, train_cfg = space.fixed_architecture(), space.fixed_train()
-
-    from .data import load_data
-    from .trial import TrialContext, run_trial
-
-    data = load_data(space.data)
-    for line in data.describe():
-        err_console.print(line, style="yellow" if line.startswith("skipped ") else "dim", markup=False, highlight=False)
-    context = TrialContext.create(data, train_cfg, space.eval, device)
     with training_progress(console, enabled=console.is_terminal) as progress:
-        result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
-                           samples_path=samples, checkpoint_path=checkpoint)
-    show(console, metrics_table(result.metrics.to_dict(), title=f"{file} on {result.metrics.device}"))
-    if result.reason:
-        console.print(f"[red]{result.reason}[/red]")
-    if out:
-        atomic_write_json(out, result.metrics.to_dict())
-        console.print(f"metrics written to {out}")
-    for label, path in (("samples", samples), ("checkpoint", checkpoint)):
-        if path and path.exists():
-            console.print(f"{label} written to {path}")
-    if result.outcome not in ("completed", "stopped"):
+        run = train_fixed(space, device, source=str(file), metrics_path=out, samples_path=samples,
+                          checkpoint_path=checkpoint, on_load=functools.partial(print_data_lines, err_console),
+                          on_progress=progress)
+    show(console, metrics_table(run.result.metrics.to_dict(), title=f"{file} on {run.result.metrics.device}"))
+    if run.result.reason:
+        console.print(f"[red]{run.result.reason}[/red]")
+    for label, path in run.files.items():
+        console.print(f"{label} written to {path}")
+    if not run.ok:
         raise typer.Exit(1)
 
 
@@ -394,56 +361,13 @@ def sample(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Write a PNG grid of images generated by a trained checkpoint (DDPM or DDIM sampling)."""
-    from .device import resolve_device
-    from .diffusion import NoiseSchedule
-    from .nn import build_unet
-    from .samples import save_sample_grid
-    from .schema.loading import unet_config_from_dict, validate_model
-    from .schema.train import SampleConfig, TrainConfig
-    from .train import load_checkpoint
+    from .samples import sample_checkpoint
+    from .schema.loading import validate_model
+    from .schema.train import SampleConfig
 
-    if not checkpoint.exists():
-        raise ConfigErrors([ConfigError(str(checkpoint), "no such checkpoint")])
-    state = load_checkpoint(checkpoint)
-    config = unet_config_from_dict(state["config"])
-    train_cfg = validate_model(TrainConfig, state["train"], "train")
-    sample_cfg = validate_model(SampleConfig, {"sampler": {"kind": sampler, "steps": steps}, "rows": rows, "cols": cols, "seed": seed})
-    dev = resolve_device(device)
-    model = build_unet(config)
-    model.load_state_dict(state["state_dict"])
-    schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
-    shape = (config.in_channels, config.image_size, config.image_size)
-    save_sample_grid(model.to(dev), out, schedule, sample_cfg, dev, shape, prediction=train_cfg.prediction,
-                     num_classes=config.num_classes, precision=train_cfg.precision)
+    cfg = validate_model(SampleConfig, {"sampler": {"kind": sampler, "steps": steps}, "rows": rows, "cols": cols, "seed": seed})
+    sample_checkpoint(checkpoint, out, cfg, device)
     console.print(f"wrote {out} ({rows}×{cols} {sampler} samples, {steps} steps)")
-
-
-def _configs_to_build(file, preset, sample, sets):
-    from .schema.files import load_any
-    from .schema.loading import preset_dict, unet_config_from_dict
-
-    if preset is not None:
-        return [(f"preset {preset}", unet_config_from_dict(_apply_sets(preset_dict(preset), sets)))]
-    kind, obj = load_any(file, sets)
-    if kind == "U-Net config":
-        return [(str(file), obj)]
-    if kind in ("space file",):
-        from .search.sampling import sample_configs
-
-        if sample > 0 or not obj.is_fixed():
-            return [(f"sample {i}", cfg) for i, cfg in enumerate(sample_configs(obj, max(sample, 1)))]
-        return [(str(file), obj.fixed_architecture())]
-    if kind == "ablation file":
-        return [(name, cfg) for name, cfg in obj.variant_configs()]
-    raise ConfigErrors([ConfigError(str(file), f"a {kind} describes no network")])
-
-
-def _apply_sets(data: dict, sets: dict) -> dict:
-    from .schema.paths import set_path
-
-    for path, value in sets.items():
-        data = set_path(data, path, value)
-    return data
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m archsearch.cli`, as the tests start workers

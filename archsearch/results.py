@@ -30,7 +30,8 @@ from .metrics import METRICS, bucket_columns, table_metrics
 from .pareto import pareto_front
 from .schema.paths import flatten
 
-__all__ = ["trials_dataframe", "load_results", "write_tables", "open_study", "front_candidates", "front_of"]
+__all__ = ["trials_dataframe", "load_results", "write_tables", "regenerate_tables", "open_study", "front_candidates",
+           "front_of"]
 
 _LEAD = ["number", "state"]
 _IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "reused_from"]
@@ -160,6 +161,17 @@ def write_tables(df: pd.DataFrame, study_dir: Path) -> None:
     """Write trials.csv and trials.parquet atomically (temporary files renamed into place)."""
     atomic_write(study_dir / "trials.csv", lambda path: df.to_csv(path, index=False))
     atomic_write(study_dir / "trials.parquet", lambda path: _to_parquet(df, path))
+
+
+def regenerate_tables(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
+                      out: str | Path | None = None) -> tuple[pd.DataFrame, Path]:
+    """`archsearch results`: the results table of a study, rewritten as trials.csv and
+    trials.parquet in `out` (default: the study folder, or results/<study> for a storage URL).
+    Returns the table and the folder written to."""
+    df = load_results(study_dir, storage, study)
+    folder = Path(out or study_dir or Path("results") / (study or "study"))
+    write_tables(df, folder)
+    return df, folder
 
 
 def _to_parquet(df: pd.DataFrame, path: str) -> None:

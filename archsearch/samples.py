@@ -4,6 +4,9 @@
     save_sample_grid(model, "samples.png", schedule, eval_cfg.samples, device,
                      image_shape=(1, 16, 16), prediction=train_cfg.prediction)
 
+`sample_checkpoint("m.pt", "grid.png", cfg)` does the same for a checkpoint written by
+`archsearch train --checkpoint`.
+
 The sampler (DDPM or DDIM, `SampleConfig.sampler`) starts from noise seeded by
 `SampleConfig.seed` on the device, so grids of different models on one device start alike. A
 class-conditional model draws class i % num_classes for image i (row-major), so with
@@ -23,7 +26,7 @@ from archsearch.diffusion import NoiseSchedule, ddim_sample, ddpm_sample
 from archsearch.evaluate import model_num_classes
 from archsearch.schema.train import SampleConfig
 
-__all__ = ["generate", "make_grid", "save_sample_grid"]
+__all__ = ["generate", "make_grid", "sample_checkpoint", "save_sample_grid"]
 
 _CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
 
@@ -99,3 +102,27 @@ def save_sample_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     make_grid(images, cfg.rows, cfg.cols).save(path)
     return path
+
+
+def sample_checkpoint(checkpoint: Path, path: str | Path, cfg: SampleConfig, device: str = "auto") -> Path:
+    """`archsearch sample`: rebuild the model a checkpoint was trained as, with its weights, its
+    noise schedule and its prediction target, and write a grid of its samples at `path`."""
+    from archsearch.device import resolve_device
+    from archsearch.errors import ConfigError, ConfigErrors
+    from archsearch.nn import build_unet
+    from archsearch.schema.loading import unet_config_from_dict, validate_model
+    from archsearch.schema.train import TrainConfig
+    from archsearch.train import load_checkpoint
+
+    if not Path(checkpoint).exists():
+        raise ConfigErrors([ConfigError(str(checkpoint), "no such checkpoint")])
+    state = load_checkpoint(checkpoint)
+    config = unet_config_from_dict(state["config"])
+    train_cfg = validate_model(TrainConfig, state["train"], "train")
+    dev = resolve_device(device)
+    model = build_unet(config)
+    model.load_state_dict(state["state_dict"])
+    schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
+    shape = (config.in_channels, config.image_size, config.image_size)
+    return save_sample_grid(model.to(dev), path, schedule, cfg, dev, shape, prediction=train_cfg.prediction,
+                            num_classes=config.num_classes, precision=train_cfg.precision)

@@ -33,16 +33,20 @@ import torch
 from .data import ImageData
 from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .diffusion import NoiseSchedule
+from .errors import ConfigError, ConfigErrors
 from .evaluate import ValidationProtocol
+from .io import atomic_write_json
 from .measure import MeasurementOOM, count_params, measure
 from .metrics import MEASURED_METRICS, METRIC_NAMES, TrialMetrics
 from .nn import build_unet, meta_unet
 from .schema.measure import MeasureConfig
+from .schema.space import SearchSpace
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
 from .train import ProgressFn, save_checkpoint, train
 
-__all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "training_state_bytes", "METRIC_KEYS"]
+__all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "FixedRun", "train_fixed", "training_state_bytes",
+           "METRIC_KEYS"]
 
 # The keys of `TrialResult.metrics.to_dict()` (and of `archsearch train --out`), always present:
 # every metric of the registry, None when unmeasured.
@@ -170,6 +174,49 @@ def training_state_bytes(params: int, train_cfg: TrainConfig) -> int:
     """The least memory training takes: fp32 weights, their gradients and AdamW's two moments
     (16 bytes per parameter; 20 with an EMA copy), before a single activation."""
     return params * (20 if train_cfg.ema_decay else 16)
+
+
+@dataclass
+class FixedRun:
+    """What `train_fixed` did: the trial's result and the files it wrote, by label (`metrics`,
+    `samples`, `checkpoint`; samples and a checkpoint only exist when training finished)."""
+
+    result: TrialResult
+    files: dict[str, Path]
+
+    @property
+    def ok(self) -> bool:
+        return self.result.outcome in ("completed", "stopped")
+
+
+def train_fixed(
+    space: SearchSpace,
+    device: str | torch.device = "auto",
+    *,
+    source: str = "space",
+    metrics_path: Path | None = None,
+    samples_path: Path | None = None,
+    checkpoint_path: Path | None = None,
+    on_load: Callable[[list[str]], None] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> FixedRun:
+    """`archsearch train`: run the one architecture of a space without distributions as a
+    trial and write its metrics (as JSON, even for a failed run), samples and checkpoint.
+
+    `source` locates the space in errors (its file); `on_load` hears `ImageData.describe()` once
+    the data is read, before the first `on_progress` event.
+    """
+    if not space.is_fixed():
+        raise ConfigErrors([ConfigError(source, "has distributions; `archsearch train` runs one fixed architecture "
+                                                "(use `archsearch run` to search, or fix the values with --set)")])
+    config, train_cfg = space.fixed_architecture(), space.fixed_train()
+    context = LazyContext(space.data, space.eval, device, on_load=on_load)(train_cfg)
+    result = run_trial(config, context, train_cfg, space.measure, on_progress=on_progress,
+                       samples_path=samples_path, checkpoint_path=checkpoint_path)
+    if metrics_path:
+        atomic_write_json(metrics_path, result.metrics.to_dict())
+    written = (("metrics", metrics_path), ("samples", samples_path), ("checkpoint", checkpoint_path))
+    return FixedRun(result, {label: path for label, path in written if path and path.exists()})
 
 
 def _gib(n: int) -> str:

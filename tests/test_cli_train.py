@@ -109,6 +109,68 @@ def test_sample_a_missing_or_foreign_checkpoint_is_exit_2(tmp_path):
     assert result.exit_code == 2 and result.output.startswith("checkpoint: ")
 
 
+# --------------------------------------------------------------------------- the library under the commands
+
+
+def test_train_fixed_reads_the_data_first_and_names_only_the_files_it_wrote(train_file, tmp_path):
+    from archsearch.samples import sample_checkpoint
+    from archsearch.schema.space import load_space
+    from archsearch.schema.train import SampleConfig
+    from archsearch.trial import train_fixed
+
+    events = []
+    out, checkpoint, samples = tmp_path / "m.json", tmp_path / "m.pt", tmp_path / "never" / "grid.png"
+    run = train_fixed(load_space(train_file, {"train.steps": 2}), "cpu", metrics_path=out, checkpoint_path=checkpoint,
+                      on_load=lambda lines: events.append(("data", lines[0])),
+                      on_progress=lambda phase, step, total, loss=None: events.append(("progress", phase)))
+    # The data is described before the first progress event, so a progress bar starts below it.
+    assert events[0] == ("data", "digits: 1617 train + 180 val images, 1x8x8, 10 classes")
+    assert events[1] == ("progress", "building") and ("data", events[0][1]) not in events[1:]
+    assert run.ok and run.result.metrics.steps == 2
+    assert run.files == {"metrics": out, "checkpoint": checkpoint}  # in the order the command prints them
+    assert json.loads(out.read_text())["steps"] == 2
+
+    cfg = SampleConfig(sampler={"kind": "ddim", "steps": 2}, rows=1, cols=2)
+    grid = sample_checkpoint(checkpoint, samples, cfg, "cpu")
+    assert grid == samples and Image.open(grid).size == (2 * 9 + 1, 1 * 9 + 1)
+
+
+def test_train_fixed_writes_the_metrics_of_a_failed_run_but_no_checkpoint(train_file, tmp_path, monkeypatch):
+    from archsearch.schema.space import load_space
+    from archsearch.trial import train_fixed
+
+    monkeypatch.setattr(trial_module, "run_trial", lambda *args, **kwargs: TrialResult(
+        "diverged", "diverged: simulated", TrialMetrics(outcome="diverged", device="cpu")))
+    out, checkpoint = tmp_path / "m.json", tmp_path / "m.pt"
+    run = train_fixed(load_space(train_file), "cpu", metrics_path=out, checkpoint_path=checkpoint)
+    assert not run.ok and run.result.reason == "diverged: simulated"
+    assert run.files == {"metrics": out} and json.loads(out.read_text())["outcome"] == "diverged"
+
+
+def test_train_fixed_refuses_distributions_at_the_source_it_is_given(train_file):
+    from archsearch.errors import ConfigErrors
+    from archsearch.schema.space import load_space
+    from archsearch.trial import train_fixed
+
+    space = load_space(train_file, {"train.lr": {"float": [1e-4, 1e-3]}})
+    with pytest.raises(ConfigErrors) as caught:
+        train_fixed(space, "cpu", source="spaces/one.yaml",
+                    on_load=lambda lines: pytest.fail("read the data of a space it refuses"))
+    [error] = caught.value.errors
+    assert error.path == "spaces/one.yaml" and error.message.startswith("has distributions")
+
+
+def test_sample_checkpoint_names_a_missing_checkpoint(tmp_path):
+    from archsearch.errors import ConfigErrors
+    from archsearch.samples import sample_checkpoint
+    from archsearch.schema.train import SampleConfig
+
+    with pytest.raises(ConfigErrors) as caught:
+        sample_checkpoint(tmp_path / "nope.pt", tmp_path / "grid.png", SampleConfig(), "cpu")
+    assert caught.value.lines() == [f"{tmp_path / 'nope.pt'}: no such checkpoint"]
+    assert not (tmp_path / "grid.png").exists()
+
+
 @pytest.mark.slow
 def test_the_shipped_train_file_learns(tmp_path):
     """`archsearch train search_spaces/train_digits.yaml` as the README runs it (about 30 s)."""

@@ -170,3 +170,26 @@ def test_results_prints_the_table_in_every_format(tmp_path):
     assert lines[0] == "8 trials" and lines[1].split()[:3] == ["number", "state", "val_loss"]
     assert len(lines) == 2 + 8 and "│" not in table.stdout
     assert CliRunner().invoke(app, ["results", str(folder), "--format", "xml"]).exit_code == 2
+
+
+def test_regenerate_tables_writes_where_the_command_says(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from archsearch.report.console import print_results
+    from archsearch.results import regenerate_tables
+
+    folder = make_study(tmp_path / "tiny", "tiny")
+    df, written = regenerate_tables(folder)
+    assert written == folder and list(pd.read_csv(folder / "trials.csv")["number"]) == list(df["number"]) == list(range(8))
+    assert len(pd.read_parquet(folder / "trials.parquet")) == 8
+    df, written = regenerate_tables(folder, out=tmp_path / "copy")
+    assert written == tmp_path / "copy" and (written / "trials.csv").exists()
+    monkeypatch.chdir(tmp_path)  # a storage URL without --out: results/<study> under the working directory
+    _, written = regenerate_tables(storage=f"journal://{folder / 'optuna.journal'}", study="tiny")
+    assert written == Path("results") / "tiny" and (tmp_path / "results" / "tiny" / "trials.parquet").exists()
+
+    console = Console(file=io.StringIO())
+    print_results(df, "csv", console)  # onto the console it is given
+    assert pd.read_csv(io.StringIO(console.file.getvalue())).equals(pd.read_csv(folder / "trials.csv"))

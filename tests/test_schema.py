@@ -91,3 +91,15 @@ def test_presets_validate_and_plan(name):
     unet_config_from_dict(preset_dict(name))
 
 
+
+
+def test_apply_sets_overrides_in_order_into_a_copy():
+    from archsearch.schema.paths import apply_sets
+
+    data = {"levels": [{"width": 8}, {"width": 16}], "block": {"norm": {"groups": 4}}}
+    out = apply_sets(data, {"levels.1.width": 32, "block.norm": {"groups": 2, "eps": 1e-5}, "block.norm.groups": 8,
+                            "a.b": [1]})
+    assert out == {"levels": [{"width": 8}, {"width": 32}], "block": {"norm": {"groups": 8, "eps": 1e-5}}, "a": {"b": [1]}}
+    assert data["levels"][1]["width"] == 16 and apply_sets(data, None) == data
+    with pytest.raises(ConfigErrors, match=r"levels.2.width: index 2 is out of range \(the list has 2 items\)"):
+        apply_sets(data, {"levels.2.width": 8})

@@ -45,6 +45,20 @@ def test_the_training_progress_bar_shows_the_step_and_the_loss():
     assert "17/60" in out and "loss 0.0931" in out
 
 
+def test_the_training_progress_bar_appears_at_the_first_event():
+    console = terminal()
+    with training_progress(console) as update:
+        console.print("digits: 1617 train + 180 val images")  # what `train` prints while the data is read
+        assert console.file.getvalue() == "digits: 1617 train + 180 val images\n"  # no bar yet
+        update("building", 0, 60)
+        update("training", 17, 60, 0.0931)
+    out = console.file.getvalue()
+    assert out.index("digits: 1617") < out.index("17/60")
+    with training_progress(console) as update:
+        pass
+    assert console.file.getvalue() == out  # no event, no bar and no blank line
+
+
 # --------------------------------------------------------------------------- tables that fit
 
 FRONT = pd.DataFrame({

@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..metrics import METRICS
-from .tables import Column, TextTable
+from .tables import Column, TextTable, markdown, show
 
-__all__ = ["metrics_table", "results_table", "training_progress", "format_metric"]
+__all__ = ["metrics_table", "results_table", "print_results", "RESULT_FORMATS", "print_data_lines",
+           "training_progress", "format_metric"]
 
 
 def format_metric(key: str, value: Any) -> str:
@@ -62,10 +63,33 @@ def results_table(df: pd.DataFrame) -> TextTable:
     return table
 
 
+RESULT_FORMATS = ("table", "csv", "json", "md")  # `archsearch results --format`
+
+
+def print_results(df: pd.DataFrame, format: str, console: Console) -> None:
+    """The results table in one of `RESULT_FORMATS`: `table` fitted to the terminal (plain lines
+    in a pipe), `md` the same columns as Markdown, `csv` and `json` every column."""
+    if format == "csv":
+        console.file.write(df.to_csv(index=False))
+    elif format == "json":
+        console.file.write(df.to_json(orient="records", indent=1) + "\n")
+    elif format == "md":
+        console.file.write(markdown(results_table(df)) + "\n")
+    else:
+        show(console, results_table(df))
+
+
+def print_data_lines(console: Console, lines: list[str]) -> None:
+    """What `ImageData.describe()` says about the data read, dim; files skipped in yellow."""
+    for line in lines:
+        console.print(line, style="yellow" if line.startswith("skipped ") else "dim", markup=False, highlight=False)
+
+
 @contextmanager
 def training_progress(console: Console, enabled: bool = True):
     """A progress bar fed by the trial's `on_progress(phase, step, total, loss)` callback; rich
-    redraws it 10 times a second, so the elapsed time runs between steps."""
+    redraws it 10 times a second, so the elapsed time runs between steps. The bar appears at the
+    first event, so what is printed before the trial starts (the data read) stays above it."""
     if not enabled:
         yield lambda *event: None
         return
@@ -73,11 +97,17 @@ def training_progress(console: Console, enabled: bool = True):
         TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
         TimeElapsedColumn(), console=console, transient=True,
     )
-    with progress:
-        task = progress.add_task("building", total=None, loss="")
+    tasks = []
 
-        def update(phase: str, step: int, total: int, loss: float | None = None) -> None:
-            progress.update(task, description=phase, completed=step, total=total if phase == "training" else None,
-                            loss=f"loss {loss:.4g}" if loss is not None else "")
+    def update(phase: str, step: int, total: int, loss: float | None = None) -> None:
+        if not tasks:
+            progress.start()
+            tasks.append(progress.add_task("building", total=None, loss=""))
+        progress.update(tasks[0], description=phase, completed=step, total=total if phase == "training" else None,
+                        loss=f"loss {loss:.4g}" if loss is not None else "")
 
+    try:
         yield update
+    finally:
+        if tasks:
+            progress.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .loading import read_yaml, unet_config_from_dict
-from .paths import set_path
+from .paths import apply_sets
 
 __all__ = ["load_any", "file_kind", "json_schema", "schema_id", "SCHEMA_KINDS"]
 
@@ -41,9 +41,7 @@ def load_any(path: str | Path, sets: dict[str, Any] | None = None) -> tuple[str,
         from .space import load_space
 
         return "space file", load_space(path, sets)
-    for key, value in (sets or {}).items():
-        data = set_path(data, key, value)
-    return "U-Net config", unet_config_from_dict(data)
+    return "U-Net config", unet_config_from_dict(apply_sets(data, sets))
 
 
 SCHEMA_KINDS = ("unet", "space", "ablation")

@@ -105,11 +105,9 @@ def unet_config_from_dict(data: dict[str, Any], prefix: str = "", plan: bool = T
 def read_study_file(path: str | Path, sets: dict[str, Any] | None = None) -> dict[str, Any]:
     """A space or ablation file as data: `--set path=value` overrides applied, and the study
     named after the file unless it says otherwise."""
-    from .paths import set_path
+    from .paths import apply_sets
 
-    data = read_yaml(path)
-    for key, value in (sets or {}).items():
-        data = set_path(data, key, value)
+    data = apply_sets(read_yaml(path), sets)
     study = data.get("study")
     if study is None or (isinstance(study, dict) and "name" not in study):
         data["study"] = {**(study or {}), "name": Path(path).stem}

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError, ConfigErrors
 
-__all__ = ["split_path", "get_path", "set_path", "flatten"]
+__all__ = ["split_path", "get_path", "set_path", "apply_sets", "flatten"]
 
 
 def split_path(path: str) -> list[str | int]:
@@ -51,6 +51,13 @@ def set_path(data: dict, path: str, value: Any) -> dict:
             raise ConfigErrors([ConfigError(path, f"index {last} is out of range (the list has {len(node)} items)")])
     node[last] = value
     return out
+
+
+def apply_sets(data: dict, sets: dict[str, Any] | None) -> dict:
+    """A copy of `data` with every `--set path=value` override applied, in order."""
+    for path, value in (sets or {}).items():
+        data = set_path(data, path, value)
+    return data
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
