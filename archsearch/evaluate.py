@@ -18,8 +18,11 @@ low noise (small t) first; a bucket's loss is the mean of its timesteps' losses.
 model's output is converted to eps before the MSE, so eps- and v-models compare (its eps-error
 is sqrt(ab) times its v-error).
 
-    protocol = ValidationProtocol(val_images, val_labels, schedule, eval_cfg)
-    result = protocol.evaluate(model, device)           # EvalResult(val_loss, val_loss_buckets, ...)
+    protocol = ValidationProtocol(val_images, val_labels, settings.schedule, eval_cfg)
+    result = protocol.evaluate(model, settings)         # EvalResult(val_loss, val_loss_buckets, ...)
+
+`settings` (archsearch.settings.RunSettings) say the device, precision, memory format and
+prediction target; the protocol's own schedule noised the inputs.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from archsearch.device import autocast_context, resolve_precision
+from archsearch.device import autocast_context
 from archsearch.diffusion import NoiseSchedule, model_prediction, q_sample, to_eps
 from archsearch.errors import ConfigError
 from archsearch.schema.train import EvalConfig
+from archsearch.settings import RunSettings
 
 __all__ = ["EvalResult", "ValidationProtocol", "model_num_classes"]
 
@@ -121,17 +125,10 @@ class ValidationProtocol:
         return self._cache[1]
 
     @torch.inference_mode()
-    def evaluate(
-        self,
-        model: nn.Module,
-        device: torch.device | str,
-        precision: str = "auto",
-        prediction: str = "eps",
-        memory_format: torch.memory_format = torch.contiguous_format,
-    ) -> EvalResult:
-        """The model's eps-MSE on the fixed inputs; the model is put in eval mode and restored."""
-        device = torch.device(device)
-        precision = resolve_precision(device, precision)
+    def evaluate(self, model: nn.Module, settings: RunSettings) -> EvalResult:
+        """The model's eps-MSE on the fixed inputs, run as `settings` say (device, precision,
+        memory format, prediction); the model is put in eval mode and restored."""
+        device, precision, memory_format = settings.device, settings.precision, settings.memory_format
         x_t, noise, t, t_index, alphas_cumprod, labels = self._on(device)
         if not model_num_classes(model):
             labels = None
@@ -146,7 +143,7 @@ class ValidationProtocol:
                 with autocast_context(device, precision):
                     pred = model_prediction(model, xb, t[sl], None if labels is None else labels[sl])
                 ab = alphas_cumprod[t[sl]].view(-1, 1, 1, 1)
-                err = (to_eps(pred, x_t[sl], ab, prediction) - noise[sl]).square().mean(dim=(1, 2, 3))  # (b,)
+                err = (to_eps(pred, x_t[sl], ab, settings.prediction) - noise[sl]).square().mean(dim=(1, 2, 3))  # (b,)
                 sums.index_add_(0, t_index[sl], err)
         finally:
             model.train(was_training)

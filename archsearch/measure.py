@@ -1,6 +1,8 @@
 """The cost objective: how fast, how big and how hungry a denoiser is on this machine.
 
-`measure(model, ...)` runs a timing phase of its own, separate from training's clock:
+`measure(model, input_shape, batch_size, settings)` runs a timing phase of its own, separate
+from training's clock, under the run's resolved settings (archsearch.settings: device,
+precision, fused AdamW), so that the cost is that of the run being scored:
 
 1. train throughput (the default cost objective): `warmup_steps` untimed training steps, then
    up to `repeats` timed ones. A training step is what a search trial pays for: zero grads
@@ -42,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils import flop_counter
 
-from archsearch.device import PRECISIONS, autocast_context, device_info, is_out_of_memory, resolve_device, synchronize
+from archsearch.device import autocast_context, device_info, is_out_of_memory, synchronize
 from archsearch.errors import ConfigError
 from archsearch.schema.measure import MIN_TIMED_STEPS, MeasureConfig
+from archsearch.settings import RunSettings
 
 __all__ = ["Measurement", "MeasurementOOM", "count_flops", "count_params", "measure", "time_repeats"]
 
@@ -211,9 +214,8 @@ def measure(
     model: torch.nn.Module,
     input_shape: Sequence[int],
     batch_size: int,
+    settings: RunSettings,
     cfg: MeasureConfig | None = None,
-    device: torch.device | str = "cpu",
-    precision: str = "fp32",
     num_classes: int | None = None,
     timer: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] | None = None,
@@ -222,14 +224,13 @@ def measure(
 
     `model(x, t, class_labels)` takes x (B, C, H, W), float timesteps t (B,) and int64 labels
     (B,) or None. `input_shape` is (C, H, W); `batch_size` is the training batch size, used
-    unless `cfg.batch_size` overrides it. `timer` and `sync` default to `time.perf_counter` and
+    unless `cfg.batch_size` overrides it. `settings` give the device, the precision of every
+    forward and whether AdamW is fused. `timer` and `sync` default to `time.perf_counter` and
     the device's synchronize; tests inject fakes. Raises `MeasurementOOM` when the step does
     not fit in memory.
     """
     cfg = cfg or MeasureConfig()
-    device = resolve_device(device)
-    if precision not in PRECISIONS:
-        raise ConfigError("precision", f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    device = settings.device
     sync = sync or (lambda: synchronize(device))
     batch = cfg.batch_size or batch_size
     if batch < 1:
@@ -241,8 +242,7 @@ def measure(
     progress = {"phase": "setup"}  # where an out-of-memory happened, for the message
     try:
         try:
-            results = _run_phases(model, tuple(input_shape), batch, cfg, device, precision,
-                                  num_classes, timer, sync, progress)
+            results = _run_phases(model, tuple(input_shape), batch, cfg, settings, num_classes, timer, sync, progress)
         except RuntimeError as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -266,14 +266,14 @@ def measure(
         params=count_params(model),
         batch_size=batch,
         warmup_steps=cfg.warmup_steps,
-        precision=precision,
+        precision=settings.precision,
         threads=torch.get_num_threads(),
         device=device_info(device),
     )
 
 
-def _run_phases(model, input_shape, batch, cfg, device, precision, num_classes, timer, sync,
-                progress) -> dict:
+def _run_phases(model, input_shape, batch, cfg, settings, num_classes, timer, sync, progress) -> dict:
+    device, precision = settings.device, settings.precision
     deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
     baseline = 0
     if device.type == "cuda":
@@ -281,7 +281,7 @@ def _run_phases(model, input_shape, batch, cfg, device, precision, num_classes, 
         baseline = torch.cuda.memory_allocated(device)
     # A deep copy: optimizer steps on it leave the caller's weights alone.
     work = copy.deepcopy(model).to(device).train()
-    optimizer = torch.optim.AdamW(work.parameters(), lr=1e-4, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(work.parameters(), lr=1e-4, fused=settings.fused_adamw)
     x, t, labels = _random_batch(batch, input_shape, num_classes, device)
     target = None  # ε-MSE against random noise (values do not change speed), shaped like the output
 

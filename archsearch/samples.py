@@ -1,8 +1,11 @@
 """Grids of generated samples: what a trained denoiser draws, as one PNG.
 
-    schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
-    save_sample_grid(model, "samples.png", schedule, eval_cfg.samples, device,
-                     image_shape=(1, 16, 16), prediction=train_cfg.prediction)
+    settings = resolve_run_settings(train_cfg, device)   # archsearch.settings: the model's own run
+    save_sample_grid(model, "samples.png", eval_cfg.samples, settings, image_shape=(1, 16, 16))
+
+The noise schedule, the prediction target, the device and the precision are those the model was
+trained under, so they come with the run settings rather than as separate arguments that could
+disagree with each other.
 
 `sample_checkpoint("m.pt", "grid.png", cfg)` does the same for a checkpoint written by
 `archsearch train --checkpoint`.
@@ -21,10 +24,11 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from archsearch.device import autocast_context, resolve_precision
-from archsearch.diffusion import NoiseSchedule, ddim_sample, ddpm_sample
+from archsearch.device import autocast_context
+from archsearch.diffusion import ddim_sample, ddpm_sample
 from archsearch.evaluate import model_num_classes
 from archsearch.schema.train import SampleConfig
+from archsearch.settings import RunSettings
 
 __all__ = ["generate", "make_grid", "sample_checkpoint", "save_sample_grid"]
 
@@ -33,25 +37,22 @@ _CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
 
 def generate(
     model: nn.Module,
-    schedule: NoiseSchedule,
     cfg: SampleConfig,
-    device: torch.device | str,
+    settings: RunSettings,
     image_shape: tuple[int, int, int],
-    prediction: str = "eps",
     num_classes: int | None = None,
-    precision: str = "auto",
 ) -> Tensor:
     """rows*cols samples (N, C, H, W) in [-1, 1], on the device; the model's mode is restored."""
-    device = torch.device(device)
+    device, prediction = settings.device, settings.prediction
     n = cfg.rows * cfg.cols
     num_classes = num_classes if num_classes is not None else model_num_classes(model)
     labels = torch.arange(n, device=device) % num_classes if num_classes else None
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    schedule = schedule.to(device)
+    schedule = settings.schedule.to(device)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast_context(device, resolve_precision(device, precision)):
+        with torch.inference_mode(), autocast_context(device, settings.precision):
             shape = (n, *image_shape)
             if cfg.sampler.kind == "ddim":
                 x = ddim_sample(model, shape, schedule, cfg.sampler.steps, generator, labels, prediction,
@@ -88,16 +89,13 @@ def make_grid(images: Tensor, rows: int, cols: int, padding: int = 1) -> Image.I
 def save_sample_grid(
     model: nn.Module,
     path: str | Path,
-    schedule: NoiseSchedule,
     cfg: SampleConfig,
-    device: torch.device | str,
+    settings: RunSettings,
     image_shape: tuple[int, int, int],
-    prediction: str = "eps",
     num_classes: int | None = None,
-    precision: str = "auto",
 ) -> Path:
     """Sample rows*cols images with `cfg.sampler` and write them as a PNG grid at `path`."""
-    images = generate(model, schedule, cfg, device, image_shape, prediction, num_classes, precision)
+    images = generate(model, cfg, settings, image_shape, num_classes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     make_grid(images, cfg.rows, cfg.cols).save(path)
@@ -112,6 +110,7 @@ def sample_checkpoint(checkpoint: Path, path: str | Path, cfg: SampleConfig, dev
     from archsearch.nn import build_unet
     from archsearch.schema.loading import unet_config_from_dict, validate_model
     from archsearch.schema.train import TrainConfig
+    from archsearch.settings import resolve_run_settings
     from archsearch.train import load_checkpoint
 
     if not Path(checkpoint).exists():
@@ -119,10 +118,8 @@ def sample_checkpoint(checkpoint: Path, path: str | Path, cfg: SampleConfig, dev
     state = load_checkpoint(checkpoint)
     config = unet_config_from_dict(state["config"])
     train_cfg = validate_model(TrainConfig, state["train"], "train")
-    dev = resolve_device(device)
+    settings = resolve_run_settings(train_cfg, resolve_device(device))
     model = build_unet(config)
     model.load_state_dict(state["state_dict"])
-    schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
     shape = (config.in_channels, config.image_size, config.image_size)
-    return save_sample_grid(model.to(dev), path, schedule, cfg, dev, shape, prediction=train_cfg.prediction,
-                            num_classes=config.num_classes, precision=train_cfg.precision)
+    return save_sample_grid(model.to(settings.device), path, cfg, settings, shape, num_classes=config.num_classes)

@@ -3,8 +3,9 @@
 `train` fits a denoiser built by the caller for a budget of steps or seconds and returns a
 `TrainResult`; it knows nothing of Optuna and reports progress through callbacks:
 
-    protocol = ValidationProtocol(val_images, val_labels, schedule, eval_cfg)
-    result = train(model, loader(device, cfg.batch_size, seed), cfg, protocol, device,
+    settings = resolve_run_settings(cfg, device)      # archsearch.settings
+    protocol = ValidationProtocol(val_images, val_labels, settings.schedule, eval_cfg)
+    result = train(model, loader(device, cfg.batch_size, seed), cfg, protocol, settings,
                    on_progress=lambda phase, step, total, loss=None: print(phase, step, total, loss))
     result.outcome, result.final.val_loss, result.learning_curve
 
@@ -12,8 +13,10 @@
   gradient-norm clipping, optional EMA of the weights with a (1+n)/(10+n) warm-up. With EMA the
   EMA weights are evaluated, and copied into the model at the end: the model returned is the
   model evaluated.
-- Device: `precision: auto` is bf16 autocast + TF32 on CUDA and fp32 on CPU; `channels_last:
-  auto` is on for CUDA only; `compile: auto` is off everywhere until measured otherwise.
+- Device: the caller's `RunSettings` (archsearch.settings) say how to run: `precision: auto` is
+  bf16 autocast + TF32 on CUDA and fp32 on CPU; `channels_last: auto` is on for CUDA only;
+  `compile: auto` is off everywhere until measured otherwise. The noise schedule and the
+  prediction target come from them too; `cfg` gives the optimization (lr, steps, EMA, ...).
 - Syncs: the loss stays on the device; every `log_every` steps (and at the end) the window's mean
   is read once, which gives the train-loss curve and the NaN/inf check (so a divergence is seen
   at most `log_every` steps late).
@@ -44,15 +47,15 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from archsearch.diffusion import NoiseSchedule, training_loss
+from archsearch.diffusion import training_loss
 from archsearch.errors import ConfigError
-from archsearch.device import autocast_context, configure_backends, is_out_of_memory, resolve_precision, synchronize
+from archsearch.device import autocast_context, configure_backends, is_out_of_memory, synchronize
 from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classes
 from archsearch.schema.train import TrainConfig
+from archsearch.settings import RunSettings
 
 __all__ = [
-    "DeviceSettings", "TrainResult", "ProgressFn", "train", "resolve_settings", "learning_rate",
-    "save_checkpoint", "load_checkpoint",
+    "TrainResult", "ProgressFn", "train", "learning_rate", "save_checkpoint", "load_checkpoint",
 ]
 
 Batches = Iterable[tuple[Tensor, Tensor | None]]
@@ -64,37 +67,6 @@ class ProgressFn(Protocol):
     evaluating), steps done of `total`, and the latest training loss (None when not known)."""
 
     def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None: ...
-
-
-@dataclass(frozen=True)
-class DeviceSettings:
-    """The device-dependent choices of a run, resolved from the config's `auto` values."""
-
-    device: str
-    precision: str          # fp32 | bf16
-    tf32: bool
-    compile: bool
-    channels_last: bool
-    fused_adamw: bool
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-
-def resolve_settings(cfg: TrainConfig, device: torch.device | str) -> DeviceSettings:
-    """Resolve `auto`: bf16 + TF32 + channels_last + fused AdamW on CUDA; eager fp32 on CPU."""
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    precision = resolve_precision(device, cfg.precision, "train.precision")
-    return DeviceSettings(
-        device=str(device),
-        precision=precision,
-        tf32=cuda,
-        compile=cfg.compile == "on",  # auto = off: see TrainConfig.compile
-        channels_last=cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda),
-        fused_adamw=cuda,
-    )
 
 
 @dataclass
@@ -109,7 +81,6 @@ class TrainResult:
     duration_s: float = 0.0                                            # whole run, evaluations included
     train_seconds: float = 0.0                                         # training steps only
     reason: str = ""
-    settings: DeviceSettings | None = None
 
     @property
     def val_loss(self) -> float:
@@ -134,22 +105,25 @@ def train(
     batches: Batches,
     cfg: TrainConfig,
     protocol: ValidationProtocol,
-    device: torch.device | str,
+    settings: RunSettings,
     on_progress: ProgressFn | None = None,
     on_eval: EvalFn | None = None,
 ) -> TrainResult:
-    """Train `model` (moved to `device` in place) on `batches` and evaluate it under `protocol`.
+    """Train `model` (moved to `settings.device` in place) on `batches`; evaluate it under `protocol`.
+
+    `settings` is `resolve_run_settings(cfg, device)`, made by the caller so that measuring,
+    evaluating and sampling the same model run under the same resolved choices.
 
     `batches` yields (images (B, C, H, W) in [-1, 1], labels (B,) int64 or None), normally
     already on the device; it should not run out before `cfg.steps` (if it does, the run ends
     there). Never raises for divergence or out-of-memory: see `TrainResult.outcome`.
     """
     start = time.perf_counter()
-    device = torch.device(device)
-    result = TrainResult(outcome="completed", steps=0, settings=resolve_settings(cfg, device))
+    device = settings.device
+    result = TrainResult(outcome="completed", steps=0)
     oom = ""
     try:
-        _run(model, batches, cfg, protocol, device, result, on_progress or _no_progress, on_eval)
+        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval)
     except RuntimeError as exc:  # torch.OutOfMemoryError, or the plain RuntimeError of older kernels and the CPU
         if not is_out_of_memory(exc):
             raise
@@ -171,19 +145,19 @@ def _run(
     batches: Batches,
     cfg: TrainConfig,
     protocol: ValidationProtocol,
-    device: torch.device,
+    s: RunSettings,
     result: TrainResult,
     on_progress: ProgressFn,
     on_eval: EvalFn | None,
 ) -> None:
     """The training loop; fills `result` as it goes, so that an OOM keeps the curves so far."""
-    s = result.settings
+    device = s.device
     batches = iter(batches)
     configure_backends(device)  # TF32 and cuDNN autotuning on CUDA, as in measure
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    schedule = NoiseSchedule.create(cfg.schedule, cfg.num_timesteps).to(device)
-    if schedule.num_timesteps != protocol.schedule.num_timesteps or cfg.schedule != protocol.schedule.kind:
+    schedule = s.schedule.to(device)
+    if schedule.num_timesteps != protocol.schedule.num_timesteps or schedule.kind != protocol.schedule.kind:
         raise ConfigError("train.schedule", "the validation protocol was built for another noise schedule")
     fmt = s.memory_format
     model.to(device=device, memory_format=fmt).train()
@@ -205,7 +179,7 @@ def _run(
         if ema is not None:  # buffers are not averaged; take the live ones
             for b_ema, b in zip(ema.buffers(), model.buffers()):
                 b_ema.copy_(b)
-        res = protocol.evaluate(evaluated, device, s.precision, cfg.prediction, fmt)
+        res = protocol.evaluate(evaluated, s)
         result.learning_curve.append((step, res.val_loss))
         return res
 
@@ -229,7 +203,7 @@ def _run(
         x0 = x0.to(device, non_blocking=True).contiguous(memory_format=fmt)
         labels = labels.to(device, non_blocking=True) if labels is not None and num_classes else None
         with autocast_context(device, s.precision):
-            loss = training_loss(forward, x0, labels, schedule, cfg.prediction, generator, cfg.class_dropout)
+            loss = training_loss(forward, x0, labels, schedule, s.prediction, generator, cfg.class_dropout)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:

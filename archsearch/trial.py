@@ -14,6 +14,13 @@ A trial never raises for what a search must survive: out of memory (`oom`), a no
 (`diverged`); both come back as a `TrialResult` with the reason. Anything else propagates to
 the caller, which records it as `error: ...`.
 
+The trial's `RunSettings` (archsearch.settings: device, precision, memory format, noise schedule,
+prediction) are resolved once from its train config, which may differ from trial to trial (a
+searched learning rate or precision), and every phase runs under them. The validation protocol
+belongs to the context instead: it is built once per process from the first trial's noise
+schedule, and a study cannot search the schedule (`train.schedule: cannot be searched`), so every
+trial is scored on the same noised inputs; a trial under another schedule is refused by `train`.
+
 Out of memory is caught in every phase, building included, and a model whose parameters,
 gradients and AdamW moments alone exceed the device's memory (`training_state_bytes`, counted
 on the 'meta' device) is refused as `oom` before anything is allocated: on the CPU, trying
@@ -32,7 +39,6 @@ import torch
 
 from .data import ImageData
 from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
-from .diffusion import NoiseSchedule
 from .errors import ConfigError, ConfigErrors
 from .evaluate import ValidationProtocol
 from .io import atomic_write_json
@@ -43,6 +49,7 @@ from .schema.measure import MeasureConfig
 from .schema.space import SearchSpace
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
+from .settings import RunSettings, resolve_run_settings
 from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "FixedRun", "train_fixed", "training_state_bytes",
@@ -67,7 +74,7 @@ class TrialContext:
                device_path: str = "device") -> TrialContext:
         """`device_path` locates a bad device in errors (`study.device`, `--device`)."""
         device = resolve_device(device, device_path) if not isinstance(device, torch.device) else device
-        schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
+        schedule = resolve_run_settings(train_cfg, device).schedule  # the study's: it cannot be searched
         protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
         return cls(data, device, protocol)
 
@@ -114,7 +121,8 @@ def run_trial(
     """Build, measure, train and evaluate one architecture; see the module docstring."""
     progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
-    device = context.device
+    settings = resolve_run_settings(train_cfg, context.device)
+    device = settings.device
     eval_cfg = context.protocol.cfg
 
     progress("building", 0, train_cfg.steps)
@@ -135,8 +143,8 @@ def run_trial(
 
     progress("measuring", 0, train_cfg.steps)
     try:
-        cost = measure(model, shape, measure_cfg.batch_size or train_cfg.batch_size, measure_cfg, device,
-                       _precision(train_cfg, device), config.num_classes)
+        cost = measure(model, shape, measure_cfg.batch_size or train_cfg.batch_size, settings, measure_cfg,
+                       config.num_classes)
     except MeasurementOOM as exc:
         model = None  # drop the weights before freeing the allocator's cache
         _free(device)
@@ -148,7 +156,7 @@ def run_trial(
                        "batch_size": cost.batch_size, "warmup_steps": cost.warmup_steps}
 
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
-    result = train(model, batches, train_cfg, context.protocol, device, on_progress=progress, on_eval=on_eval)
+    result = train(model, batches, train_cfg, context.protocol, settings, on_progress=progress, on_eval=on_eval)
 
     metrics.outcome, metrics.steps, metrics.train_seconds = result.outcome, result.steps, result.train_seconds
     metrics.learning_curve = [[int(s), float(v)] for s, v in result.learning_curve]
@@ -157,7 +165,7 @@ def run_trial(
     if result.final is not None:
         metrics.val_loss = result.final.val_loss
         metrics.val_loss_buckets = list(result.final.val_loss_buckets)
-        _save_outputs(model, config, train_cfg, eval_cfg, context, samples_path, checkpoint_path)
+        _save_outputs(model, config, train_cfg, settings, eval_cfg, context, samples_path, checkpoint_path)
     metrics.duration_s = time.perf_counter() - start
     reason = "" if result.outcome in ("completed", "stopped") else (result.reason or result.outcome)
     del model
@@ -223,12 +231,6 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f}" if n >= 2**30 / 10 else f"{n / 2**30:.2g}"
 
 
-def _precision(train_cfg: TrainConfig, device: torch.device) -> str:
-    from .device import resolve_precision
-
-    return resolve_precision(device, train_cfg.precision, "train.precision")
-
-
 def _free(device: torch.device) -> None:
     import gc
 
@@ -237,14 +239,13 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _save_outputs(model, config, train_cfg, eval_cfg, context, samples_path, checkpoint_path) -> None:
+def _save_outputs(model, config, train_cfg, settings: RunSettings, eval_cfg, context, samples_path,
+                  checkpoint_path) -> None:
     if checkpoint_path is not None:
         data_info = {"name": context.data.name, "num_classes": context.data.num_classes}
         save_checkpoint(checkpoint_path, model, config.model_dump(mode="json"), train_cfg.model_dump(mode="json"), data_info)
     if samples_path is not None:
         from .samples import save_sample_grid
 
-        schedule = NoiseSchedule.create(train_cfg.schedule, train_cfg.num_timesteps)
         shape = (config.in_channels, config.image_size, config.image_size)
-        save_sample_grid(model, samples_path, schedule, eval_cfg.samples, context.device, shape,
-                         prediction=train_cfg.prediction, num_classes=config.num_classes, precision=train_cfg.precision)
+        save_sample_grid(model, samples_path, eval_cfg.samples, settings, shape, num_classes=config.num_classes)

@@ -27,9 +27,11 @@ import torch
 from torch import nn
 
 from archsearch import UNetConfig, build_unet
-from archsearch.device import configure_backends, device_info, resolve_device, resolve_precision
+from archsearch.device import configure_backends, device_info, resolve_device
 from archsearch.measure import count_flops, count_params, measure
 from archsearch.schema.measure import MeasureConfig
+from archsearch.schema.train import TrainConfig
+from archsearch.settings import resolve_run_settings
 
 # name: (image size, widths per level, res blocks per level, attention per level)
 SIZES = {
@@ -99,7 +101,8 @@ def diffusers_model(image_size: int, widths, blocks: int, attention) -> nn.Modul
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
@@ -111,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    precision = resolve_precision(device, args.precision)
+    # What a search trial with this precision measures under (the same call as archsearch.trial).
+    settings = resolve_run_settings(TrainConfig(precision=args.precision), device)
     configure_backends(device)
     cfg = MeasureConfig(warmup_steps=args.warmup, repeats=args.repeats, infer=False, latency=False,
                         flops=False, max_seconds=None)
     info = device_info(device)
     print(f"# device={info['name']} torch={info['torch']} threads={info['threads']} "
-          f"precision={precision} batch={args.batch_size} repeats={args.repeats} rounds={args.rounds}")
+          f"precision={settings.precision} batch={args.batch_size} repeats={args.repeats} rounds={args.rounds}")
 
     for name in args.sizes:
         image_size, widths, blocks, attention = SIZES[name]
@@ -138,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[float]] = {k: [] for k in models}
         for r in range(args.rounds):
             for key in (("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours")):
-                m = measure(models[key], (3, image_size, image_size), args.batch_size, cfg,
-                            device=device, precision=precision)
+                m = measure(models[key], (3, image_size, image_size), args.batch_size, settings, cfg)
                 results[key].append(m.train_throughput)
         ours, theirs = (statistics.median(results[k]) for k in ("ours", "diffusers"))
         print(f"size={name} params={params} ours={ours:.1f} diffusers={theirs:.1f} "

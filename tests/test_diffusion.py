@@ -21,7 +21,8 @@ from archsearch.diffusion import (
     v_target,
 )
 from archsearch.samples import make_grid, save_sample_grid
-from archsearch.schema.train import DDIMSampler, DDPMSampler, SampleConfig
+from archsearch.schema.train import DDIMSampler, DDPMSampler, SampleConfig, TrainConfig
+from archsearch.settings import resolve_run_settings
 
 KINDS = ["linear", "cosine"]
 
@@ -236,8 +237,8 @@ def test_save_sample_grid_writes_a_png_of_the_expected_size(tmp_path, sampler):
     model = GaussianOracle(NoiseSchedule.create("linear", 50), 0.0, 0.5)
     model.train()
     cfg = SampleConfig(sampler=sampler, rows=3, cols=4)
-    path = save_sample_grid(model, tmp_path / "s" / "samples.png", NoiseSchedule.create("linear", 50), cfg, "cpu",
-                            image_shape=(1, 6, 6))
+    settings = resolve_run_settings(TrainConfig(schedule="linear", num_timesteps=50), "cpu")
+    path = save_sample_grid(model, tmp_path / "s" / "samples.png", cfg, settings, image_shape=(1, 6, 6))
     with Image.open(path) as im:
         assert im.size == (4 * 7 + 1, 3 * 7 + 1) and im.mode == "L"
     assert model.training  # mode restored
@@ -246,7 +247,8 @@ def test_save_sample_grid_writes_a_png_of_the_expected_size(tmp_path, sampler):
 def test_class_conditional_grid_draws_class_i_mod_num_classes(tmp_path):
     model = Constant(0.0, num_classes=3)
     cfg = SampleConfig(sampler=DDIMSampler(steps=2), rows=2, cols=3)
-    save_sample_grid(model, tmp_path / "g.png", NoiseSchedule.create("linear", 10), cfg, "cpu", (1, 2, 2))
+    settings = resolve_run_settings(TrainConfig(schedule="linear", num_timesteps=10), "cpu")
+    save_sample_grid(model, tmp_path / "g.png", cfg, settings, (1, 2, 2))
     assert torch.equal(model.labels[0], torch.tensor([0, 1, 2, 0, 1, 2]))
 
 

@@ -8,9 +8,11 @@ from torch import nn
 from archsearch.diffusion import NoiseSchedule, to_eps
 from archsearch.errors import ConfigError
 from archsearch.evaluate import ValidationProtocol, model_num_classes
-from archsearch.schema.train import EvalConfig
+from archsearch.schema.train import EvalConfig, TrainConfig
+from archsearch.settings import resolve_run_settings
 
 T = 100
+CPU = resolve_run_settings(TrainConfig(), "cpu")  # eager fp32, eps prediction
 
 
 def val_data(n=24, seed=0):
@@ -44,13 +46,13 @@ class Recorder(nn.Module):
 def test_every_model_sees_identical_inputs_whatever_the_global_rng():
     p = protocol()
     a, b = Recorder(0.0), Recorder(0.7)
-    p.evaluate(a, "cpu")
+    p.evaluate(a, CPU)
     torch.manual_seed(999)  # training or other code moving the global RNG changes nothing
-    p.evaluate(b, "cpu")
+    p.evaluate(b, CPU)
     torch.manual_seed(12345)
     q = protocol()  # a second protocol from the same data and config, e.g. in another process
     c = Recorder(-1.0)
-    q.evaluate(c, "cpu")
+    q.evaluate(c, CPU)
     for x, y in zip(a.inputs(), b.inputs()):
         assert torch.equal(x, y)
     for x, y in zip(a.inputs(), c.inputs()):
@@ -79,7 +81,7 @@ def test_full_cross_product_when_timesteps_per_image_equals_timesteps():
 
 def test_zero_predictor_loss_is_the_mean_squared_noise_per_timestep():
     p = protocol()
-    res = p.evaluate(Recorder(0.0), "cpu")
+    res = p.evaluate(Recorder(0.0), CPU)
     per_pair = p.noise.square().mean(dim=(1, 2, 3))
     expected = [per_pair[p.timestep_index == k].mean().item() for k in range(10)]
     assert [v for _, v in res.per_timestep] == pytest.approx(expected, rel=1e-5)
@@ -90,7 +92,7 @@ def test_zero_predictor_loss_is_the_mean_squared_noise_per_timestep():
 
 def test_buckets_run_from_low_to_high_noise():
     # Predicting eps = x_t is wrong by ~x0 - eps at low noise and nearly right at high noise.
-    res = protocol(num_images=24, timesteps_per_image=10).evaluate(Recorder(1.0), "cpu")
+    res = protocol(num_images=24, timesteps_per_image=10).evaluate(Recorder(1.0), CPU)
     assert len(res.val_loss_buckets) == 5
     assert res.val_loss_buckets == sorted(res.val_loss_buckets, reverse=True)
     assert res.val_loss_buckets[0] > 10 * res.val_loss_buckets[-1]
@@ -107,10 +109,10 @@ def test_v_models_are_scored_by_their_implied_eps():
         def forward(self, x, t, class_labels=None):
             return to_eps(torch.tanh(x) * 0.5, x, s.ab(t.long()), "v")
 
-    p = protocol(schedule="cosine")
-    v_res, eps_res = p.evaluate(VModel(), "cpu", prediction="v"), p.evaluate(EpsTwin(), "cpu")
+    p, v_settings = protocol(schedule="cosine"), resolve_run_settings(TrainConfig(prediction="v"), "cpu")
+    v_res, eps_res = p.evaluate(VModel(), v_settings), p.evaluate(EpsTwin(), CPU)
     assert v_res.val_loss == pytest.approx(eps_res.val_loss, rel=1e-5)
-    assert v_res.val_loss != pytest.approx(p.evaluate(VModel(), "cpu").val_loss, rel=1e-3)
+    assert v_res.val_loss != pytest.approx(p.evaluate(VModel(), CPU).val_loss, rel=1e-3)
 
 
 def test_learned_variance_output_uses_the_first_half():
@@ -119,7 +121,7 @@ def test_learned_variance_output_uses_the_first_half():
             return torch.cat([torch.zeros_like(x), torch.full_like(x, 1e3)], dim=1)
 
     p = protocol()
-    assert p.evaluate(TwoC(), "cpu").val_loss == pytest.approx(p.evaluate(Recorder(0.0), "cpu").val_loss)
+    assert p.evaluate(TwoC(), CPU).val_loss == pytest.approx(p.evaluate(Recorder(0.0), CPU).val_loss)
 
 
 def test_labels_only_for_class_conditional_models_and_eval_mode_restored():
@@ -127,8 +129,8 @@ def test_labels_only_for_class_conditional_models_and_eval_mode_restored():
     cond, uncond = Recorder(num_classes=10), Recorder()
     cond.train()
     uncond.eval()
-    p.evaluate(cond, "cpu")
-    p.evaluate(uncond, "cpu")
+    p.evaluate(cond, CPU)
+    p.evaluate(uncond, CPU)
     _, y = val_data()
     assert torch.equal(torch.cat([c[2] for c in cond.calls]), y[:16][p.image_index])
     assert all(c[2] is None for c in uncond.calls)
@@ -138,7 +140,7 @@ def test_labels_only_for_class_conditional_models_and_eval_mode_restored():
 
 
 def _evaluate_calls(p, model):
-    p.evaluate(model, "cpu")
+    p.evaluate(model, CPU)
     return model.calls
 
 

@@ -11,8 +11,11 @@ from archsearch import device as dev
 from archsearch.errors import ConfigError
 from archsearch.measure import MeasurementOOM, count_flops, count_params, measure, time_repeats
 from archsearch.schema.measure import MeasureConfig
+from archsearch.schema.train import TrainConfig
+from archsearch.settings import resolve_run_settings
 
 # Only the training-throughput phase, no cap: the protocol tests look at one phase at a time.
+CPU = resolve_run_settings(TrainConfig(), "cpu")  # eager fp32, unfused AdamW
 TRAIN_ONLY = dict(infer=False, latency=False, flops=False, max_seconds=None)
 
 
@@ -80,7 +83,7 @@ def test_train_throughput_is_median_of_timed_steps_only():
     # Three slow warm-up steps must not show; the 100 ms outlier must not move the median.
     clock = FakeClock(durations=[1.0, 1.0, 1.0, 0.001, 0.002, 0.003, 0.004, 0.100])
     cfg = MeasureConfig(warmup_steps=3, repeats=5, **TRAIN_ONLY)
-    m = measure(ClockedNet(clock), (3, 8, 8), 8, cfg, timer=clock.timer, sync=clock.sync)
+    m = measure(ClockedNet(clock), (3, 8, 8), 8, CPU, cfg, timer=clock.timer, sync=clock.sync)
     assert clock.log == ["F"] * 3 + ["S", "T", "F", "S", "T"] * 5
     assert m.train_steps == 5
     assert m.train_step_ms == pytest.approx(3.0)
@@ -92,7 +95,7 @@ def test_train_throughput_is_median_of_timed_steps_only():
 def test_infer_and_latency_phases():
     clock = FakeClock(default=0.002)
     cfg = MeasureConfig(warmup_steps=2, repeats=4, latency_repeats=3, flops=False, max_seconds=None)
-    m = measure(ClockedNet(clock), (3, 8, 8), 16, cfg, timer=clock.timer, sync=clock.sync)
+    m = measure(ClockedNet(clock), (3, 8, 8), 16, CPU, cfg, timer=clock.timer, sync=clock.sync)
     assert (m.train_steps, m.infer_steps, m.latency_steps) == (4, 4, 3)
     assert m.infer_throughput == pytest.approx(16 / 0.002)
     assert m.latency_ms == pytest.approx(2.0)
@@ -108,7 +111,7 @@ def test_max_seconds_caps_repeats_but_keeps_three(max_seconds, steps):
     clock = FakeClock(default=1.0)
     cfg = MeasureConfig(warmup_steps=1, repeats=10, infer=False, latency=False, flops=False,
                         max_seconds=max_seconds)
-    m = measure(ClockedNet(clock), (3, 4, 4), 2, cfg, timer=clock.timer, sync=clock.sync)
+    m = measure(ClockedNet(clock), (3, 4, 4), 2, CPU, cfg, timer=clock.timer, sync=clock.sync)
     assert m.train_steps == steps
     assert clock.log.count("F") == 1 + steps
 
@@ -117,7 +120,7 @@ def test_callers_model_and_rng_are_untouched():
     model = TinyNet(num_classes=5).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    m = measure(model, (3, 8, 8), 4, MeasureConfig(warmup_steps=1, repeats=3, latency_repeats=3),
+    m = measure(model, (3, 8, 8), 4, CPU, MeasureConfig(warmup_steps=1, repeats=3, latency_repeats=3),
                 num_classes=5)
     assert m.train_steps == 3
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -134,7 +137,7 @@ def test_inputs_follow_the_model_interface():
             seen.append((x.shape, t.dtype, float(t.min()), float(t.max()), class_labels))
             return super().forward(x, t, class_labels)
 
-    measure(Checking(num_classes=7), (3, 8, 8), 4,
+    measure(Checking(num_classes=7), (3, 8, 8), 4, CPU,
             MeasureConfig(warmup_steps=0, repeats=3, infer=False, flops=False), num_classes=7)
     for shape, t_dtype, t_min, t_max, labels in seen:
         assert shape[1:] == (3, 8, 8) and shape[0] in (1, 4)
@@ -146,7 +149,7 @@ def test_params_is_sum_of_numel():
     model = TinyNet(channels=3, width=8)
     # conv_in 3*8*9+8, t_emb 1*8+8, conv_out 8*3*9+3
     assert count_params(model) == 224 + 16 + 219
-    m = measure(model, (3, 4, 4), 2, MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY))
+    m = measure(model, (3, 4, 4), 2, CPU, MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY))
     assert m.params == 459
 
 
@@ -164,7 +167,7 @@ def test_flops_of_one_conv_by_hand():
     expected = 2 * 4 * 8 * 3 * 3 * 12 * 10
     assert count_flops(OneConv(), (4, 12, 10)) == expected
     cfg = MeasureConfig(warmup_steps=0, repeats=3, infer=False, latency=False, flops=True)
-    assert measure(OneConv(), (4, 12, 10), 16, cfg).flops == expected
+    assert measure(OneConv(), (4, 12, 10), 16, CPU, cfg).flops == expected
 
 
 class ConvAttention(torch.nn.Module):
@@ -195,7 +198,7 @@ def test_cpu_memory_proxy_exceeds_weights_and_grows_with_batch():
     model = TinyNet(width=16)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     cfg = MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY)
-    small, large = (measure(model, (3, 16, 16), b, cfg) for b in (2, 16))
+    small, large = (measure(model, (3, 16, 16), b, CPU, cfg) for b in (2, 16))
     assert small.peak_mem_source == "cpu_proxy"
     # weights + grads + two AdamW moments, plus the activations saved for backward
     assert small.peak_mem_mb * 2**20 > 4 * weights
@@ -203,7 +206,7 @@ def test_cpu_memory_proxy_exceeds_weights_and_grows_with_batch():
 
 
 def test_measurement_record_is_json_ready():
-    m = measure(TinyNet(), (3, 4, 4), 2, MeasureConfig(warmup_steps=0, repeats=3, latency_repeats=3))
+    m = measure(TinyNet(), (3, 4, 4), 2, CPU, MeasureConfig(warmup_steps=0, repeats=3, latency_repeats=3))
     record = json.loads(json.dumps(m.to_dict()))
     assert record["precision"] == "fp32" and record["threads"] == torch.get_num_threads()
     assert record["device"]["type"] == "cpu" and record["batch_size"] == 2
@@ -212,16 +215,14 @@ def test_measurement_record_is_json_ready():
 
 
 def test_cfg_batch_size_overrides_training_batch_size():
-    m = measure(TinyNet(), (3, 4, 4), 32, MeasureConfig(batch_size=3, repeats=3, **TRAIN_ONLY))
+    m = measure(TinyNet(), (3, 4, 4), 32, CPU, MeasureConfig(batch_size=3, repeats=3, **TRAIN_ONLY))
     assert m.batch_size == 3
 
 
 def test_bf16_on_cpu_runs_under_autocast():
-    m = measure(OneConv(), (4, 4, 4), 2, MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY),
-                precision="bf16")
+    bf16 = resolve_run_settings(TrainConfig(precision="bf16"), "cpu")
+    m = measure(OneConv(), (4, 4, 4), 2, bf16, MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY))
     assert m.precision == "bf16" and m.train_throughput > 0
-    with pytest.raises(ConfigError, match="precision"):
-        measure(OneConv(), (4, 4, 4), 2, precision="fp16")
 
 
 @pytest.mark.parametrize("error, phase", [
@@ -236,7 +237,7 @@ def test_out_of_memory_becomes_measurement_oom(error, phase):
     model = Exploding()
     rng = torch.get_rng_state()
     with pytest.raises(MeasurementOOM) as info:
-        measure(model, (3, 4, 4), 8, MeasureConfig(repeats=3))
+        measure(model, (3, 4, 4), 8, CPU, MeasureConfig(repeats=3))
     assert info.value.phase == phase and info.value.batch_size == 8
     assert "batch size 8" in str(info.value)
     assert torch.equal(torch.get_rng_state(), rng)
@@ -248,7 +249,7 @@ def test_other_errors_propagate_unchanged():
             raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        measure(Broken(), (3, 4, 4), 2, MeasureConfig(repeats=3))
+        measure(Broken(), (3, 4, 4), 2, CPU, MeasureConfig(repeats=3))
 
 
 # --- devices -------------------------------------------------------------------------------

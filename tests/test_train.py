@@ -13,7 +13,8 @@ from archsearch.diffusion import NoiseSchedule
 from archsearch.errors import ConfigError
 from archsearch.evaluate import ValidationProtocol
 from archsearch.schema.train import EvalConfig, TrainConfig
-from archsearch.train import learning_rate, load_checkpoint, resolve_settings, save_checkpoint, train
+from archsearch.settings import resolve_run_settings
+from archsearch.train import learning_rate, load_checkpoint, save_checkpoint, train
 
 
 class TinyDenoiser(nn.Module):
@@ -93,20 +94,28 @@ def cfg(**fields):
     return TrainConfig(**({"steps": 40, "log_every": 10, "warmup_steps": 5} | fields))
 
 
+CPU = resolve_run_settings(TrainConfig(), "cpu")  # eager fp32 eps: how the untrained models are scored
+
+
+def fit(m, data, c, protocol, **kwargs):
+    """`train` under the config's own CPU settings, as `run_trial` calls it."""
+    return train(m, data, c, protocol, resolve_run_settings(c, "cpu"), **kwargs)
+
+
 def test_training_lowers_the_validation_loss():
     p, m = make_protocol(), model()
-    untrained = p.evaluate(m, "cpu").val_loss
-    res = train(m, batches(batch_size=16), cfg(steps=100, lr=5e-3), p, "cpu")
+    untrained = p.evaluate(m, CPU).val_loss
+    res = fit(m, batches(batch_size=16), cfg(steps=100, lr=5e-3), p)
     assert res.outcome == "completed" and res.steps == 100 and res.reason == "step budget reached"
     assert res.val_loss < 0.5 * untrained and res.val_loss < 0.4  # predicting 0 scores 1.0
     assert res.train_loss[-1][1] < res.train_loss[0][1]
     assert [s for s, _ in res.train_loss] == list(range(10, 101, 10))
-    assert res.final.val_loss == p.evaluate(m, "cpu").val_loss  # the model left is the one evaluated
+    assert res.final.val_loss == p.evaluate(m, CPU).val_loss  # the model left is the one evaluated
 
 
 def test_same_seed_same_losses_different_seed_different():
     p = make_protocol()
-    run = lambda seed: train(model(), batches(), cfg(seed=seed, ema_decay=0.9), p, "cpu")  # noqa: E731
+    run = lambda seed: fit(model(), batches(), cfg(seed=seed, ema_decay=0.9), p)  # noqa: E731
     a, b, c = run(0), run(0), run(1)
     assert a.train_loss == b.train_loss and a.val_loss == b.val_loss
     assert a.train_loss != c.train_loss and a.val_loss != c.val_loss
@@ -114,7 +123,7 @@ def test_same_seed_same_losses_different_seed_different():
 
 def test_dropout_is_seeded_by_the_training_seed():
     p = make_protocol()
-    run = lambda: train(model(dropout=0.3), batches(), cfg(), p, "cpu").val_loss  # noqa: E731
+    run = lambda: fit(model(dropout=0.3), batches(), cfg(), p).val_loss  # noqa: E731
     first = run()
     torch.manual_seed(42)  # the caller's RNG state must not leak into the run
     assert run() == first
@@ -122,7 +131,7 @@ def test_dropout_is_seeded_by_the_training_seed():
 
 def test_learning_curve_points_and_progress_callback():
     p, events = make_protocol(curve_points=3), []
-    res = train(model(), batches(), cfg(steps=40), p, "cpu", on_progress=lambda *e: events.append(e))
+    res = fit(model(), batches(), cfg(steps=40), p, on_progress=lambda *e: events.append(e))
     assert [s for s, _ in res.learning_curve] == [10, 20, 30, 40]
     assert res.learning_curve[-1][1] == res.val_loss
     logged = dict(res.train_loss)  # log_every=10: the loss is read at steps 10, 20, 30, 40
@@ -136,13 +145,13 @@ def test_learning_curve_points_and_progress_callback():
 
 def test_on_eval_can_stop_the_run():
     p = make_protocol(curve_points=3)
-    res = train(model(), batches(), cfg(steps=40), p, "cpu", on_eval=lambda step, r: step >= 20)
+    res = fit(model(), batches(), cfg(steps=40), p, on_eval=lambda step, r: step >= 20)
     assert res.outcome == "stopped" and res.steps == 20
     assert res.final is not None and res.learning_curve == [(10, res.learning_curve[0][1]), (20, res.val_loss)]
 
 
 def test_nan_loss_ends_the_run_as_diverged():
-    res = train(model(cls=FailsAt, k=13), batches(), cfg(steps=100), make_protocol(), "cpu")
+    res = fit(model(cls=FailsAt, k=13), batches(), cfg(steps=100), make_protocol())
     assert res.outcome == "diverged" and res.final is None and math.isnan(res.val_loss)
     assert res.steps == 20  # noticed at the next log point (log_every = 10)
     assert "training loss" in res.reason and math.isnan(res.train_loss[-1][1])
@@ -154,7 +163,7 @@ def test_nan_loss_ends_the_run_as_diverged():
 )
 def test_out_of_memory_ends_the_run_as_oom(error):
     m = model(cls=FailsAt, k=25, error=error)
-    res = train(m, batches(), cfg(steps=100), make_protocol(), "cpu")
+    res = fit(m, batches(), cfg(steps=100), make_protocol())
     assert res.outcome == "oom" and res.final is None and res.steps == 24
     assert res.reason.startswith("out of memory at step 24") and len(res.train_loss) == 2
     assert all(p.grad is None for p in m.parameters())  # gradients released
@@ -162,7 +171,7 @@ def test_out_of_memory_ends_the_run_as_oom(error):
 
 def test_other_errors_propagate():
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        train(model(cls=FailsAt, k=3, error=RuntimeError("shape mismatch")), batches(), cfg(), make_protocol(), "cpu")
+        fit(model(cls=FailsAt, k=3, error=RuntimeError("shape mismatch")), batches(), cfg(), make_protocol())
 
 
 def test_seconds_budget_ends_the_run_early():
@@ -172,13 +181,13 @@ def test_seconds_budget_ends_the_run_early():
                 time.sleep(0.02)
             return super().forward(x, t, class_labels)
 
-    res = train(model(cls=Slow), batches(), cfg(steps=100_000, seconds=0.2), make_protocol(curve_points=1), "cpu")
+    res = fit(model(cls=Slow), batches(), cfg(steps=100_000, seconds=0.2), make_protocol(curve_points=1))
     assert res.outcome == "completed" and 2 <= res.steps <= 10 and res.reason == "seconds budget reached"
     assert res.train_seconds >= 0.2 and len(res.learning_curve) == 2  # one intermediate point (at half the time)
 
 
 def test_data_running_out_ends_the_run():
-    res = train(model(), batches(limit=13), cfg(steps=40), make_protocol(), "cpu")
+    res = fit(model(), batches(limit=13), cfg(steps=40), make_protocol())
     assert res.outcome == "completed" and res.steps == 13 and "ran out" in res.reason
     assert res.train_loss[-1][0] == 13 and res.final is not None
 
@@ -186,35 +195,35 @@ def test_data_running_out_ends_the_run():
 def test_ema_weights_are_evaluated_and_left_in_the_model():
     p = make_protocol()
     plain, averaged = model(), model()
-    a = train(plain, batches(), cfg(), p, "cpu")
-    b = train(averaged, batches(), cfg(ema_decay=0.95), p, "cpu")
+    a = fit(plain, batches(), cfg(), p)
+    b = fit(averaged, batches(), cfg(ema_decay=0.95), p)
     assert a.train_loss == b.train_loss  # EMA does not change the optimisation
     assert a.val_loss != b.val_loss
-    assert b.val_loss == p.evaluate(averaged, "cpu").val_loss
+    assert b.val_loss == p.evaluate(averaged, CPU).val_loss
     assert not torch.equal(plain.conv_out.weight, averaged.conv_out.weight)
 
 
 def test_labels_reach_conditional_models_with_class_dropout():
     m = model(num_classes=8)
-    res = train(m, batches(), cfg(steps=20, class_dropout=0.5), make_protocol(), "cpu")
+    res = fit(m, batches(), cfg(steps=20, class_dropout=0.5), make_protocol())
     assert res.outcome == "completed"
     train_labels = torch.cat(m.seen_labels[:20])
     assert 0.3 < (train_labels == -1).float().mean().item() < 0.7
     assert (torch.cat(m.seen_labels[20:]) >= 0).all()  # evaluation never drops labels
     with pytest.raises(ConfigError, match="class-conditional"):
-        train(model(), batches(), cfg(class_dropout=0.1), make_protocol(), "cpu")
+        fit(model(), batches(), cfg(class_dropout=0.1), make_protocol())
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 def test_both_prediction_types_train(prediction):
     p = make_protocol()
-    res = train(model(), batches(), cfg(steps=60, lr=3e-3, prediction=prediction), p, "cpu")
-    assert res.outcome == "completed" and res.val_loss < p.evaluate(model(), "cpu").val_loss
+    res = fit(model(), batches(), cfg(steps=60, lr=3e-3, prediction=prediction), p)
+    assert res.outcome == "completed" and res.val_loss < p.evaluate(model(), CPU).val_loss
 
 
 def test_protocol_of_another_schedule_is_rejected():
     with pytest.raises(ConfigError, match="noise schedule"):
-        train(model(), batches(), cfg(schedule="linear"), make_protocol(schedule="cosine"), "cpu")
+        fit(model(), batches(), cfg(schedule="linear"), make_protocol(schedule="cosine"))
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -225,15 +234,8 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(99, c.model_copy(update={"lr_decay": "constant"})) == 1e-3
 
 
-def test_cpu_settings_are_eager_fp32():
-    s = resolve_settings(TrainConfig(), "cpu")
-    assert (s.precision, s.compile, s.channels_last, s.fused_adamw, s.tf32) == ("fp32", False, False, False, False)
-    s = resolve_settings(TrainConfig(channels_last="on", precision="bf16"), "cpu")
-    assert s.channels_last and s.precision == "bf16"
-
-
 def test_channels_last_and_bf16_run_on_cpu_when_asked():
-    res = train(model(), batches(), cfg(steps=10, channels_last="on", precision="bf16"), make_protocol(), "cpu")
+    res = fit(model(), batches(), cfg(steps=10, channels_last="on", precision="bf16"), make_protocol())
     assert res.outcome == "completed" and math.isfinite(res.val_loss)
 
 

@@ -15,6 +15,7 @@ from archsearch.schema.data import Digits
 from archsearch.schema.loading import unet_config_from_dict
 from archsearch.schema.measure import MeasureConfig
 from archsearch.schema.train import EvalConfig, TrainConfig
+from archsearch.settings import RunSettings, resolve_run_settings
 from archsearch.train import load_checkpoint
 from archsearch.trial import METRIC_KEYS, TrialContext, run_trial
 
@@ -79,10 +80,31 @@ def test_same_seed_same_val_loss_other_seed_another(context, config):
 
 def test_training_lowers_the_validation_loss_well_below_untrained(context, config):
     torch.manual_seed(0)  # run_trial's initial weights: the same config and seed
-    untrained = context.protocol.evaluate(build_unet(config), "cpu").val_loss
+    untrained = context.protocol.evaluate(build_unet(config), resolve_run_settings(train_cfg(), "cpu")).val_loss
     result = run_trial(config, context, train_cfg(steps=40, lr=5e-3, warmup_steps=5, log_every=10), MEASURE)
     assert 0.8 < untrained < 1.2  # predicting ~0 noise scores the noise's variance, 1
     assert result.metrics.val_loss < 0.6 * untrained
+
+
+def test_every_phase_runs_under_the_trials_one_settings_record(context, config, monkeypatch, tmp_path):
+    """Resolved once per trial from the trial's own train config (here channels_last, which the
+    context's config leaves at auto = off on the CPU), then handed to every phase."""
+    import archsearch.samples as samples_module
+
+    seen = []
+
+    def spy(name, real):
+        def recording(*args, **kwargs):
+            seen.append((name, next(a for a in (*args, *kwargs.values()) if isinstance(a, RunSettings))))
+            return real(*args, **kwargs)
+        return recording
+
+    for module, name in ((trial_module, "measure"), (trial_module, "train"), (samples_module, "save_sample_grid")):
+        monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
+    samples = tmp_path / "samples.png"
+    run_trial(config, context, train_cfg(steps=2, channels_last="on"), MEASURE, samples_path=samples)
+    assert [name for name, _ in seen] == ["measure", "train", "save_sample_grid"] and samples.exists()
+    assert all(settings is seen[0][1] for _, settings in seen) and seen[0][1].channels_last
 
 
 def test_two_models_are_scored_on_identical_noise(context, config, monkeypatch):

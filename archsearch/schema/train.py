@@ -2,7 +2,7 @@
 
 Both are sections of a study file (`train:` and `eval:`); their dotted field names are also the
 `train.<field>` columns of the results table. Imports no torch: the device-dependent choices
-(`precision`, `compile`, `channels_last` set to `auto`) are resolved by `archsearch.train` once
+(`precision`, `compile`, `channels_last` set to `auto`) are resolved by `archsearch.settings` once
 the device is known.
 
     train:
