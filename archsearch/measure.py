@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils import flop_counter
 
-from archsearch.device import autocast_context, device_info, is_out_of_memory, synchronize
+from archsearch.device import autocast_context, configure_backends, device_info, is_out_of_memory, synchronize
 from archsearch.errors import ConfigError
 from archsearch.schema.measure import MIN_TIMED_STEPS, MeasureConfig
 from archsearch.settings import RunSettings
@@ -279,10 +279,15 @@ def _run_phases(model, input_shape, batch, cfg, settings, num_classes, timer, sy
     if device.type == "cuda":
         synchronize(device)
         baseline = torch.cuda.memory_allocated(device)
+    # The step training pays for: the same backend flags (TF32, cuDNN autotuning) and memory
+    # format (channels_last on CUDA by default) as archsearch.train, for the first trial too.
+    configure_backends(device)
+    fmt = settings.memory_format
     # A deep copy: optimizer steps on it leave the caller's weights alone.
-    work = copy.deepcopy(model).to(device).train()
+    work = copy.deepcopy(model).to(device=device, memory_format=fmt).train()
     optimizer = torch.optim.AdamW(work.parameters(), lr=1e-4, fused=settings.fused_adamw)
     x, t, labels = _random_batch(batch, input_shape, num_classes, device)
+    x = x.contiguous(memory_format=fmt)
     target = None  # ε-MSE against random noise (values do not change speed), shaped like the output
 
     def train_step():

@@ -153,7 +153,7 @@ def _run(
     """The training loop; fills `result` as it goes, so that an OOM keeps the curves so far."""
     device = s.device
     batches = iter(batches)
-    configure_backends(device)  # TF32 and cuDNN autotuning on CUDA, as in measure
+    configure_backends(device)  # TF32 and cuDNN autotuning on CUDA, as archsearch.measure times it
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     schedule = s.schedule.to(device)
