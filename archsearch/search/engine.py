@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..schema.paths import format_version
 from .events import Observer
 from .objective import run_search_trial
 from .records import record_outcome, write_result
@@ -229,8 +230,9 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
     completed = lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))  # noqa: E731
     phase_writer = _PhaseWriter(study, trial._trial_id, on_progress)
     try:
+        version = format_version(study.user_attrs)  # the parameter names its sampler knows
         with Heartbeat(study, trial._trial_id, heartbeat_interval):
-            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated)
+            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated, version)
             if outcome.state == "complete":
                 outcome.attrs["phase"] = "done"
             try:
