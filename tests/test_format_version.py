@@ -14,12 +14,14 @@ import warnings
 
 import optuna
 import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
 from archsearch.report.analysis import analyze, load_study_input
 from archsearch.results import open_study
+from archsearch.schema.distributions import Choice, as_distribution
 from archsearch.schema.loading import unet_config_from_dict, validate_model
 from archsearch.schema.paths import format_version
 from archsearch.schema.space import space_from_dict
@@ -43,9 +45,9 @@ def write_version_1_study(folder, data: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.set_metric_names([o.metric for o in space.objectives])
-    distributions = {"levels.1.width": optuna.distributions.CategoricalDistribution([8, 16]),
-                     "block.activation": optuna.distributions.CategoricalDistribution(["silu", "gelu"]),
-                     "train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    distributions = {"levels.1.width": _optuna(space.architecture["levels"][1]["width"]),
+                     "block.activation": _optuna(space.architecture["block"]["activation"]),
+                     "train.lr": _optuna(space.train["lr"])}
     rows = []
     for number, (width, activation, lr, loss, speed) in enumerate(OLD_TRIALS):
         arch = copy.deepcopy(space.architecture)
@@ -69,8 +71,21 @@ def write_version_1_study(folder, data: dict) -> None:
     pd.DataFrame(rows).to_csv(folder / "trials.csv", index=False)  # the old columns, as a table on disk had them
 
 
-def test_a_version_1_study_resumes_under_its_old_names_and_reports_under_the_new(tmp_path):
-    data = tiny(study={"name": "old", "trials": 4}, **DISTINCT)
+def _optuna(node):
+    """The distribution the old suggester gave Optuna for a space's distribution."""
+    dist = as_distribution(node)
+    if isinstance(dist, Choice):
+        return optuna.distributions.CategoricalDistribution(dist.encoded())
+    return optuna.distributions.FloatDistribution(dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+# The grid sampler lists every parameter by name: a wrong name fails the trial it samples.
+LR = {"tpe": DISTINCT["train"]["lr"], "grid": {"float": {"low": 2e-3, "high": 5e-3, "step": 1e-3}}}
+
+
+@pytest.mark.parametrize("sampler", LR)
+def test_a_version_1_study_resumes_under_its_old_names_and_reports_under_the_new(tmp_path, sampler):
+    data = tiny(study={"name": "old", "trials": 4, "sampler": {"kind": sampler}}, train={"lr": LR[sampler]})
     folder = tmp_path / "old"
     write_version_1_study(folder, data)
     space_file = tmp_path / "space.yaml"
