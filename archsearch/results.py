@@ -7,8 +7,11 @@ Columns, in order: number, state, the objectives, the metrics of archsearch.metr
 group in its order (params, flops, train_throughput, infer_throughput, latency_ms, peak_mem_mb,
 val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ..., duration_s), the
 trial's identity (config_hash, fail_reason, ...), the "details" group (outcome, device, ...),
-then the flattened config as arch.<dotted path> and the training settings as train.<dotted path>.
-The table is always derived from the storage, so it can be regenerated at any time.
+then the flattened config and training settings, each column named as the field is in a space
+file (archsearch.schema.paths.qualified: `architecture.levels.1.width`, `train.lr`), which is also
+its Optuna parameter's name. The table is always derived from the storage (the `config` and
+`train` user attributes, whatever the study's format version), so it can be regenerated at any
+time and an old study's table has today's columns.
 
 **Which rows can be on the front** is decided here, once, for the study folder's summary, the
 live display and the report (`front_candidates`): COMPLETE trials that are not reused duplicates
@@ -28,14 +31,24 @@ import pandas as pd
 from .io import atomic_write
 from .metrics import METRICS, bucket_columns, table_metrics
 from .pareto import pareto_front
-from .schema.paths import flatten
+from .schema.paths import ARCHITECTURE, SECTIONS, TRAIN, flatten, qualified, section_of
 
 __all__ = ["trials_dataframe", "load_results", "write_tables", "regenerate_tables", "open_study", "front_candidates",
-           "front_of"]
+           "front_of", "setting_columns"]
 
 _LEAD = ["number", "state"]
 _IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "reused_from"]
 _TIMES = ["datetime_start", "datetime_complete"]
+# The trial attribute each section's columns are flattened from.
+_SECTION_ATTRS = {ARCHITECTURE: "config", TRAIN: "train"}
+# A config column that names the schema, not a choice: never a field in which trials differ.
+_SCHEMA_VERSION = qualified(ARCHITECTURE, "schema_version")
+
+
+def setting_columns(columns) -> list[str]:
+    """The columns of the flattened configs and training settings, in order (without the schema
+    version): what trials can differ in."""
+    return [c for c in columns if section_of(c) and c != _SCHEMA_VERSION]
 
 
 def _columns(objectives: list[str], buckets: list[str]) -> list[str]:
@@ -56,9 +69,8 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.Da
     for col in always + ["config_hash", "fail_reason"]:
         if col not in df.columns:
             df[col] = None
-    arch = sorted(c for c in df.columns if c.startswith("arch."))
-    train = sorted(c for c in df.columns if c.startswith("train."))
-    ordered = [c for c in _columns(objectives, bucket_columns(df.columns)) + ["feasible"] if c in df.columns] + arch + train
+    settings = [c for section in SECTIONS for c in sorted(c for c in df.columns if section_of(c) == section)]
+    ordered = [c for c in _columns(objectives, bucket_columns(df.columns)) + ["feasible"] if c in df.columns] + settings
     rest = [c for c in df.columns if c not in ordered]
     return df[ordered + rest].sort_values("number").reset_index(drop=True)
 
@@ -83,12 +95,9 @@ def _row(trial) -> dict[str, Any]:
     if constraints:
         row["feasible"] = all(v <= 0 for v in constraints.values()) if isinstance(constraints, dict) else all(
             v <= 0 for v in constraints)
-    config = attrs.get("config")
-    if isinstance(config, dict):
-        row.update({f"arch.{k}": _cell(v) for k, v in flatten(config).items()})
-    train = attrs.get("train")
-    if isinstance(train, dict):
-        row.update({f"train.{k}": _cell(v) for k, v in flatten(train).items()})
+    for section, key in _SECTION_ATTRS.items():
+        if isinstance(attrs.get(key), dict):
+            row.update({qualified(section, k): _cell(v) for k, v in flatten(attrs[key]).items()})
     return row
 
 

@@ -6,6 +6,7 @@ import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
+from archsearch.results import open_study
 
 runner = CliRunner()
 
@@ -50,6 +51,8 @@ def test_ablate_runs_every_network_and_seed_writes_the_report_and_resumes(ablati
     assert len(trials) == 6 and set(trials["state"]) == {"COMPLETE"}
     assert sorted(zip(trials["variant"], trials["train.seed"])) == sorted(
         (name, seed) for name in ("base", "add-skips", "relu") for seed in (0, 1))
+    assert "architecture.skip.combine" in trials.columns  # a field's one name, as in a search's table
+    assert open_study(study).user_attrs["format_version"] == 2  # an ablation's study records it too
 
     # The table: the base, then each variant with its interval and verdict.
     assert "tiny: each variant vs the base" in result.output

@@ -87,7 +87,7 @@ def test_the_results_table_has_a_column_for_each_recorded_metric_in_the_document
     # DESIGN.md's trials.csv contract, as a subsequence of the columns.
     contract = ["number", "state", "val_loss", "train_throughput", "params", "flops", "infer_throughput",
                 "latency_ms", "peak_mem_mb", "val_loss_t0", "val_loss_t1", "val_loss_t2", "duration_s",
-                "config_hash", "fail_reason", "arch.levels.0.width", "train.lr"]
+                "config_hash", "fail_reason", "architecture.levels.0.width", "train.lr"]
     assert [c for c in columns if c in contract] == contract
     row = df.iloc[0]
     assert row["val_loss_t1"] == 0.12 and row["params"] == 1234567 and row["precision"] == "fp32"
@@ -101,7 +101,7 @@ def test_an_empty_table_has_the_same_leading_columns():
 
 
 def test_bucket_columns_sort_by_bucket_number_and_ignore_lookalikes():
-    assert bucket_columns(["val_loss_t10", "val_loss", "val_loss_t2", "val_loss_tx", "arch.val_loss_t1"]) == \
+    assert bucket_columns(["val_loss_t10", "val_loss", "val_loss_t2", "val_loss_tx", "architecture.val_loss_t1"]) == \
         ["val_loss_t2", "val_loss_t10"]
 
 

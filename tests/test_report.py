@@ -148,26 +148,27 @@ def test_bootstrap_interval_contains_the_median_and_is_seeded():
 
 def test_marginal_effects_group_by_value_with_missing_fields_apart():
     df = pd.DataFrame({
-        "arch.skip.combine": ["add", "concat", "add", None],
-        "arch.levels.2.width": [32.0, 8.0, 16.0, NAN],
+        "architecture.skip.combine": ["add", "concat", "add", None],
+        "architecture.levels.2.width": [32.0, 8.0, 16.0, NAN],
         "val_loss": [1.0, 2.0, 3.0, 4.0],
         "train_throughput": [10.0, 20.0, 30.0, 40.0],
     })
-    effects = marginal_effects(df, ["arch.skip.combine", "arch.levels.2.width"], ["val_loss", "train_throughput"])
-    skip = effects[effects["field"] == "arch.skip.combine"]
+    effects = marginal_effects(df, ["architecture.skip.combine", "architecture.levels.2.width"],
+                               ["val_loss", "train_throughput"])
+    skip = effects[effects["field"] == "architecture.skip.combine"]
     assert skip["value"].tolist() == ["add", "concat", MISSING]
     assert skip["n"].tolist() == [2, 1, 1]
     assert skip["val_loss"].tolist() == [2.0, 2.0, 4.0]
     assert skip["train_throughput"].tolist() == [20.0, 20.0, 40.0]
     assert skip.iloc[1][["val_loss_lo", "val_loss_hi"]].tolist() == [2.0, 2.0]  # one trial: no spread
-    widths = effects[effects["field"] == "arch.levels.2.width"]
+    widths = effects[effects["field"] == "architecture.levels.2.width"]
     assert widths["value"].tolist() == ["8", "16", "32", MISSING]  # numeric order, 32.0 shown as 32
 
 
 def test_varying_columns_and_labels():
-    df = pd.DataFrame({"arch.a": [1, 1], "arch.b": [1, 2], "train.lr": [1e-3, NAN], "val_loss": [1, 2],
-                       "arch.schema_version": [1, 2]})
-    assert varying_columns(df) == ["arch.b", "train.lr"]
+    df = pd.DataFrame({"architecture.a": [1, 1], "architecture.b": [1, 2], "train.lr": [1e-3, NAN], "val_loss": [1, 2],
+                       "architecture.schema_version": [1, 2], "arch.c": [1, 2]})
+    assert varying_columns(df) == ["architecture.b", "train.lr"]
     assert [value_label(v) for v in (True, 32.0, 0.002, NAN, "add")] == ["true", "32", "0.002", MISSING, "add"]
 
 

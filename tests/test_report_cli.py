@@ -11,7 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
+from archsearch.report.analysis import analyze, load_study_input
 from archsearch.report.build import make_report
+from archsearch.schema.paths import FORMAT_VERSION, param_name
 
 OBJECTIVES = [{"metric": "val_loss", "direction": "minimize"}, {"metric": "train_throughput", "direction": "maximize"}]
 # (width, combine, loss, throughput); front by hand: #0, #1, #3, #5 (#2, #4 lose to #1, #7 to #3);
@@ -28,7 +30,8 @@ TRIALS = [
 ]
 
 
-def make_study(folder: Path, name: str, trials=TRIALS, objectives=OBJECTIVES) -> Path:
+def make_study(folder: Path, name: str, trials=TRIALS, objectives=OBJECTIVES, version: int = FORMAT_VERSION) -> Path:
+    """A study folder as `archsearch run` writes one, its parameters named as format `version` names them."""
     from archsearch.schema.space import space_from_dict
     from archsearch.search.storage import open_storage
 
@@ -36,14 +39,17 @@ def make_study(folder: Path, name: str, trials=TRIALS, objectives=OBJECTIVES) ->
     study = optuna.create_study(study_name=name, storage=open_storage(None, folder),
                                 directions=[o["direction"] for o in objectives])
     study.set_user_attr("objectives", objectives)
-    dists = {"levels.0.width": optuna.distributions.CategoricalDistribution([8, 16, 32]),
-             "skip.combine": optuna.distributions.CategoricalDistribution(["concat", "add"])}
+    if version >= 2:
+        study.set_user_attr("format_version", version)
+    width_name, combine_name = (param_name(f, version) for f in ("architecture.levels.0.width", "architecture.skip.combine"))
+    dists = {width_name: optuna.distributions.CategoricalDistribution([8, 16, 32]),
+             combine_name: optuna.distributions.CategoricalDistribution(["concat", "add"])}
     for number, spec in enumerate(trials):
         width, combine, loss, speed = spec or (8, "concat", None, None)
         attrs = {"config": {"levels": [{"width": width}, {"width": 32}], "skip": {"combine": combine}},
                  "train": {"steps": 60, "batch_size": 32, "num_timesteps": 1000},
                  "device": "cpu (test)", "torch": "2.x", "precision": "fp32", "threads": 1, "params": 1000 * width}
-        params = {"levels.0.width": width, "skip.combine": combine}
+        params = {width_name: width, combine_name: combine}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if spec is None:
@@ -82,7 +88,7 @@ def test_report_writes_every_file_with_the_hand_computed_front(tmp_path):
 
     front = pd.read_csv(folder / "pareto.csv")
     assert sorted(front["number"]) == [0, 1, 3, 5]
-    assert {"val_loss", "train_throughput", "arch.skip.combine", "val_loss_t0"} <= set(front.columns)
+    assert {"val_loss", "train_throughput", "architecture.skip.combine", "val_loss_t0"} <= set(front.columns)
 
     for name in ("pareto", "hypervolume", "importance", "effects", "buckets"):
         assert (folder / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -101,7 +107,7 @@ def test_report_writes_every_file_with_the_hand_computed_front(tmp_path):
             "train_throughput = -2): at most 1.21") in section
     assert "diverged: loss is nan" in md
     # Marginal effects: concat was used by #2, #3, #4, #7 (losses .25 .10 .22 .12, median .17).
-    assert "| skip.combine | concat | 4 | 0.17 [" in md
+    assert "| architecture.skip.combine | concat | 4 | 0.17 [" in md
     html = (folder / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "<table>" in html and "plots/" not in html
     assert "![samples of trial 1](trials/1/samples.png)" in md
@@ -193,3 +199,13 @@ def test_regenerate_tables_writes_where_the_command_says(tmp_path, monkeypatch):
     console = Console(file=io.StringIO())
     print_results(df, "csv", console)  # onto the console it is given
     assert pd.read_csv(io.StringIO(console.file.getvalue())).equals(pd.read_csv(folder / "trials.csv"))
+
+
+def test_a_version_1_study_reports_as_the_same_study_written_today(tmp_path):
+    """Format version 1 named the parameters `levels.0.width`: the importances, effects and the
+    front's fields of such a study come out under the field's one name, exactly as today's."""
+    old, new = (analyze([load_study_input(make_study(tmp_path / str(v), "s", version=v))]).studies[0] for v in (1, 2))
+    assert set(new.importances.table.index) == {"architecture.levels.0.width", "architecture.skip.combine"}
+    pd.testing.assert_frame_equal(old.importances.table, new.importances.table)
+    pd.testing.assert_frame_equal(old.effects, new.effects)
+    assert list(old.input.searched) == list(new.input.searched) == ["architecture.levels.0.width", "architecture.skip.combine"]

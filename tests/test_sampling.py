@@ -1,5 +1,6 @@
 """Turning a space into configs (`archsearch.search.sampling`): every sample validates, parameters
-are named by their config paths, and a parameter that does not apply is never asked for."""
+are named by their field's one name (`architecture.levels.1.width`), a study of format version 1
+keeps its old names, and a parameter that does not apply is never asked for."""
 
 import json
 
@@ -8,6 +9,7 @@ import pytest
 
 from archsearch.errors import ConfigErrors
 from archsearch.schema.loading import unet_config_from_dict, validate_model
+from archsearch.schema.paths import field_name, param_name
 from archsearch.schema.space import space_from_dict
 from archsearch.schema.train import TrainConfig
 from archsearch.search.grid import grid_search_space
@@ -59,12 +61,15 @@ def recording(seed=0):
 
 
 def fixed(**values):
-    """A suggester that answers from `values` (by parameter name) and records what was asked."""
+    """A suggester of architecture parameters that answers from `values` and records what was
+    asked, both by the path within the architecture (the name is `architecture.<path>`)."""
     asked = []
 
     def suggest(name, dist):
-        asked.append(name)
-        return values[name] if name in values else dist.candidates()[0]
+        section, path = name.split(".", 1)
+        assert section == "architecture", name
+        asked.append(path)
+        return values[path] if path in values else dist.candidates()[0]
 
     return suggest, asked
 
@@ -80,8 +85,9 @@ def test_every_sampled_config_validates_and_plans(rich, seed):
     arch, train = sample_trial_configs(rich, suggest)
     config = unet_config_from_dict(arch, prefix="architecture")  # planned: raises on any broken rule
     validate_model(TrainConfig, train, "train")
-    assert len(config.levels) == asked["depth"]
-    assert set(asked) >= {"depth", "levels.0.width", "train.lr", "train.batch_size", "skip.combine", "block.norm.kind"}
+    assert len(config.levels) == asked["architecture.depth"]
+    assert set(asked) >= {"architecture.depth", "architecture.levels.0.width", "train.lr", "train.batch_size",
+                          "architecture.skip.combine", "architecture.block.norm.kind"}
 
 
 def test_depth_decides_which_levels_exist(rich):
@@ -128,7 +134,7 @@ def test_skip_projection_only_with_add_skips(rich):
     assert "skip.project" in asked
 
 
-def test_optuna_parameters_are_config_paths_and_list_choices_round_trip():
+def test_optuna_parameters_are_the_fields_names_and_list_choices_round_trip():
     space = space_from_dict({
         "data": {"image_size": 32},
         "train": {"lr": {"float": {"low": 1e-4, "high": 1e-3, "log": True}}},
@@ -142,9 +148,10 @@ def test_optuna_parameters_are_config_paths_and_list_choices_round_trip():
     for _ in range(6):
         trial = study.ask()
         arch, train = sample_trial_configs(space, optuna_suggester(trial))
-        assert set(trial.params) == {"compact.base_width", "compact.multipliers", "block.dropout", "train.lr"}
+        assert set(trial.params) == {"architecture.compact.base_width", "architecture.compact.multipliers",
+                                     "architecture.block.dropout", "train.lr"}
         assert arch["compact"]["multipliers"] in ([1, 2], [1, 2, 2])  # a list again, not its JSON text
-        assert json.loads(trial.params["compact.multipliers"]) == arch["compact"]["multipliers"]
+        assert json.loads(trial.params["architecture.compact.multipliers"]) == arch["compact"]["multipliers"]
         assert arch["compact"]["base_width"] in (32, 64) and 1e-4 <= train["lr"] <= 1e-3
         assert round(arch["block"]["dropout"], 6) in (0.0, 0.1, 0.2, 0.3)
         unet_config_from_dict(arch)
@@ -174,6 +181,20 @@ def test_grid_lists_every_value_by_parameter_name():
                          "skip": {"combine": {"choice": ["concat", "add"]}}},
     })
     grid = grid_search_space(space)
-    assert grid.keys() == {"levels.0.width", "skip.combine", "train.lr"}
-    assert grid["levels.0.width"] == [8, 16, 24] and grid["skip.combine"] == ["concat", "add"]
+    assert grid.keys() == {"architecture.levels.0.width", "architecture.skip.combine", "train.lr"}
+    assert grid["architecture.levels.0.width"] == [8, 16, 24] and grid["architecture.skip.combine"] == ["concat", "add"]
     assert [round(v, 6) for v in grid["train.lr"]] == [0.001, 0.002, 0.003]
+    # A study of format version 1 named the architecture's parameters by their path alone.
+    old = grid_search_space(space, version=1)
+    assert old.keys() == {"levels.0.width", "skip.combine", "train.lr"} and list(old.values()) == list(grid.values())
+
+
+def test_a_version_1_study_is_asked_its_old_parameter_names(rich):
+    asked = {}
+    for version in (1, 2):  # the same seed: the same draws, under each version's names
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        sample_trial_configs(rich, optuna_suggester(trial, version))
+        asked[version] = trial.params
+    assert "levels.0.width" in asked[1] and "train.lr" in asked[1] and "architecture.levels.0.width" in asked[2]
+    assert {param_name(name, 1) for name in asked[2]} == set(asked[1])
+    assert {field_name(name): value for name, value in asked[1].items()} == asked[2]

@@ -79,18 +79,19 @@ def test_the_table_holds_the_storage_and_can_be_regenerated(tmp_path):
     df = pd.read_csv(study_dir / "trials.csv")
     columns = list(df.columns)
     assert columns[:4] == ["number", "state", "val_loss", "train_throughput"]  # then the objectives
-    for name in ("params", "flops", "duration_s", "config_hash", "fail_reason", "arch.levels.1.width",
-                 "arch.block.activation", "train.steps", "train.lr", *[f"val_loss_t{i}" for i in range(5)]):
+    for name in ("params", "flops", "duration_s", "config_hash", "fail_reason", "architecture.levels.1.width",
+                 "architecture.block.activation", "train.steps", "train.lr", *[f"val_loss_t{i}" for i in range(5)]):
         assert name in columns, name
-    assert columns.index("val_loss_t4") < columns.index("config_hash") < columns.index("arch.levels.1.width")
-    assert columns.index("arch.zero_init") < columns.index("train.batch_size")
+    assert columns.index("val_loss_t4") < columns.index("config_hash") < columns.index("architecture.levels.1.width")
+    assert columns.index("architecture.zero_init") < columns.index("train.batch_size")
+    assert not [c for c in columns if c.startswith("arch.")]  # no second spelling of a field
     for t, (_, row) in zip(storage_trials(study_dir), df.iterrows()):
         attrs = t.user_attrs
         assert (row["number"], row["state"]) == (t.number, "COMPLETE")
         assert [row["val_loss"], row["train_throughput"]] == pytest.approx(t.values)
         assert row["params"] == attrs["params"] and row["config_hash"] == attrs["config_hash"]
         assert row["val_loss_t0"] == pytest.approx(attrs["val_loss_buckets"][0])
-        assert row["arch.levels.1.width"] == t.params["levels.1.width"]
+        assert row["architecture.levels.1.width"] == t.params["architecture.levels.1.width"]  # one name
         assert row["train.lr"] == pytest.approx(t.params["train.lr"])
         files = study_dir / "trials" / str(t.number)
         assert yaml.safe_load((files / "config.yaml").read_text()) == attrs["config"]
@@ -165,7 +166,7 @@ def test_an_invalid_sampled_config_fails_without_training(tmp_path, trained):
                               "block": {"norm": {"groups": 8}, "activation": "silu"}})
     summary = run(data, tmp_path)
     assert summary.trials == 2 and summary.completed == 1 and len(trained.calls) == 1
-    df = pd.read_csv(summary.study_dir / "trials.csv").set_index("arch.levels.1.width")
+    df = pd.read_csv(summary.study_dir / "trials.csv").set_index("architecture.levels.1.width")
     assert df.loc[16, "state"] == "COMPLETE" and df.loc[12, "state"] == "FAIL"
     assert df.loc[12, "fail_reason"].startswith("invalid: architecture.block.norm.groups: 8 does not divide")
     assert pd.isna(df.loc[12, "val_loss"])
@@ -194,7 +195,9 @@ def test_a_single_objective_study(tmp_path):
 def test_every_sampler_runs_a_study(tmp_path, sampler):
     summary = run(tiny(study={"sampler": {"kind": sampler}}), tmp_path)
     assert summary.trials == summary.completed == 2
-    assert all(t.params.keys() == {"levels.1.width", "block.activation"} for t in storage_trials(summary.study_dir))
+    params = {"architecture.levels.1.width", "architecture.block.activation"}
+    assert all(t.params.keys() == params for t in storage_trials(summary.study_dir))
+    assert open_study(summary.study_dir).user_attrs["format_version"] == 2
 
 
 def test_cli_run_with_overrides_then_an_invalid_file_writes_nothing(tmp_path):
@@ -203,10 +206,11 @@ def test_cli_run_with_overrides_then_an_invalid_file_writes_nothing(tmp_path):
     good.write_text(yaml.safe_dump(tiny(study={"name": "cli", "trials": 5})))
     out = tmp_path / "results"
     result = runner.invoke(app, ["run", str(good), "--results-dir", str(out), "--set", "study.trials=1",
-                                 "--set", "train.steps=2"], catch_exceptions=False)
+                                 "--set", "train.steps=2", "--set", "architecture.block.activation=gelu"],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    df = pd.read_csv(out / "cli" / "trials.csv")
-    assert len(df) == 1 and df.loc[0, "train.steps"] == 2
+    df = pd.read_csv(out / "cli" / "trials.csv")  # a column is named as its `--set` path
+    assert len(df) == 1 and df.loc[0, "train.steps"] == 2 and df.loc[0, "architecture.block.activation"] == "gelu"
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(tiny(study={"name": "bad"}, train={"stepz": 3},

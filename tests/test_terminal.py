@@ -65,8 +65,8 @@ FRONT = pd.DataFrame({
     "number": [3, 7, 11], "state": ["COMPLETE"] * 3,
     "val_loss": [0.0893412, 0.0893467, 0.1234], "train_throughput": [1234.5, 1100.2, 2400.8],
     "params": [1234567, 2345678, 345678], "flops": [123456789, 234567890, 34567890],
-    "arch.levels.0.width": [32, 64, 16], "arch.skip.combine": ["concat", "add", "add"],
-    "arch.block.norm.groups": [8, 16, 8], "arch.attention.head_channels": [32, 64, 32],
+    "architecture.levels.0.width": [32, 64, 16], "architecture.skip.combine": ["concat", "add", "add"],
+    "architecture.block.norm.groups": [8, 16, 8], "architecture.attention.head_channels": [32, 64, 32],
 })
 METRICS = {
     "outcome": "completed", "val_loss": 0.0893412, "val_loss_buckets": [0.31, 0.1234, 0.0812, 0.0523, 0.0211],
@@ -179,8 +179,9 @@ def test_outside_a_terminal_tables_are_plain_lines_with_every_column():
     lines = console.file.getvalue().splitlines()
     assert not set("┃│━─┏┗") & set("".join(lines))
     assert lines[0] == "Pareto front of quickstart"
-    assert lines[1].split() == "trial val_loss (MSE) train_throughput (img/s) params flops (per img) levels.0.width " \
-                               "skip.combine block.norm.groups attention.head_channels".split()
+    assert lines[1].split() == "trial val_loss (MSE) train_throughput (img/s) params flops (per img) " \
+                               "architecture.levels.0.width architecture.skip.combine architecture.block.norm.groups " \
+                               "architecture.attention.head_channels".split()
     assert lines[2].split() == ["3", "0.08934", "1234", "1,234,567", "123,456,789", "32", "concat", "8", "32"]
     assert len(lines) == 2 + len(FRONT)
 

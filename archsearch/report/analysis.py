@@ -27,6 +27,7 @@ from ..errors import ConfigError, ConfigErrors
 from ..metrics import CONTEXT_METRICS, bucket_columns
 from ..pareto import knee_point, pareto_front
 from ..results import front_candidates
+from ..schema.paths import TRAIN, field_name, qualified
 from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
@@ -73,17 +74,17 @@ def read_space(folder: Path | None) -> dict[str, Any] | None:
 
 
 def _searched(trials: list, df: pd.DataFrame) -> dict[str, pd.Series]:
-    """The searched parameters, named by their table column (`arch.skip.combine`, `train.lr`),
-    or by the parameter name when the config has no such field (`depth`)."""
-    names = sorted({name for t in trials for name in t.params})
+    """The searched fields by name (`architecture.skip.combine`, `train.lr`; the table column of
+    the same name), whatever names the study's format version gave their parameters: each one's
+    column, or its parameter's values when the config has no such field (`architecture.depth`)."""
+    params = {t.number: {field_name(p): v for p, v in t.params.items()} for t in trials}
     out: dict[str, pd.Series] = {}
     by_number = df.set_index("number") if "number" in df.columns else df
-    for name in names:
-        column = name if name.startswith("train.") else f"arch.{name}"
-        if column in by_number.columns:
-            out[column] = by_number[column]
+    for name in sorted({name for values in params.values() for name in values}):
+        if name in by_number.columns:
+            out[name] = by_number[name]
         else:
-            out[name] = pd.Series({t.number: t.params.get(name) for t in trials}, name=name)
+            out[name] = pd.Series({number: values.get(name) for number, values in params.items()}, name=name)
     return out
 
 
@@ -191,10 +192,11 @@ def bucket_ranges(space: dict | None, df: pd.DataFrame, buckets: int) -> list[tu
     if buckets == 0:
         return []
     T = None
-    if space and isinstance(space.get("train"), dict):
-        T = space["train"].get("num_timesteps")
-    if not isinstance(T, int) and "train.num_timesteps" in df.columns and df["train.num_timesteps"].notna().any():
-        T = int(df["train.num_timesteps"].dropna().iloc[0])
+    if space and isinstance(space.get(TRAIN), dict):
+        T = space[TRAIN].get("num_timesteps")
+    column = qualified(TRAIN, "num_timesteps")
+    if not isinstance(T, int) and column in df.columns and df[column].notna().any():
+        T = int(df[column].dropna().iloc[0])
     T = T if isinstance(T, int) else 1000  # TrainConfig's default
     edges = [T * b // buckets for b in range(buckets + 1)]
     return [(edges[b], edges[b + 1]) for b in range(buckets)]

@@ -1,9 +1,9 @@
 """Marginal effects of the searched fields: for each value of a field, the median of each
 metric over the trials that used it, with a bootstrap 95% confidence interval.
 
-    effects = marginal_effects(completed, ["arch.skip.combine"], ["val_loss", "train_throughput"])
-    #   field              value   n  val_loss  val_loss_lo  val_loss_hi  train_throughput ...
-    #   arch.skip.combine  add     5  0.171     0.165        0.180        560.2
+    effects = marginal_effects(completed, ["architecture.skip.combine"], ["val_loss", "train_throughput"])
+    #   field                      value  n  val_loss  val_loss_lo  val_loss_hi  train_throughput ...
+    #   architecture.skip.combine  add    5  0.171     0.165        0.180        560.2
 
 A numeric field with more than `max_values` distinct values (a searched learning rate) is
 grouped into quartile bins, labelled `[low, high]`.
@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..results import setting_columns
 
 __all__ = ["bootstrap_median_ci", "marginal_effects", "varying_columns", "value_label", "MISSING"]
 
@@ -55,10 +57,10 @@ def value_label(value) -> str:
     return str(value)
 
 
-def varying_columns(df: pd.DataFrame, prefixes: Sequence[str] = ("arch.", "train.")) -> list[str]:
-    """Columns with one of `prefixes` that take more than one value (a missing value counts)."""
-    cols = [c for c in df.columns if c.startswith(tuple(prefixes)) and c != "arch.schema_version"]
-    return [c for c in cols if df[c].map(value_label).nunique() > 1]
+def varying_columns(df: pd.DataFrame) -> list[str]:
+    """The config and training columns (archsearch.results.setting_columns) that take more than
+    one value (a missing value counts)."""
+    return [c for c in setting_columns(df.columns) if df[c].map(value_label).nunique() > 1]
 
 
 def marginal_effects(

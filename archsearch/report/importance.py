@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..schema.paths import field_name
+
 __all__ = ["Importances", "param_importances", "MIN_TRIALS"]
 
 # Below this many completed trials, importances say nothing; the report says so instead.
@@ -26,8 +28,9 @@ MIN_TRIALS = 5
 
 @dataclass
 class Importances:
-    """`table`: one row per parameter, one column per objective (and `front`), values sum to 1
-    per column, rows sorted by the first objective. `note` explains an empty table."""
+    """`table`: one row per parameter (named by its field: `architecture.skip.combine`), one
+    column per objective (and `front`), values sum to 1 per column, rows sorted by the first
+    objective. `note` explains an empty table."""
 
     table: pd.DataFrame
     evaluator: str
@@ -72,6 +75,7 @@ def param_importances(study, objectives: Sequence[str], directions: Sequence[str
     table = pd.DataFrame(columns).reindex(params).fillna(0.0) if columns else pd.DataFrame()
     if not table.empty:
         table = table.sort_values(table.columns[0], ascending=False)
+        table.index = table.index.map(field_name)  # a version-1 study's parameters by their field's name
         table.index.name = "parameter"
     note = "" if not table.empty else "importances could not be computed: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
     return Importances(table, evaluator_name, len(completed), note=note, failures=failures)

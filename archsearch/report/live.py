@@ -16,6 +16,7 @@ from rich.text import Text
 from ..results import front_of, trials_dataframe
 from ..search.events import Observer
 from .console import format_metric
+from .effects import varying_columns
 from .tables import Column, TextTable, fit
 
 __all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line"]
@@ -25,12 +26,12 @@ def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto
     """The front's trials with their objectives, parameters and the fields they differ in; on a
     narrow terminal flops go first, then the fields (the last first), then params."""
     extra = [c for c in ("params", "flops") if c not in objectives and c in front.columns]
-    distinguishing = _distinguishing_columns(front)[:4]
+    distinguishing = varying_columns(front)[:4]
     priority = {"params": 40, "flops": 10}
     columns = [Column("trial", priority=100)]
     columns += [Column.metric(name, priority=90 - i) for i, name in enumerate(objectives)]
     columns += [Column.metric(name, priority=priority[name]) for name in extra]
-    columns += [Column(name.removeprefix("arch."), priority=30 - i, justify="left", wrap=True)
+    columns += [Column(name, priority=30 - i, justify="left", wrap=True)
                 for i, name in enumerate(distinguishing)]
     caption = f"the first {limit} of {len(front)}" if len(front) > limit else ""
     table = TextTable(title, columns, caption=caption)
@@ -47,11 +48,6 @@ def phase_line(phase: str, step: int, total: int, loss: float | None) -> str:
     if phase != "training" or not total:
         return phase
     return f"{phase} step {step}/{total}" + (f", loss {loss:.4g}" if loss is not None else "")
-
-
-def _distinguishing_columns(df: pd.DataFrame) -> list[str]:
-    cols = [c for c in df.columns if c.startswith(("arch.", "train.")) and c != "arch.schema_version"]
-    return [c for c in cols if df[c].astype(str).nunique() > 1]
 
 
 class LiveView:

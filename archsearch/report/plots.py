@@ -233,7 +233,7 @@ def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
             ax.errorbar([mid], [yi], xerr=[[mid - lo], [hi - mid]], fmt="o", ms=5, capsize=3, color=colors[row["field"]])
         ax.set_xlabel(f"median {axis_label(metric)}")
         ax.grid(axis="y", visible=False)
-    labels = [f"{f.removeprefix('arch.')} = {v}  (n={n})" for f, v, n in zip(rows["field"], rows["value"], rows["n"])]
+    labels = [f"{f} = {v}  (n={n})" for f, v, n in zip(rows["field"], rows["value"], rows["n"])]
     axes[0][0].set_yticks(y, labels, fontsize=8)
     for ax in axes[0][1:]:
         ax.set_yticks(y, [""] * len(y))

@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 from ..metrics import METRICS
+from ..results import setting_columns
+from ..schema.paths import TRAIN, qualified
 from .analysis import Report, StudyAnalysis
 from .console import format_metric
 from .document import Block, Bullets, Heading, Image, Paragraph, Table
@@ -136,7 +138,7 @@ def front_display(study: StudyAnalysis, objectives: list[str]) -> pd.DataFrame:
     if study.input.searched:
         values = {c: numbers.map(s).set_axis(front.index) for c, s in study.input.searched.items()}
     else:
-        values = {c: front[c] for c in front.columns if c.startswith(("arch.", "train.")) and c != "arch.schema_version"}
+        values = {c: front[c] for c in setting_columns(front.columns)}
     fields = {c: v.map(value_label) for c, v in values.items()}
     fields = {c: v for c, v in fields.items() if v.nunique() > 1}
     rows = []
@@ -144,7 +146,7 @@ def front_display(study: StudyAnalysis, objectives: list[str]) -> pd.DataFrame:
         number = int(row["number"])
         out = {"trial": f"#{number}" + (" ★ knee" if number == knee else "")}
         out.update({c: format_metric(c, _clean(row[c])) for c in objectives + extra})
-        out.update({c.removeprefix("arch."): v[index] for c, v in fields.items()})
+        out.update({c: v[index] for c, v in fields.items()})
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -221,7 +223,7 @@ def _effects(study: StudyAnalysis, report: Report, figure: Path | None, level: i
         blocks.append(Image(figure, "marginal effects"))
     rows = []
     for _, row in study.effects.iterrows():
-        out = {"field": row["field"].removeprefix("arch."), "value": row["value"], "trials": int(row["n"])}
+        out = {"field": row["field"], "value": row["value"], "trials": int(row["n"])}
         for metric in report.objectives:
             out[f"median {metric} [95% CI]"] = (f"{format_metric(metric, row[metric])} "
                                                 f"[{format_metric(metric, row[f'{metric}_lo'])}, "
@@ -334,7 +336,7 @@ def _train_settings(study: StudyAnalysis) -> dict[str, Any]:
     done = study.completed
     out = {}
     for key in ("steps", "batch_size", "lr", "schedule", "num_timesteps", "prediction", "precision", "seed"):
-        col = f"train.{key}"
+        col = qualified(TRAIN, key)
         if col in done.columns and done[col].map(value_label).nunique() == 1:
             out[key] = _clean(done[col].iloc[0])
     return out

@@ -1,6 +1,13 @@
-"""Dotted paths into nested config data: `block.norm.groups`, `levels.2.attention`.
+"""Dotted paths into nested config data (`block.norm.groups`, `levels.2.attention`), and the one
+name of a searched field.
 
-The same dotted names are config paths, Optuna parameter names and results-table columns.
+A field of a space file is named by its section and its dotted path in it:
+`architecture.levels.1.width`, `train.lr` (`qualified`). That one string is the `--set` path,
+the error path, the Optuna parameter name and the results-table column, so a user who reads it
+anywhere can find the field. `param_name` and `field_name` are the only translation: studies
+written before the name was one (format version 1) named the architecture's parameters without
+their section (`levels.1.width`), and a resumed one must keep asking for those names, or the
+sampler would not see its history.
 """
 
 from __future__ import annotations
@@ -10,7 +17,18 @@ from typing import Any
 
 from ..errors import ConfigError, ConfigErrors
 
-__all__ = ["split_path", "get_path", "set_path", "apply_sets", "flatten"]
+__all__ = ["split_path", "get_path", "set_path", "apply_sets", "flatten", "ARCHITECTURE", "TRAIN", "SECTIONS", "qualified",
+           "section_of", "FORMAT_VERSION", "FORMAT_ATTR", "format_version", "param_name", "field_name"]
+
+# The sections of a space file that a trial samples from (fields of archsearch.schema.space.SearchSpace).
+ARCHITECTURE = "architecture"
+TRAIN = "train"
+SECTIONS = (ARCHITECTURE, TRAIN)
+
+# The study format this version writes, recorded as the study's user attribute FORMAT_ATTR.
+# 1 (no attribute): architecture parameters named without their section; 2: every name qualified.
+FORMAT_VERSION = 2
+FORMAT_ATTR = "format_version"
 
 
 def split_path(path: str) -> list[str | int]:
@@ -72,3 +90,34 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     else:
         out[prefix[:-1]] = data
     return out
+
+
+def qualified(section: str, path: str) -> str:
+    """The one name of the field at `path` of a space section: `architecture.levels.1.width`."""
+    return f"{section}.{path}" if path else section
+
+
+def section_of(name: str) -> str | None:
+    """The section a qualified name lies in (`train.lr` -> `train`), or None."""
+    head = name.split(".", 1)[0]
+    return head if head in SECTIONS else None
+
+
+def format_version(study_attrs: dict[str, Any]) -> int:
+    """The format version of a study, from its user attributes (1 when it records none)."""
+    return int(study_attrs.get(FORMAT_ATTR, 1))
+
+
+def param_name(name: str, version: int = FORMAT_VERSION) -> str:
+    """The Optuna parameter name of the field `name` in a study of format `version`."""
+    if version < 2 and section_of(name) == ARCHITECTURE:
+        return name[len(ARCHITECTURE) + 1:]
+    return name
+
+
+def field_name(param: str) -> str:
+    """The field a stored Optuna parameter of any format version names: `param_name` undone.
+
+    Unambiguous without the version: no architecture field is called `architecture` or `train`.
+    """
+    return param if section_of(param) else qualified(ARCHITECTURE, param)

@@ -28,7 +28,7 @@ from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
 from .loading import read_study_file, resolve_base, validate_model
 from .measure import MeasureConfig
-from .paths import set_path
+from .paths import ARCHITECTURE, SECTIONS, TRAIN, qualified, set_path
 from .study import DEFAULT_OBJECTIVES, Constraint, Objective, StudyConfig
 from .train import EvalConfig, TrainConfig
 from .unet import UNetConfig
@@ -70,10 +70,10 @@ class SearchSpace(Model):
         """The architecture of a space without distributions."""
         from .loading import unet_config_from_dict
 
-        return unet_config_from_dict(_without_depth(self.architecture), prefix="architecture")
+        return unet_config_from_dict(_without_depth(self.architecture), prefix=ARCHITECTURE)
 
     def fixed_train(self) -> TrainConfig:
-        return validate_model(TrainConfig, self.train, "train")
+        return validate_model(TrainConfig, self.train, TRAIN)
 
 
 def load_space(path: str | Path, sets: dict[str, Any] | None = None) -> SearchSpace:
@@ -87,24 +87,24 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     space = validate_model(SearchSpace, data)
     errors: list[ConfigError] = []
     arch = _complete_architecture(space, errors)
-    errors += _check_tree(UNetConfig, arch, "architecture", space_only={"depth"})
+    errors += _check_tree(UNetConfig, arch, ARCHITECTURE, space_only={"depth"})
     errors += _check_depth(arch)
     if not errors and not any(True for _ in walk_distributions(arch)):
         # A fixed architecture is planned now, so its cross-field problems come with the rest.
         from .loading import unet_config_from_dict
 
         try:
-            unet_config_from_dict(_without_depth(arch), prefix="architecture")
+            unet_config_from_dict(_without_depth(arch), prefix=ARCHITECTURE)
         except ConfigErrors as exc:
             errors += exc.errors
-    errors += _check_tree(TrainConfig, space.train, "train")
+    errors += _check_tree(TrainConfig, space.train, TRAIN)
     for key in ("schedule", "num_timesteps"):
         if is_distribution(space.train.get(key)):
-            errors.append(ConfigError(f"train.{key}", "cannot be searched: validation losses under different noise "
+            errors.append(ConfigError(qualified(TRAIN, key), "cannot be searched: validation losses under different noise "
                                                       "schedules do not compare; fix it and run one study per schedule"))
     if errors:
         raise ConfigErrors(errors)
-    space = space.model_copy(update={"architecture": arch})
+    space = space.model_copy(update={ARCHITECTURE: arch})
     if space.is_fixed():
         space.fixed_architecture()  # the planner's cross-field rules, at load time
         space.fixed_train()
@@ -115,7 +115,7 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
 def _complete_architecture(space: SearchSpace, errors: list[ConfigError]) -> dict[str, Any]:
     """Merge the preset, then take image size and channels from `data` unless written."""
     try:
-        arch = resolve_base(space.architecture, "architecture")
+        arch = resolve_base(space.architecture, ARCHITECTURE)
     except ConfigErrors as exc:
         errors += exc.errors
         # Without `base`, so that the unknown preset is reported once, not also as an unknown field.
@@ -128,7 +128,7 @@ def _complete_architecture(space: SearchSpace, errors: list[ConfigError]) -> dic
         elif not is_distribution(value) and value != data_value:
             data_key = "image_size" if key == "image_size" else "channels"
             errors.append(
-                ConfigError(f"architecture.{key}", f"{value} but data.{data_key} is {data_value}; make them equal or drop this field")
+                ConfigError(qualified(ARCHITECTURE, key), f"{value} but data.{data_key} is {data_value}; make them equal or drop this field")
             )
     return arch
 
@@ -181,11 +181,11 @@ def _check_depth(arch: dict[str, Any]) -> list[ConfigError]:
         return []
     depth, levels = arch["depth"], arch.get("levels")
     if not isinstance(levels, list):
-        return [ConfigError("architecture.depth", "needs `levels` written per level (depth keeps the first `depth` of them)")]
+        return [ConfigError(qualified(ARCHITECTURE, "depth"), "needs `levels` written per level (depth keeps the first `depth` of them)")]
     values = as_distribution(depth).candidates() if is_distribution(depth) else [depth]
     bad = [v for v in values if not isinstance(v, int) or not 1 <= v <= len(levels)]
     if bad:
-        return [ConfigError("architecture.depth", f"{bad[0]!r} is not between 1 and the {len(levels)} levels written")]
+        return [ConfigError(qualified(ARCHITECTURE, "depth"), f"{bad[0]!r} is not between 1 and the {len(levels)} levels written")]
     return []
 
 
@@ -197,14 +197,14 @@ def _check_sampler(space: SearchSpace) -> None:
     kind = space.study.sampler.kind
     if kind == "grid":
         points = 1
-        for prefix, tree in (("architecture", space.architecture), ("train", space.train)):
-            for path, node in walk_distributions(tree):
+        for section in SECTIONS:
+            for path, node in walk_distributions(getattr(space, section)):
                 dist = as_distribution(node)
                 if dist.kind == "float" and dist.step is None:
-                    raise ConfigErrors([ConfigError(f"{prefix}.{path}", "the grid sampler needs a `step` for float ranges")])
+                    raise ConfigErrors([ConfigError(qualified(section, path), "the grid sampler needs a `step` for float ranges")])
                 points *= len(dist.choices) if dist.kind == "choice" else int((dist.high - dist.low) / dist.step + 1e-9) + 1
                 if points > MAX_GRID_POINTS:
-                    raise ConfigErrors([ConfigError(f"{prefix}.{path}", f"the grid has more than {MAX_GRID_POINTS:,} points "
+                    raise ConfigErrors([ConfigError(qualified(section, path), f"the grid has more than {MAX_GRID_POINTS:,} points "
                                                                         "from here on; use fewer values or another sampler")])
     if space.study.pruner.kind != "none" and len(space.objectives) > 1:
         raise ConfigErrors(

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..schema.paths import format_version
 from .events import Observer
 from .objective import run_search_trial
 from .records import record_outcome, write_result
@@ -230,8 +231,9 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
     stored = StoredTrial.of(study, trial)
     phase_writer = _PhaseWriter(stored, on_progress)
     try:
+        version = format_version(study.user_attrs)  # the parameter names its sampler knows
         with Heartbeat(stored, heartbeat_interval):
-            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated)
+            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated, version)
             if outcome.state == "complete":
                 outcome.attrs["phase"] = "done"
             try:

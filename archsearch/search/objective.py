@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigErrors
 from ..metrics import RECORDED_METRICS
 from ..schema.loading import unet_config_from_dict, validate_model
+from ..schema.paths import ARCHITECTURE, FORMAT_VERSION, TRAIN
 from ..schema.space import SearchSpace
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
@@ -79,23 +80,25 @@ def run_search_trial(
     on_progress: ProgressFn | None = None,
     previous: Callable[[], list] | None = None,
     on_evaluated: Callable[[int, float], None] | None = None,
+    version: int = FORMAT_VERSION,
 ) -> TrialOutcome:
     """Sample a config for `trial`, and train and score it unless it is invalid or a duplicate.
 
     `context_for(train_cfg)` gives the shared TrialContext (data, device, validation protocol);
-    `previous()` lists the study's completed trials, for duplicate reuse; `on_evaluated(step,
-    val_loss)` hears every intermediate evaluation.
+    `previous()` lists the study's completed trials, for duplicate reuse (by config and settings
+    hash, whatever the study's format `version`, which names the parameters asked for);
+    `on_evaluated(step, val_loss)` hears every intermediate evaluation.
     """
     progress = on_progress or (lambda *event: None)
     progress("sampling", 0, 0)
     try:
-        arch, train = sample_trial_configs(space, optuna_suggester(trial))
+        arch, train = sample_trial_configs(space, optuna_suggester(trial, version))
     except Exception as exc:  # noqa: BLE001 - a sampler bug must not end the study
         return _fail({}, f"error: sampling failed: {type(exc).__name__}: {redact(str(exc))}")
     trial.set_user_attr("config", arch)
     try:
-        config = unet_config_from_dict(arch, prefix="architecture")
-        train_cfg = validate_model(TrainConfig, train, "train")
+        config = unet_config_from_dict(arch, prefix=ARCHITECTURE)
+        train_cfg = validate_model(TrainConfig, train, TRAIN)
     except ConfigErrors as exc:
         return _fail({"config": arch}, "invalid: " + "; ".join(exc.lines()))
 

@@ -63,6 +63,7 @@ def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str
     """The device, the data and the validation protocol (what `archsearch validate` checks too);
     returns the LazyContext that holds them. `on_load` hears what was read (ImageData.describe)."""
     from ..schema.loading import validate_model
+    from ..schema.paths import TRAIN
     from ..schema.train import TrainConfig
     from ..trial import LazyContext  # torch: only where trials run
 
@@ -70,7 +71,7 @@ def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str
     fixed = {k: v for k, v in train_settings.items() if k in ("schedule", "num_timesteps")}
     context = LazyContext(data_cfg, eval_cfg, device, device_path, on_load)
     try:
-        context(validate_model(TrainConfig, fixed, "train"))
+        context(validate_model(TrainConfig, fixed, TRAIN))
     except ConfigError as exc:
         raise ConfigErrors([exc]) from None
     return context

@@ -1,9 +1,10 @@
 """Turning a space into concrete configs: one value per distribution, only where it applies.
 
-`instantiate(spec, suggest)` walks an architecture (or train) spec and asks `suggest(name,
-distribution)` for a value wherever the spec has a distribution. The parameter names are the
-config's dotted paths (`levels.1.attention`, `block.norm.groups`; training fields as
-`train.lr`). Parameters that do not apply are never asked for:
+`instantiate(spec, suggest, section)` walks a section of a space (the architecture, or the
+training settings) and asks `suggest(name, distribution)` for a value wherever the spec has a
+distribution. A parameter is named by its field's one name (archsearch.schema.paths.qualified:
+`architecture.levels.1.attention`, `architecture.block.norm.groups`, `train.lr`). Parameters
+that do not apply are never asked for:
 
 - `depth` is decided first; `levels.N.*` beyond it do not exist;
 - in a mapping with a `kind` (norm, down, up, embedding.encoding), `kind` is decided first and
@@ -11,8 +12,9 @@ config's dotted paths (`levels.1.attention`, `block.norm.groups`; training field
 - `attention.*` only when some level or the middle has attention; `attention.heads` only when
   `attention.head_channels` is not set; `skip.project` only with add-skips.
 
-The suggester is Optuna's trial (`optuna_suggester`) in a study and a seeded random generator
-(`random_suggester`) for `archsearch build --sample`.
+The suggester is Optuna's trial (`optuna_suggester`, which asks under the names of the study's
+format version) in a study and a seeded random generator (`random_suggester`) for
+`archsearch build --sample`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..schema.distributions import Choice, Distribution, as_distribution, decode_choice, is_distribution
+from ..schema.paths import ARCHITECTURE, FORMAT_VERSION, TRAIN, param_name, qualified
 from ..schema.space import SearchSpace, field_type
+from ..schema.train import TrainConfig
 from ..schema.unet import UNetConfig
 
 __all__ = ["Suggest", "instantiate", "sample_trial_configs", "optuna_suggester", "random_suggester", "sample_configs",
@@ -34,11 +38,19 @@ Suggest = Callable[[str, Distribution], Any]
 _ARCH_ORDER = ("base", "depth", "image_size", "in_channels", "levels", "compact", "middle", "skip")
 
 
-def instantiate(spec: dict[str, Any], suggest: Suggest, prefix: str = "", root_model=UNetConfig) -> dict[str, Any]:
-    """A copy of `spec` with every applicable distribution replaced by a suggested value."""
-    if root_model is UNetConfig:
-        return _instantiate_architecture(spec, suggest)
-    return _resolve(spec, suggest, prefix, root_model, "")
+_SECTION_MODELS = {ARCHITECTURE: UNetConfig, TRAIN: TrainConfig}
+
+
+def instantiate(spec: dict[str, Any], suggest: Suggest, section: str = ARCHITECTURE) -> dict[str, Any]:
+    """A copy of `spec`, the space's `section`, with every applicable distribution replaced by a
+    suggested value; `suggest` is asked by the qualified name (`<section>.<path>`)."""
+
+    def ask(path: str, dist: Distribution) -> Any:  # the walk below knows only paths within the section
+        return suggest(qualified(section, path), dist)
+
+    if section == ARCHITECTURE:
+        return _instantiate_architecture(spec, ask)
+    return _resolve(spec, ask, _SECTION_MODELS[section], "")
 
 
 def _instantiate_architecture(spec: dict[str, Any], suggest: Suggest) -> dict[str, Any]:
@@ -55,7 +67,7 @@ def _instantiate_architecture(spec: dict[str, Any], suggest: Suggest) -> dict[st
         if key == "skip" and isinstance(spec[key], dict):
             out[key] = _resolve_skip(spec[key], suggest)
         else:
-            out[key] = _resolve(spec[key], suggest, "", UNetConfig, key)
+            out[key] = _resolve(spec[key], suggest, UNetConfig, key)
     if "attention" in spec:  # last: whether it applies depends on the levels and the middle
         out["attention"] = _resolve_attention(spec["attention"], suggest, _uses_attention(out))
     return out
@@ -73,12 +85,12 @@ def _uses_attention(arch: dict[str, Any]) -> bool:
 
 def _resolve_attention(spec, suggest: Suggest, active: bool):
     if not isinstance(spec, dict):
-        return _resolve(spec, suggest, "", UNetConfig, "attention") if active else _drop_distributions(spec)
+        return _resolve(spec, suggest, UNetConfig, "attention") if active else _drop_distributions(spec)
     if not active:
         return _drop_distributions(spec)
     out = {}
     if "head_channels" in spec:
-        out["head_channels"] = _resolve(spec["head_channels"], suggest, "", UNetConfig, "attention.head_channels")
+        out["head_channels"] = _resolve(spec["head_channels"], suggest, UNetConfig, "attention.head_channels")
     for key, value in spec.items():
         if key == "head_channels":
             continue
@@ -86,42 +98,41 @@ def _resolve_attention(spec, suggest: Suggest, active: bool):
             if not is_distribution(value):
                 out[key] = value
             continue
-        out[key] = _resolve(value, suggest, "", UNetConfig, f"attention.{key}")
+        out[key] = _resolve(value, suggest, UNetConfig, f"attention.{key}")
     return out
 
 
 def _resolve_skip(spec: dict[str, Any], suggest: Suggest) -> dict[str, Any]:
     out = {}
     if "combine" in spec:
-        out["combine"] = _resolve(spec["combine"], suggest, "", UNetConfig, "skip.combine")
+        out["combine"] = _resolve(spec["combine"], suggest, UNetConfig, "skip.combine")
     for key, value in spec.items():
         if key == "combine":
             continue
         if key == "project" and out.get("combine", "concat") == "concat" and is_distribution(value):
             continue
-        out[key] = _resolve(value, suggest, "", UNetConfig, f"skip.{key}")
+        out[key] = _resolve(value, suggest, UNetConfig, f"skip.{key}")
     return out
 
 
-def _resolve(node: Any, suggest: Suggest, prefix: str, model, path: str) -> Any:
+def _resolve(node: Any, suggest: Suggest, model, path: str) -> Any:
     """Resolve distributions under `node`, which sits at `path` of `model`."""
-    name = f"{prefix}{path}"
     if is_distribution(node):
-        return suggest(name, as_distribution(node))
+        return suggest(path, as_distribution(node))
     if isinstance(node, list):
-        return [_resolve(v, suggest, prefix, model, f"{path}.{i}") for i, v in enumerate(node)]
+        return [_resolve(v, suggest, model, f"{path}.{i}") for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     if "kind" in node:
-        out["kind"] = _resolve(node["kind"], suggest, prefix, model, _join(path, "kind"))
+        out["kind"] = _resolve(node["kind"], suggest, model, _join(path, "kind"))
     allowed = _variant_fields(model, path, out.get("kind"))
     for key, value in node.items():
         if key == "kind":
             continue
         if allowed is not None and key not in allowed:
             continue  # a field of another variant of this union: it does not apply
-        out[key] = _resolve(value, suggest, prefix, model, _join(path, key))
+        out[key] = _resolve(value, suggest, model, _join(path, key))
     return out
 
 
@@ -154,17 +165,15 @@ def _drop_distributions(node: Any) -> Any:
 
 def sample_trial_configs(space: SearchSpace, suggest: Suggest) -> tuple[dict[str, Any], dict[str, Any]]:
     """(architecture mapping, train mapping) for one trial; validation is the caller's."""
-    from ..schema.train import TrainConfig
-
-    arch = instantiate(space.architecture, suggest)
-    train = _resolve(space.train, suggest, "train.", TrainConfig, "")
-    return arch, train
+    return instantiate(space.architecture, suggest, ARCHITECTURE), instantiate(space.train, suggest, TRAIN)
 
 
-def optuna_suggester(trial) -> Suggest:
-    """Ask an Optuna trial; choices that are not scalars travel as JSON text."""
+def optuna_suggester(trial, version: int = FORMAT_VERSION) -> Suggest:
+    """Ask an Optuna trial of a study of format `version`, under that version's parameter names
+    (archsearch.schema.paths.param_name); choices that are not scalars travel as JSON text."""
 
-    def suggest(name: str, dist: Distribution) -> Any:
+    def suggest(field: str, dist: Distribution) -> Any:
+        name = param_name(field, version)
         if isinstance(dist, Choice):
             return decode_choice(dist, trial.suggest_categorical(name, dist.encoded()))
         if dist.kind == "int":
@@ -203,7 +212,7 @@ def sample_configs(space: SearchSpace, n: int, seed: int = 0) -> list[UNetConfig
     from ..schema.loading import unet_config_from_dict
 
     suggest = random_suggester(seed)
-    return [unet_config_from_dict(instantiate(space.architecture, suggest), prefix="architecture") for _ in range(n)]
+    return [unet_config_from_dict(instantiate(space.architecture, suggest), prefix=ARCHITECTURE) for _ in range(n)]
 
 
 # How many random architectures `check_candidates` plans: enough to see a space that is mostly
@@ -231,7 +240,7 @@ def check_candidates(space: SearchSpace, n: int = CANDIDATE_SAMPLES, seed: int =
     errors_by_line: dict[str, ConfigError] = {}
     for _ in range(n):
         try:
-            unet_config_from_dict(instantiate(space.architecture, suggest), prefix="architecture")
+            unet_config_from_dict(instantiate(space.architecture, suggest), prefix=ARCHITECTURE)
             valid += 1
         except ConfigErrors as exc:
             first = exc.errors[0]
@@ -239,7 +248,7 @@ def check_candidates(space: SearchSpace, n: int = CANDIDATE_SAMPLES, seed: int =
             errors_by_line.setdefault(str(first), first)
     common = reasons.most_common(3)
     if valid == 0:
-        head = ConfigError("architecture", f"0 of {n} sampled architectures are valid; the commonest reasons:")
+        head = ConfigError(ARCHITECTURE, f"0 of {n} sampled architectures are valid; the commonest reasons:")
         raise ConfigErrors([head] + [ConfigError(errors_by_line[line].path, f"{errors_by_line[line].message} "
                                                  f"({count} of {n} samples)") for line, count in common])
     return valid, common

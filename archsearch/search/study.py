@@ -37,6 +37,7 @@ import yaml
 
 from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write_text
+from ..schema.paths import FORMAT_ATTR, FORMAT_VERSION, format_version
 from ..schema.space import SearchSpace
 from .engine import SearchSource, observing, run_trials
 from .events import Broadcast, Observer
@@ -64,8 +65,9 @@ class WorkersFailed(RuntimeError):
         super().__init__("; ".join(lines))
 
 
-def make_sampler(space: SearchSpace, seed_offset: int = 0):
-    """The space's sampler, seeded with `study.seed + seed_offset` (see `create_study`)."""
+def make_sampler(space: SearchSpace, seed_offset: int = 0, version: int = FORMAT_VERSION):
+    """The space's sampler, seeded with `study.seed + seed_offset` (see `create_study`), for a
+    study of format `version` (a grid is listed under its parameter names)."""
     import optuna
 
     cfg, seed = space.study.sampler, (space.study.seed + seed_offset) % 2**32  # numpy's seed range
@@ -87,7 +89,7 @@ def make_sampler(space: SearchSpace, seed_offset: int = 0):
         return optuna.samplers.QMCSampler(seed=seed, qmc_type=cfg.qmc_type, scramble=cfg.scramble)
     from .grid import grid_search_space
 
-    return optuna.samplers.GridSampler(grid_search_space(space), seed=seed)
+    return optuna.samplers.GridSampler(grid_search_space(space, version), seed=seed)
 
 
 def make_pruner(space: SearchSpace):
@@ -109,6 +111,10 @@ def create_study(space: SearchSpace, storage, worker_index: int = 0):
     A fresh study's sampler is seeded with `study.seed`. A resumed study, or the i-th worker,
     offsets the seed by the trials already there and by its index: the same seed would replay
     the first proposals, which the study has already tried.
+
+    A study without trials records the current format version (archsearch.schema.paths); one
+    written before versions were recorded is version 1 and keeps its parameter names (see
+    archsearch.search.sampling.optuna_suggester), so that the sampler still matches its history.
     """
     import optuna
 
@@ -125,9 +131,13 @@ def create_study(space: SearchSpace, storage, worker_index: int = 0):
     if study.user_attrs.get("objectives") not in (None, objectives):
         raise ConfigErrors([ConfigError("objectives", f"the existing study {space.study.name!r} optimizes "
                                                       f"{[o['metric'] for o in study.user_attrs['objectives']]}; use another study name")])
-    offset = len(study.get_trials(deepcopy=False)) + 7919 * worker_index
-    if offset:
-        study.sampler = make_sampler(space, seed_offset=offset)
+    trials = len(study.get_trials(deepcopy=False))
+    if not trials and FORMAT_ATTR not in study.user_attrs:
+        study.set_user_attr(FORMAT_ATTR, FORMAT_VERSION)
+    version = format_version(study.user_attrs)
+    offset = trials + 7919 * worker_index
+    if offset or version != FORMAT_VERSION:
+        study.sampler = make_sampler(space, seed_offset=offset, version=version)
     if "objectives" not in study.user_attrs:
         study.set_user_attr("objectives", objectives)
         with warnings.catch_warnings():
