@@ -28,6 +28,7 @@ from ..metrics import CONTEXT_METRICS, bucket_columns
 from ..pareto import knee_point, pareto_front
 from ..results import front_candidates
 from ..schema.paths import TRAIN, field_name, qualified
+from .compute import ComputeUsage, compute_usage
 from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
@@ -104,6 +105,7 @@ class StudyAnalysis:
     buckets: pd.DataFrame           # the front's per-bucket losses: number, val_loss_t0...
     bucket_ranges: list[tuple[int, int]]
     protocol: dict[str, Any]
+    compute: ComputeUsage | None = None  # training steps spent and saved, when trials stopped early
 
     @property
     def name(self) -> str:
@@ -161,6 +163,7 @@ def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFra
         hypervolume=float(hv_history["hypervolume"].iloc[-1]) if len(hv_history) else 0.0, hv_history=hv_history,
         fields=fields, effects=effects, importances=imps, buckets=buckets,
         bucket_ranges=bucket_ranges(item.space, df, len(bucket_cols)), protocol=protocol(item),
+        compute=compute_usage(df),
     )
 
 

@@ -19,7 +19,7 @@ from ..metrics import METRICS
 from .analysis import Report, StudyAnalysis
 
 __all__ = ["draw_all", "axis_label", "plot_pareto", "plot_hypervolume", "plot_importance", "plot_buckets",
-           "plot_fronts", "plot_effects"]
+           "plot_fronts", "plot_effects", "plot_rungs"]
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -58,7 +58,7 @@ def draw_all(report: Report, plots_dir: Path) -> dict[str, Path]:
     for study in report.studies:
         prefix = f"{study.name}-" if several else ""
         for key, draw in (("pareto", plot_pareto), ("importance", plot_importance), ("buckets", plot_buckets),
-                          ("effects", plot_effects)):
+                          ("effects", plot_effects), ("rungs", plot_rungs)):
             path = draw(study, report, plots_dir / f"{prefix}{key}.png")
             if path is not None:
                 out[f"{prefix}{key}"] = path
@@ -238,6 +238,34 @@ def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
     for ax in axes[0][1:]:
         ax.set_yticks(y, [""] * len(y))
     fig.suptitle(f"{study.name}: marginal effect of each searched field (median, bootstrap 95% CI)", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_rungs(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
+    """Validation loss against training step for every trial that trained: completed ones to
+    their full budget, stopped ones ending with a cross where they stopped."""
+    usage = study.compute
+    if usage is None or usage.curves.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    for number, curve in usage.curves.groupby("number"):
+        curve = curve.sort_values("step")
+        stopped = curve["state"].iloc[0] != "COMPLETE"
+        ax.plot(curve["step"], curve["val_loss"], color="#999999" if stopped else "#1f77b4", lw=0.9,
+                alpha=0.6 if stopped else 0.9, zorder=1 if stopped else 2)
+        if stopped:
+            ax.scatter(curve["step"].iloc[-1:], curve["val_loss"].iloc[-1:], marker="x", s=24, color="#d62728", zorder=3)
+    for step in usage.per_rung["step"]:
+        ax.axvline(step, color="#cccccc", lw=0.8, ls="--", zorder=0)
+    ax.plot([], [], color="#1f77b4", label="completed")
+    ax.plot([], [], color="#999999", label="stopped early")
+    ax.scatter([], [], marker="x", color="#d62728", label="where it stopped")
+    ax.set_xlabel("training step (dashed: rungs)")
+    ax.set_ylabel(axis_label("val_loss", "minimize"))
+    ax.set_title(f"{study.name}: rung losses ({usage.stopped} of {usage.trials} trials stopped, "
+                 f"{usage.saved_fraction:.0%} of the steps saved)")
+    ax.legend(loc="best")
     return _save(fig, path)
 
 

@@ -49,6 +49,7 @@ def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path) -> li
         blocks += _summary(study, report, level)
         blocks += _front(study, report, figures.get(f"{prefix}pareto"), level)
         blocks += _convergence(study, report, figures.get("hypervolume") if not several else None, level)
+        blocks += _compute(study, figures.get(f"{prefix}rungs"), level)
         blocks += _importance(study, figures.get(f"{prefix}importance"), level)
         blocks += _effects(study, report, figures.get(f"{prefix}effects"), level)
         blocks += _buckets(study, figures.get(f"{prefix}buckets"), level)
@@ -190,6 +191,24 @@ def _convergence(study: StudyAnalysis, report: Report, figure: Path | None, leve
         if since is not None and since < max(3, len(h) // 5):
             text += " It was still improving: more trials would likely extend the front."
     blocks.append(Paragraph(text))
+    return blocks
+
+
+def _compute(study: StudyAnalysis, figure: Path | None, level: int) -> list[Block]:
+    """Early stopping's account: what the trials trained against what full budgets would cost."""
+    usage = study.compute
+    if usage is None:
+        return []
+    blocks: list[Block] = [Heading("Compute: early stopping", level), Paragraph(
+        f"{_count(usage.trials, 'trial')} trained **{usage.spent_steps:,} steps** where full budgets would have "
+        f"taken {usage.full_steps:,}: **{usage.saved_fraction:.0%} saved**. {_count(usage.stopped, 'trial')} "
+        "stopped at a rung; the Pareto front is over completed trials only.")]
+    if figure is not None:
+        blocks.append(Image(figure, "validation loss at each rung and at the full budget, for every trial"))
+    table = usage.per_rung.rename(columns={"step": "rung step", "reached": "trials that reached it",
+                                           "stopped": "stopped there"})
+    blocks.append(Table(table, caption="A trial reaching a rung is judged against every trial that reached it "
+                                       "before (see archsearch.search.stopping)."))
     return blocks
 
 
