@@ -19,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from archsearch.errors import ConfigErrors
+from archsearch.metrics import METRICS, OBJECTIVE_METRICS
 from archsearch.schema.space import load_space, space_from_dict
 from archsearch.schema.study import AshaStopping, NoStopping, StudyConfig
 from archsearch.search.stopping import rank, rung_steps, should_stop, total_violation
@@ -329,3 +330,24 @@ def test_a_searched_budget_above_min_steps_is_fine():
     space = space_from_dict({"architecture": ARCH, "study": {"stopping": {"kind": "asha", "min_steps": 20}},
                              "train": {"steps": {"choice": [100, 300]}}})
     assert space.study.stopping.min_steps == 20
+
+
+@pytest.mark.parametrize("metric", [m for m in OBJECTIVE_METRICS if m != "val_loss"])
+def test_a_rung_compares_only_what_it_knows(metric):
+    """Objectives and constraints must be known at a rung: val_loss there, the cost metrics
+    measured before training; the others (duration_s, train_loss) only once training ends."""
+    data = {"study": {"stopping": {"kind": "asha"}}, "objectives": [{"metric": "val_loss"}, {"metric": metric}],
+            "constraints": [f"{metric} <= 1e9"]}
+    if METRICS[metric].before_training:
+        assert space_from_dict({"architecture": ARCH, **data}).objectives[1].metric == metric
+        return
+    lines = errors_of(data)
+    assert [line.split(": ", 1)[0] for line in lines] == ["objectives.1.metric", "constraints.0"], lines
+    assert lines[0].startswith(f"objectives.1.metric: {metric} is not known at a rung (only once training ends)")
+    assert space_from_dict({"architecture": ARCH, **data, "study": {}}).objectives[1].metric == metric  # fine without
+
+
+def test_what_a_rung_knows_is_what_run_trial_measures_before_training():
+    # run_trial copies the `measured` metrics from the timing phase and counts params first.
+    assert {m for m in OBJECTIVE_METRICS if METRICS[m].before_training} == \
+        {m for m in OBJECTIVE_METRICS if METRICS[m].measured} | {"params"}

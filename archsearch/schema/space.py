@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from ..errors import ConfigError, ConfigErrors, from_validation_error
+from ..metrics import METRICS, OBJECTIVE_METRICS
 from ._base import Model
 from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
@@ -214,7 +215,9 @@ def _check_sampler(space: SearchSpace) -> None:
 
 
 def _check_stopping(space: SearchSpace) -> None:
-    """Early stopping's cross-section rules: what it compares exists, and every trial has a rung."""
+    """Early stopping's cross-section rules: what it compares exists and is known at a rung (the
+    rung's val_loss, and the metrics measured before training: not duration_s or train_loss),
+    and every trial has a rung."""
     stopping = space.study.stopping
     if stopping.kind == "none":
         return
@@ -223,6 +226,13 @@ def _check_stopping(space: SearchSpace) -> None:
         errors.append(ConfigError("study.stopping", f"{stopping.kind} compares trials by their validation loss at rungs, "
                                                     "but val_loss is not an objective; add {metric: val_loss} to "
                                                     "objectives or use kind: none"))
+    known = ", ".join(m for m in OBJECTIVE_METRICS if METRICS[m].before_training)
+    for path, item in [(f"objectives.{i}.metric", o) for i, o in enumerate(space.objectives)] + \
+                      [(f"constraints.{i}", c) for i, c in enumerate(space.constraints)]:
+        if item.metric != "val_loss" and not METRICS[item.metric].before_training:
+            errors.append(ConfigError(path, f"{item.metric} is not known at a rung (only once training ends); "
+                                            f"{stopping.kind} compares the rung's val_loss and what is measured "
+                                            f"before training ({known}); drop it or use study.stopping: {{kind: none}}"))
     if space.study.pruner.kind != "none":
         errors.append(ConfigError("study.stopping", f"{stopping.kind} and study.pruner ({space.study.pruner.kind}) would "
                                                     "both stop trials; keep one: stopping: {kind: none} or "

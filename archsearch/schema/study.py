@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
@@ -19,6 +21,7 @@ __all__ = [
     "StoppingConfig",
     "DEFAULT_OBJECTIVES",
     "StudyName",
+    "constraint_violations",
 ]
 
 
@@ -236,3 +239,13 @@ class Constraint(Model):
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.value:g}"
+
+
+def constraint_violations(constraints: Iterable[Constraint], measured: Mapping[str, Any]) -> dict[str, float]:
+    """Each constraint's violation, by its text (`params <= 5e+06`), from `measured` metric values;
+    a metric that was not measured (None) violates its constraint infinitely."""
+    out = {}
+    for constraint in constraints:
+        value = measured.get(constraint.metric)
+        out[str(constraint)] = constraint.violation(float(value)) if value is not None else math.inf
+    return out

@@ -55,6 +55,46 @@ crowding distance.
 
 Cost: O(n^2 m) time and O(n^2) memory for n vectors of m objectives (a domination matrix), plus
 O(n m log n) for the crowding; a few thousand vectors take well under a second.
+
+**In a study** (`study.stopping: {kind: asha, min_steps, eta, min_trials_at_rung}`;
+archsearch.search.rungs applies the rule, archsearch.search.objective records the outcome).
+Every trial that reaches a rung leaves its record, whatever happens to it afterwards; all are
+user attributes of the Optuna trial (JSON; also in `trials/<n>/metrics.json`):
+
+    rung_<k>         {"step": 60, "values": [0.081, 1520.3], "violation": 0.0}
+                     at rung k (step min_steps * eta**k): the objectives in the study's order
+                     (its `objectives` user attribute; val_loss at the rung step, the others as
+                     measured before training), null where not measured; the total constraint
+                     violation (0: feasible; null: a constraint's metric was not measured)
+    learning_curve   [[step, val_loss], ...]: the rung evaluations among the curve points
+
+A trial stopped at a rung ends as Optuna's PRUNED, with `outcome: "pruned"`, its constraints as
+they stood at the rung, no `val_loss` (it has no final score) and:
+
+    stopped_at_step  60                     the rung's step (= its `steps_trained`)
+    stopped_rung     1                      k
+    rung_vector      [0.081, 1520.3]        the values of its `rung_<k>`
+    stop_reason      "stopped at rung 1 (step 60): position 3 of 4 at this rung (keeps the top 2)"
+
+(A trial stopped by Optuna's pruner in a single-objective study records `stopped_at_step` and a
+`stop_reason` of `pruned by study.pruner (median) at step 40`.) The results table
+(archsearch.results) shows `steps_trained`, the rung losses as `val_loss_at_<step>` columns
+(`val_loss_at_20`, `val_loss_at_60`, ...), `stopped_rung`, `stopped_at_step` and `stop_reason`;
+the Pareto front stays over COMPLETE trials.
+
+**What the samplers make of stopped trials** (Optuna 5.0; `trial.report` raises in
+multi-objective studies, so a stopped trial there has no values and no intermediate values):
+- TPE counts them in its history and puts them in the "bad" group: completed trials fill its
+  good group (non-dominated sort), then pruned ones, which multi-objective TPE cannot tell apart
+  (without intermediate values all score alike), so only while fewer trials have completed than
+  the good group holds (ceil(n/10) of n trials) do the earliest stopped trials fill it. Stopped
+  trials that violate their constraints at the rung are ranked with the infeasible, by violation.
+  With constant_liar, running trials are bad points too. In a single-objective study the rung's
+  loss is also reported (`trial.report`), and TPE ranks stopped trials by the step they reached,
+  then by that loss.
+- NSGA-II (and the GP sampler) learn only from COMPLETE trials: a stopped trial is never a
+  parent and does not count towards a generation, which fills at the pace of completed trials.
+- Random, QMC and grid samplers do not look at results.
 """
 
 from __future__ import annotations
