@@ -220,6 +220,18 @@ def test_one_objective_reports_the_rung_loss_to_optuna(tmp_path):
     assert sorted(good.intermediate_values) == [2, 4]  # TPE ranks pruned trials by step, then this loss
 
 
+def test_a_trial_pruned_by_optunas_pruner_says_so_too(tmp_path):
+    space = tiny(study={"trials": 2, "pruner": {"kind": "median", "n_startup_trials": 1}},
+                 train={"steps": 8, "lr": {"float": {"low": 1e-5, "high": 3e-2, "log": True}}},
+                 eval={"curve_points": 1}, objectives=[{"metric": "val_loss"}])
+    enqueue(space, tmp_path, GOOD, POOR)
+    run_study(space_from_dict(space), tmp_path)
+    good, poor = stored(tmp_path / "tiny")
+    assert good.state.name == "COMPLETE" and poor.state.name == "PRUNED"
+    assert (poor.user_attrs["stop_reason"], poor.user_attrs["stopped_at_step"]) == ("pruned by study.pruner (median) at step 4", 4)
+    assert not rung_records(poor.user_attrs) and poor.user_attrs["val_loss"] is None
+
+
 def frozen(number: int, state: str, attrs: dict) -> optuna.trial.FrozenTrial:
     start = dt.datetime(2026, 1, 1, 12, 0, 0)
     return optuna.trial.FrozenTrial(

@@ -58,8 +58,10 @@ O(n m log n) for the crowding; a few thousand vectors take well under a second.
 
 **In a study** (`study.stopping: {kind: asha, min_steps, eta, min_trials_at_rung}`;
 archsearch.search.rungs applies the rule, archsearch.search.objective records the outcome).
-Every trial that reaches a rung leaves its record, whatever happens to it afterwards; all are
-user attributes of the Optuna trial (JSON; also in `trials/<n>/metrics.json`):
+Rungs are training steps, the same for every trial (one whose `train.seconds` budget ends first
+is not judged at the rungs it does not reach). Every trial that reaches a rung leaves its
+record, whatever happens to it afterwards; all are user attributes of the Optuna trial (JSON;
+also in `trials/<n>/metrics.json`):
 
     rung_<k>         {"step": 60, "values": [0.081, 1520.3], "violation": 0.0}
                      at rung k (step min_steps * eta**k): the objectives in the study's order
