@@ -232,7 +232,8 @@ def run(
     else:
         console.print("no completed trial yet")
     console.print(
-        f"{summary.trials} trials ({summary.completed} completed), {len(front)} on the Pareto front; "
+        f"{summary.trials} trials ({summary.completed} completed"
+        f"{f', {summary.stopped} stopped early' if summary.stopped else ''}), {len(front)} on the Pareto front; "
         f"results in {summary.study_dir}/ (storage: {summary.storage})"
     )
     if not summary.completed:

@@ -60,6 +60,7 @@ class StudySummary:
     front: Any  # its rows on the Pareto front of the feasible completed trials (archsearch.results.front_of)
     objectives: list[str]
     problems: list[str] = field(default_factory=list)  # workers that died while the study still reached its count
+    stopped: int = 0  # trials stopped early (PRUNED: by study.stopping or a pruner)
 
     def fail_reasons(self, limit: int = 3) -> list[tuple[int, str]]:
         """The commonest reasons trials failed, as (count, reason), commonest first."""
@@ -90,7 +91,7 @@ def run_study(
     run = run_search(space, results_dir, storage, trials, device, observers=[folder, view], workers=workers, gpus=gpus,
                      worker_observers=[folder])
     df = trials_dataframe(run.study.get_trials(deepcopy=False), run.objectives)
-    completed = int((df["state"] == "COMPLETE").sum()) if not df.empty else 0
+    completed, stopped = ((int((df["state"] == state).sum()) if not df.empty else 0) for state in ("COMPLETE", "PRUNED"))
     return StudySummary(run.name, run.study_dir, run.storage, count_trials(run.study)[0], completed, df,
                         front_of(df, run.objectives, [d.name.lower() for d in run.study.directions]),
-                        run.objectives, run.problems)
+                        run.objectives, run.problems, stopped)

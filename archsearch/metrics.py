@@ -13,7 +13,9 @@ attributes (`to_dict()` gives their JSON keys); the results table has columns fo
 `table` group, in the order declared here (the documented `trials.csv` order), a bucket vector
 spread over `val_loss_t0...`; objectives and constraints may name the `objective` ones; the
 terminal formats values and puts units under column names from `format` and `unit`; the
-report's figures label axes with `label` and its protocol lists the `context` ones.
+report's figures label axes with `label` and its protocol lists the `context` ones; early
+stopping compares the `before_training` ones at a rung as they were measured. A renamed metric
+keeps its old name as `formerly`, so that older trials still fill its column (`key_in`).
 
 Torch-free and free of archsearch imports, so that the schema, the results table and the report
 read it without loading anything.
@@ -21,7 +23,7 @@ read it without loading anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -52,6 +54,8 @@ class MetricInfo:
     context: bool = False        # the machine and software a trial ran on (the report's protocol section)
     spread: str | None = None    # the metric that tells how much this one varied while it was timed
     columns: str = ""            # a bucket vector's column names in the table, `{i}` the bucket
+    before_training: bool = False  # known once the model is built and timed, before it trains (what a rung compares as is)
+    formerly: str | None = None  # the user attribute older trials recorded it under (read when this one is missing)
 
     def column_names(self, value) -> list[str]:
         """The results-table columns this metric fills with `value`."""
@@ -60,6 +64,13 @@ class MetricInfo:
         if self.format == "buckets":
             return [self.columns.format(i=i) for i in range(len(value or []))]
         return [self.name]
+
+    def key_in(self, attrs: Mapping[str, Any]) -> str | None:
+        """The user attribute of a trial that holds this metric: its name, or the name older
+        trials recorded it under (`formerly`); None when the trial has neither."""
+        if self.name in attrs:
+            return self.name
+        return self.formerly if self.formerly is not None and self.formerly in attrs else None
 
 
 def metric(about: str, unit: str = "", label: str = "", direction: Literal["minimize", "maximize"] | None = None,
@@ -76,19 +87,21 @@ class TrialMetrics:
     group the trial's identity: config_hash, fail_reason, ...; see archsearch.results)."""
 
     params: int | None = metric("parameters", label="parameters", direction="minimize", format="count",
-                                objective=True)
+                                objective=True, before_training=True)
     flops: int | None = metric("forward FLOPs per image", "per img", "forward FLOPs per image", "minimize", "count",
-                               objective=True, measured=True)
+                               objective=True, measured=True, before_training=True)
     train_throughput: float | None = metric("images/s, forward+backward+AdamW (median)", "img/s",
                                             "training throughput (images/s)", "maximize", objective=True,
-                                            measured=True, spread="train_throughput_iqr")
+                                            measured=True, before_training=True, spread="train_throughput_iqr")
     train_throughput_iqr: float | None = metric("images/s, interquartile range", "img/s",
-                                                "training throughput spread (IQR, images/s)", "minimize", measured=True)
+                                                "training throughput spread (IQR, images/s)", "minimize", measured=True,
+                                                before_training=True)
     infer_throughput: float | None = metric("images/s, forward only", "img/s", "inference throughput (images/s)",
-                                            "maximize", objective=True, measured=True)
+                                            "maximize", objective=True, measured=True, before_training=True)
     latency_ms: float | None = metric("ms, batch of 1", "ms", "latency at batch 1 (ms)", "minimize", objective=True,
-                                      measured=True)
-    peak_mem_mb: float | None = metric("MiB", "MiB", "peak memory (MiB)", "minimize", objective=True, measured=True)
+                                      measured=True, before_training=True)
+    peak_mem_mb: float | None = metric("MiB", "MiB", "peak memory (MiB)", "minimize", objective=True, measured=True,
+                                       before_training=True)
     val_loss: float | None = metric("ε-MSE on the fixed validation set", "MSE", "validation loss (ε-MSE, fixed noise)",
                                     "minimize", objective=True)
     val_loss_buckets: list[float] | None = metric("per noise bucket, low → high noise", "MSE",
@@ -105,7 +118,8 @@ class TrialMetrics:
     threads: int | None = metric("torch intra-op threads while timing", format="count", table="details", context=True,
                                  measured=True)
     torch: str | None = metric("torch version", format="text", table="details", context=True)
-    steps: int | None = metric("training steps taken", format="count", table="details")
+    steps_trained: int | None = metric("training steps taken (fewer than train.steps when stopped early)", format="count",
+                                       table="details", formerly="steps")
     train_seconds: float | None = metric("s, training steps only", "s", "training time (s)", "minimize", table="details")
     peak_mem_source: str | None = metric("how peak_mem_mb was measured: cuda_allocator or cpu_proxy", format="text",
                                          table=None, measured=True, shown=False)

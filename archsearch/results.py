@@ -5,9 +5,12 @@
 
 Columns, in order: number, state, the objectives, the metrics of archsearch.metrics' "metrics"
 group in its order (params, flops, train_throughput, infer_throughput, latency_ms, peak_mem_mb,
-val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ..., duration_s), the
-trial's identity (config_hash, fail_reason, ...), the "details" group (outcome, device, ...),
-then the flattened config and training settings, each column named as the field is in a space
+val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ..., duration_s), under
+early stopping the validation loss at each rung step (`val_loss_at_20`, `val_loss_at_60`, ...,
+from the trials' `rung_<k>` records; archsearch.search.stopping), the trial's identity
+(config_hash, fail_reason, and for a stopped trial stopped_rung, stopped_at_step, stop_reason,
+...), the "details" group (outcome, device, steps_trained, ...), then the flattened config and
+training settings, each column named as the field is in a space
 file (archsearch.schema.paths.qualified: `architecture.levels.1.width`, `train.lr`), which is also
 its Optuna parameter's name. The table is always derived from the storage (the `config` and
 `train` user attributes, whatever the study's format version), so it can be regenerated at any
@@ -32,12 +35,14 @@ from .io import atomic_write
 from .metrics import METRICS, bucket_columns, table_metrics
 from .pareto import pareto_front
 from .schema.paths import ARCHITECTURE, SECTIONS, TRAIN, flatten, qualified, section_of
+from .search.rungs import rung_loss_columns, rung_losses
 
 __all__ = ["trials_dataframe", "load_results", "write_tables", "regenerate_tables", "open_study", "front_candidates",
            "front_of", "setting_columns"]
 
 _LEAD = ["number", "state"]
-_IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "reused_from"]
+_IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "stopped_rung", "stopped_at_step", "stop_reason",
+             "reused_from"]
 _TIMES = ["datetime_start", "datetime_complete"]
 # The trial attribute each section's columns are flattened from.
 _SECTION_ATTRS = {ARCHITECTURE: "config", TRAIN: "train"}
@@ -51,17 +56,17 @@ def setting_columns(columns) -> list[str]:
     return [c for c in columns if section_of(c) and c != _SCHEMA_VERSION]
 
 
-def _columns(objectives: list[str], buckets: list[str]) -> list[str]:
+def _columns(objectives: list[str], buckets: list[str], rungs: list[str] = ()) -> list[str]:
     """Every column before the flattened configs, in order."""
     metrics = [c for m in table_metrics("metrics") for c in (buckets if m.format == "buckets" else [m.name])]
     details = [m.name for m in table_metrics("details")]
-    return list(dict.fromkeys(_LEAD + objectives + metrics + _IDENTITY + details + _TIMES))
+    return list(dict.fromkeys(_LEAD + objectives + metrics + list(rungs) + _IDENTITY + details + _TIMES))
 
 
 def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.DataFrame:
     """One row per Optuna FrozenTrial (see the module docstring for the columns)."""
     objectives = list(objectives or [])
-    df = pd.DataFrame([_row(t) for t in trials])
+    df = pd.DataFrame([_row(t, objectives) for t in trials])
     if df.empty:
         return pd.DataFrame(columns=_columns(objectives, []))
     # Present even when no trial has them: the objectives, the scalar metrics and why a trial failed.
@@ -70,20 +75,22 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.Da
         if col not in df.columns:
             df[col] = None
     settings = [c for section in SECTIONS for c in sorted(c for c in df.columns if section_of(c) == section)]
-    ordered = [c for c in _columns(objectives, bucket_columns(df.columns)) + ["feasible"] if c in df.columns] + settings
+    ordered = [c for c in _columns(objectives, bucket_columns(df.columns), rung_loss_columns(df.columns)) + ["feasible"]
+               if c in df.columns] + settings
     rest = [c for c in df.columns if c not in ordered]
     return df[ordered + rest].sort_values("number").reset_index(drop=True)
 
 
-def _row(trial) -> dict[str, Any]:
+def _row(trial, objectives: list[str]) -> dict[str, Any]:
     attrs = trial.user_attrs
-    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name, **rung_losses(attrs, objectives)}
     for key in _IDENTITY + _TIMES:
         if key in attrs:
             row[key] = attrs[key]
     for info in METRICS.values():
-        if info.name in attrs:
-            value = attrs[info.name]
+        key = info.key_in(attrs)
+        if key is not None:
+            value = attrs[key]
             row.update(zip(info.column_names(value), (value or []) if info.format == "buckets" else [value]))
     if trial.datetime_start is not None:
         row["datetime_start"] = trial.datetime_start.isoformat()

@@ -23,7 +23,11 @@
 - Progress: `on_progress("training", step, total, loss)` after every step, where `loss` is the
   last window's mean (None before the first): a display ticks every step at no extra sync.
 - Budget: `steps`, or `seconds` of training time (evaluations excluded), whichever ends first.
-  Intermediate evaluations happen at fractions k/(curve_points+1) of the budget used so far.
+  Intermediate evaluations happen at fractions k/(curve_points+1) of the budget used so far,
+  and after each of the `eval_steps` the caller asks for (the rungs of early stopping, which must
+  be the same steps for every trial); one evaluation serves both when they fall on one step.
+  Each runs `protocol.evaluate`, the fixed-noise scoring of the final result, so an intermediate
+  loss compares with other trials' at the same step and with final scores.
 - Failures: a non-finite loss ends the run as `diverged`, a CUDA out-of-memory error as `oom`
   (memory freed first); neither raises. `on_eval` may stop the run early (`stopped`).
 - Labels reach the model only if it is class-conditional (`num_classes`, or `config.num_classes`
@@ -108,8 +112,12 @@ def train(
     settings: RunSettings,
     on_progress: ProgressFn | None = None,
     on_eval: EvalFn | None = None,
+    eval_steps: Iterable[int] = (),
 ) -> TrainResult:
     """Train `model` (moved to `settings.device` in place) on `batches`; evaluate it under `protocol`.
+
+    `on_eval(step, result)` hears every intermediate evaluation (the curve points and
+    `eval_steps`, those below `cfg.steps`); returning True ends the run there as `stopped`.
 
     `settings` is `resolve_run_settings(cfg, device)`, made by the caller so that measuring,
     evaluating and sampling the same model run under the same resolved choices.
@@ -123,7 +131,7 @@ def train(
     result = TrainResult(outcome="completed", steps=0)
     oom = ""
     try:
-        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval)
+        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval, eval_steps)
     except RuntimeError as exc:  # torch.OutOfMemoryError, or the plain RuntimeError of older kernels and the CPU
         if not is_out_of_memory(exc):
             raise
@@ -149,6 +157,7 @@ def _run(
     result: TrainResult,
     on_progress: ProgressFn,
     on_eval: EvalFn | None,
+    eval_steps: Iterable[int] = (),
 ) -> None:
     """The training loop; fills `result` as it goes, so that an OOM keeps the curves so far."""
     device = s.device
@@ -185,6 +194,7 @@ def _run(
 
     # Intermediate evaluations at these fractions of the budget (steps, or seconds if sooner).
     fractions = [k / (protocol.cfg.curve_points + 1) for k in range(1, protocol.cfg.curve_points + 1)]
+    at_steps = sorted({int(s) for s in eval_steps if 0 < s < cfg.steps})  # and after these exact steps
     window_sum, window_n = torch.zeros((), device=device), 0
     train_seconds, segment_start = 0.0, time.perf_counter()
     last_loss: float | None = None  # the last window's mean, as read at a log point
@@ -227,9 +237,12 @@ def _run(
             window_n = 0
         on_progress("training", step, cfg.steps, last_loss)  # every step; no sync, no storage write
         budget_used = max(step / cfg.steps, elapsed / cfg.seconds if cfg.seconds else 0.0)
-        if not done and fractions and budget_used >= fractions[0]:
+        due = (fractions and budget_used >= fractions[0]) or (at_steps and step >= at_steps[0])
+        if not done and due:
             while fractions and budget_used >= fractions[0]:
                 fractions.pop(0)
+            while at_steps and step >= at_steps[0]:
+                at_steps.pop(0)
             synchronize(device)  # charge queued training kernels to training time
             train_seconds += time.perf_counter() - segment_start
             res = evaluate(step)

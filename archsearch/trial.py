@@ -30,7 +30,7 @@ would bring the OOM killer or swap to the whole machine rather than an exception
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,11 +114,18 @@ def run_trial(
     train_cfg: TrainConfig,
     measure_cfg: MeasureConfig,
     on_progress: ProgressFn | None = None,
-    on_eval: Callable[[int, Any], bool | None] | None = None,
+    on_eval: Callable[[int, Any, TrialMetrics], bool | None] | None = None,
     samples_path: Path | None = None,
     checkpoint_path: Path | None = None,
+    eval_steps: Sequence[int] = (),
 ) -> TrialResult:
-    """Build, measure, train and evaluate one architecture; see the module docstring."""
+    """Build, measure, train and evaluate one architecture; see the module docstring.
+
+    `on_eval(step, result, metrics)` hears every intermediate evaluation (the curve points and
+    `eval_steps`) with the trial's metrics so far: what was measured before training (params,
+    throughput, FLOPs, ...). Returning True stops the run there: the trial's outcome is
+    `stopped`, with its steps and learning curve but no final score (`val_loss` stays None).
+    """
     progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
     settings = resolve_run_settings(train_cfg, context.device)
@@ -156,13 +163,15 @@ def run_trial(
                        "batch_size": cost.batch_size, "warmup_steps": cost.warmup_steps}
 
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
-    result = train(model, batches, train_cfg, context.protocol, settings, on_progress=progress, on_eval=on_eval)
+    hook = None if on_eval is None else lambda step, res: on_eval(step, res, metrics)
+    result = train(model, batches, train_cfg, context.protocol, settings, on_progress=progress, on_eval=hook,
+                   eval_steps=eval_steps)
 
-    metrics.outcome, metrics.steps, metrics.train_seconds = result.outcome, result.steps, result.train_seconds
+    metrics.outcome, metrics.steps_trained, metrics.train_seconds = result.outcome, result.steps, result.train_seconds
     metrics.learning_curve = [[int(s), float(v)] for s, v in result.learning_curve]
     metrics.train_loss_curve = [[int(s), float(v)] for s, v in result.train_loss]
     metrics.train_loss = float(result.train_loss[-1][1]) if result.train_loss else None
-    if result.final is not None:
+    if result.final is not None and result.outcome == "completed":  # a stopped run's last loss is not its score
         metrics.val_loss = result.final.val_loss
         metrics.val_loss_buckets = list(result.final.val_loss_buckets)
         _save_outputs(model, config, train_cfg, settings, eval_cfg, context, samples_path, checkpoint_path)

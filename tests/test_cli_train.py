@@ -57,7 +57,7 @@ def test_train_writes_every_metric_and_a_checkpoint_that_samples(train_file, tmp
     metrics = json.loads(out.read_text())
     missing = [k for k in OUT_KEYS if k not in metrics]
     assert not missing
-    assert metrics["outcome"] == "completed" and metrics["steps"] == 3  # the --set override
+    assert metrics["outcome"] == "completed" and metrics["steps_trained"] == 3  # the --set override
     assert all(metrics[k] > 0 for k in ("val_loss", "train_throughput", "infer_throughput", "latency_ms",
                                          "params", "flops", "peak_mem_mb", "duration_s"))
     assert len(metrics["val_loss_buckets"]) == 5 and [s for s, _ in metrics["learning_curve"]][-1] == 3
@@ -126,9 +126,9 @@ def test_train_fixed_reads_the_data_first_and_names_only_the_files_it_wrote(trai
     # The data is described before the first progress event, so a progress bar starts below it.
     assert events[0] == ("data", "digits: 1617 train + 180 val images, 1x8x8, 10 classes")
     assert events[1] == ("progress", "building") and ("data", events[0][1]) not in events[1:]
-    assert run.ok and run.result.metrics.steps == 2
+    assert run.ok and run.result.metrics.steps_trained == 2
     assert run.files == {"metrics": out, "checkpoint": checkpoint}  # in the order the command prints them
-    assert json.loads(out.read_text())["steps"] == 2
+    assert json.loads(out.read_text())["steps_trained"] == 2
 
     cfg = SampleConfig(sampler={"kind": "ddim", "steps": 2}, rows=1, cols=2)
     grid = sample_checkpoint(checkpoint, samples, cfg, "cpu")

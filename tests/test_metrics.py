@@ -130,7 +130,7 @@ def test_measured_metrics_are_fields_of_a_measurement():
 
 
 def test_the_trial_record_is_the_registry_and_its_dict_has_every_key():
-    record = TrialMetrics(val_loss=0.1, steps=5)
+    record = TrialMetrics(val_loss=0.1, steps_trained=5)
     assert list(record.to_dict()) == list(METRICS) == [f.name for f in dataclasses.fields(TrialMetrics)]
     assert record.to_dict()["val_loss"] == 0.1 and record.to_dict()["flops"] is None
     with pytest.raises(TypeError):

@@ -71,7 +71,7 @@ FRONT = pd.DataFrame({
 METRICS = {
     "outcome": "completed", "val_loss": 0.0893412, "val_loss_buckets": [0.31, 0.1234, 0.0812, 0.0523, 0.0211],
     "train_throughput": 1234.5, "train_throughput_iqr": 12.3, "infer_throughput": 4567.8, "latency_ms": 3.21,
-    "params": 1234567, "flops": 123456789, "peak_mem_mb": 123.4, "peak_mem_source": "cpu_proxy", "steps": 60,
+    "params": 1234567, "flops": 123456789, "peak_mem_mb": 123.4, "peak_mem_source": "cpu_proxy", "steps_trained": 60,
     "train_seconds": 12.5, "duration_s": 20.1, "device": "cpu (AMD EPYC 7B13)", "precision": "fp32", "threads": 2,
     "learning_curve": [[15, 0.3], [30, 0.2], [45, 0.15], [60, 0.1]],
 }

@@ -150,6 +150,24 @@ def test_on_eval_can_stop_the_run():
     assert res.final is not None and res.learning_curve == [(10, res.learning_curve[0][1]), (20, res.val_loss)]
 
 
+def test_eval_steps_are_evaluated_beside_the_curve_points():
+    # Rungs of early stopping: exact steps, merged with the curve points (10, 20, 30 of 40); one
+    # evaluation where both fall; none at or past the budget (the final score is there).
+    p, heard = make_protocol(curve_points=3), []
+    res = fit(model(), batches(), cfg(steps=40), p, eval_steps=[20, 5, 40, 100, 0],
+              on_eval=lambda step, r: heard.append((step, r.val_loss)))
+    assert [s for s, _ in res.learning_curve] == [5, 10, 20, 30, 40]
+    assert heard == res.learning_curve[:-1]
+
+
+def test_a_run_stopped_at_an_eval_step_leaves_the_model_it_scored():
+    p = make_protocol()
+    m = model()
+    res = fit(m, batches(), cfg(steps=40), p, eval_steps=[5], on_eval=lambda step, r: True)
+    assert res.outcome == "stopped" and res.steps == 5 and res.learning_curve == [(5, res.val_loss)]
+    assert p.evaluate(m, CPU).val_loss == res.val_loss  # the fixed-noise protocol of a final score
+
+
 def test_nan_loss_ends_the_run_as_diverged():
     res = fit(model(cls=FailsAt, k=13), batches(), cfg(steps=100), make_protocol())
     assert res.outcome == "diverged" and res.final is None and math.isnan(res.val_loss)

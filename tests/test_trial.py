@@ -60,7 +60,7 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     unmeasured = {k for k in METRIC_KEYS if m[k] is None}
     assert unmeasured == {"infer_throughput", "latency_ms", "flops"}  # exactly what MEASURE turns off
     json.dumps(m, allow_nan=False)  # what `archsearch train --out` and the storage receive
-    assert m["outcome"] == "completed" and m["steps"] == 5 and m["device"]
+    assert m["outcome"] == "completed" and m["steps_trained"] == 5 and m["device"]
     assert m["params"] == sum(p.numel() for p in build_unet(config).parameters())
     assert m["train_throughput"] > 0 and m["train_throughput_iqr"] >= 0
     assert len(m["val_loss_buckets"]) == 5 and m["learning_curve"][-1] == [5, m["val_loss"]]
@@ -205,6 +205,25 @@ def test_a_non_finite_loss_is_the_diverged_outcome(context, config, armed, tmp_p
     assert result.outcome == "diverged" and result.metrics.outcome == "diverged" and result.reason
     assert result.metrics.train_throughput > 0 and result.metrics.val_loss is None
     assert not checkpoint.exists()  # a diverged model is not worth keeping
+
+
+def test_on_eval_sees_the_cost_metrics_and_can_stop_the_trial_at_an_eval_step(context, config, tmp_path):
+    heard = []
+
+    def stop_at_rung(step, result, metrics):
+        heard.append((step, result.val_loss, metrics.params, metrics.train_throughput))
+        return step == 3
+
+    checkpoint = tmp_path / "model.pt"
+    result = run_trial(config, context, train_cfg(steps=8), MEASURE, on_eval=stop_at_rung, eval_steps=[1, 3, 6],
+                       checkpoint_path=checkpoint)
+    m = result.metrics
+    assert [step for step, *_ in heard] == [1, 3]  # measured before training: known at every rung
+    assert all(params == m.params > 0 and throughput == m.train_throughput > 0 for *_, params, throughput in heard)
+    assert result.outcome == "stopped" and result.reason == "" and m.steps_trained == 3
+    assert m.learning_curve == [[1, heard[0][1]], [3, heard[1][1]]]
+    assert m.val_loss is None and m.val_loss_buckets is None  # no final score: it stopped short of its budget
+    assert not checkpoint.exists()
 
 
 def test_other_errors_propagate(context, config, armed):

@@ -1,5 +1,6 @@
 """Scale-out and fault tolerance, with real processes: workers sharing a study, a worker killed
-with SIGKILL, SIGINT, PostgreSQL, and passwords kept out of every output."""
+with SIGKILL, SIGINT, PostgreSQL, passwords kept out of every output, and early stopping's rung
+records shared between processes."""
 
 import os
 import signal
@@ -201,6 +202,75 @@ def test_a_storage_password_appears_nowhere(tmp_path):
         for file in tmp_path.rglob("*"):
             if file.is_file() and file.suffix != ".parquet":
                 assert secret not in file.read_text(errors="ignore"), file
+    finally:
+        try:
+            optuna.delete_study(study_name=name, storage=POSTGRES_URL)
+        except Exception:
+            pass
+
+
+# --- early stopping across processes (issue 11) ------------------------------------------------
+# Two good small networks, then one dominated at every rung (wider, a learning rate that hardly
+# moves it). Each process runs one of the first two; the third starts when one of them ends, the
+# other being well past the first rung by then, so at its rung it meets both records, one written
+# by another process, and is stopped by them: alone with one of them it would go on
+# (min_trials_at_rung 3). Objectives without timing, so the decision is exact.
+ASHA = {"kind": "asha", "min_steps": 10, "eta": 3, "min_trials_at_rung": 3}
+GOOD_PAIR = [{"architecture.levels.0.width": 8, "architecture.block.activation": a, "train.lr": 3e-2} for a in ("silu", "gelu")]
+DOMINATED = {"architecture.levels.0.width": 16, "architecture.block.activation": "silu", "train.lr": 1e-5}
+
+
+def asha_space(name: str) -> dict:
+    data = space(name, steps=200, trials=3, stopping=ASHA)
+    data["train"]["lr"] = {"choice": [3e-2, 1e-5]}
+    data["objectives"] = [{"metric": "val_loss"}, {"metric": "params"}]
+    return data
+
+
+def enqueue_asha_trials(data: dict, storage: str | None, study_dir: Path) -> None:
+    from archsearch.schema.space import space_from_dict
+    from archsearch.search.storage import open_storage
+    from archsearch.search.study import create_study
+
+    study = create_study(space_from_dict(data), open_storage(storage, study_dir))
+    for params in [*GOOD_PAIR, DOMINATED]:
+        study.enqueue_trial(params)
+
+
+def assert_stopped_by_both_processes(trials) -> None:
+    first, second, third = sorted(trials, key=lambda t: t.number)
+    assert [first.state.name, second.state.name] == ["COMPLETE", "COMPLETE"]
+    assert first.user_attrs["worker"] != second.user_attrs["worker"]  # one each
+    assert third.state.name == "PRUNED", third.user_attrs.get("fail_reason")
+    assert third.user_attrs["stop_reason"] == "stopped at rung 0 (step 10): position 3 of 3 at this rung (keeps the top 1)"
+    assert third.user_attrs["steps_trained"] == 10 and third.user_attrs["rung_0"]["step"] == 10
+    assert all(t.user_attrs["rung_2"]["step"] == 90 for t in (first, second))
+
+
+def test_two_workers_share_rung_records_a_trial_is_stopped_by_both(tmp_path):
+    data = asha_space("asha-pair")
+    enqueue_asha_trials(data, None, tmp_path / "asha-pair")
+    code, out = run_to_end("run", str(write_space(tmp_path, data)), "--results-dir", str(tmp_path), "--workers", "2")
+    assert code == 0, out
+    assert_stopped_by_both_processes(study_trials(tmp_path / "asha-pair"))
+    df = table(tmp_path / "asha-pair")
+    assert df["state"].tolist() == ["COMPLETE", "COMPLETE", "PRUNED"] and df["steps_trained"].tolist() == [200, 200, 10]
+    assert {"val_loss_at_10", "val_loss_at_30", "val_loss_at_90", "stop_reason"} <= set(df.columns)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="set ARCHSEARCH_TEST_POSTGRES_URL to a PostgreSQL database (CI does)")
+def test_two_processes_on_postgres_share_rung_records_a_trial_is_stopped_by_both(tmp_path):
+    import optuna
+
+    name = f"asha-pg-{os.getpid()}-{int(time.time())}"
+    data = asha_space(name)
+    path = write_space(tmp_path, data)
+    try:
+        enqueue_asha_trials(data, POSTGRES_URL, tmp_path / name)
+        procs = [archsearch("run", str(path), "--results-dir", str(tmp_path), "--storage", POSTGRES_URL) for _ in range(2)]
+        outs = [p.communicate(timeout=240)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert_stopped_by_both_processes(optuna.load_study(study_name=name, storage=POSTGRES_URL).get_trials())
     finally:
         try:
             optuna.delete_study(study_name=name, storage=POSTGRES_URL)

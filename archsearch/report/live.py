@@ -19,7 +19,7 @@ from .console import format_metric
 from .effects import varying_columns
 from .tables import Column, TextTable, fit
 
-__all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line"]
+__all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line", "trial_line"]
 
 
 def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> TextTable:
@@ -41,6 +41,14 @@ def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto
         cells += [format_metric(n, row.get(n)) for n in distinguishing]
         table.add_row(*cells)
     return table
+
+
+def trial_line(trial) -> str:
+    """`trial 7: complete`, `trial 3: fail (error: ...)`, or for a trial stopped early
+    `trial 5: pruned (stopped at rung 1 (step 60): position 3 of 4 at this rung (keeps the top 2))`."""
+    state, attrs = trial.state.name.lower(), trial.user_attrs
+    reason = attrs.get("fail_reason") or attrs.get("stop_reason") or ("pruned" if state == "pruned" else "")
+    return f"trial {trial.number}: {state}" + (f" ({reason[:100]})" if reason else "")
 
 
 def phase_line(phase: str, step: int, total: int, loss: float | None) -> str:
@@ -105,6 +113,7 @@ class StudyDisplay(LiveView, Observer):
         self.phase_start = time.perf_counter()
         self.front = pd.DataFrame()
         self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
+        self.seen_stops: set[int] | None = None     # trials stopped early already shown (None: none seen yet)
 
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
         changed = phase != self.phase
@@ -125,11 +134,17 @@ class StudyDisplay(LiveView, Observer):
         self.done = done
         self.front = self.compute_front(trials_dataframe(trials, self.objectives))
         if not self.enabled:
-            state = trial.state.name.lower()
-            reason = trial.user_attrs.get("fail_reason") or ("pruned" if state == "pruned" else "")
-            label = state if not reason else f"{state} ({reason[:100]})"
-            self.console.print(f"trial {trial.number}: {label}  [{done}/{self.total}]", markup=False, highlight=False)
+            self.console.print(f"{trial_line(trial)}  [{done}/{self.total}]", markup=False, highlight=False)
+        self._show_stops(trials, printed=None if self.enabled else trial.number)
         self._refresh()
+
+    def _show_stops(self, trials, printed: int | None = None) -> None:
+        """Print each trial stopped early once, as it is seen (this process's, and in the parent
+        of several workers the workers'), but not trial `printed`, whose line says it already."""
+        seen = self.seen_stops or set()
+        new = [t for t in trials if t.state.name == "PRUNED" and t.number not in seen]
+        self.seen_stops = seen | {t.number for t in new}
+        self.print_lines([trial_line(t) for t in new if t.number != printed], style="yellow")
 
     def compute_front(self, df: pd.DataFrame) -> pd.DataFrame:
         return front_of(df, self.objectives, self.directions)
@@ -138,6 +153,9 @@ class StudyDisplay(LiveView, Observer):
         """Update from the storage (at the start, and in the parent of several workers)."""
         if not self.enabled and done > self.done:
             self.console.print(f"trials done {done}/{self.total}", markup=False, highlight=False)
+        if self.seen_stops is None:  # the study as it stood when the run began: its stops are old news
+            self.seen_stops = {t.number for t in trials if t.state.name == "PRUNED"}
+        self._show_stops(trials)
         self.done, self.running = done, running
         self.front = self.compute_front(trials_dataframe(trials, self.objectives))
         self._refresh()

@@ -1,6 +1,6 @@
 """The space file: what `archsearch run`, `train` and `validate` read.
 
-    study:        {name, trials, timeout, sampler, pruner, seed, device}
+    study:        {name, trials, timeout, sampler, pruner, stopping, seed, device, ...}
     data:         the images (archsearch.schema.data)
     train:        training settings; any field may be a distribution
     eval:         the validation protocol
@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from ..errors import ConfigError, ConfigErrors, from_validation_error
+from ..metrics import METRICS, OBJECTIVE_METRICS
 from ._base import Model
 from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
@@ -109,6 +110,7 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
         space.fixed_architecture()  # the planner's cross-field rules, at load time
         space.fixed_train()
     _check_sampler(space)
+    _check_stopping(space)
     return space
 
 
@@ -210,6 +212,41 @@ def _check_sampler(space: SearchSpace) -> None:
         raise ConfigErrors(
             [ConfigError("study.pruner", "Optuna's pruners work with one objective only; use kind: none or one objective")]
         )
+
+
+def _check_stopping(space: SearchSpace) -> None:
+    """Early stopping's cross-section rules: what it compares exists and is known at a rung (the
+    rung's val_loss, and the metrics measured before training: not duration_s or train_loss),
+    and every trial has a rung."""
+    stopping = space.study.stopping
+    if stopping.kind == "none":
+        return
+    errors = []
+    if "val_loss" not in [o.metric for o in space.objectives]:
+        errors.append(ConfigError("study.stopping", f"{stopping.kind} compares trials by their validation loss at rungs, "
+                                                    "but val_loss is not an objective; add {metric: val_loss} to "
+                                                    "objectives or use kind: none"))
+    known = ", ".join(m for m in OBJECTIVE_METRICS if METRICS[m].before_training)
+    for path, item in [(f"objectives.{i}.metric", o) for i, o in enumerate(space.objectives)] + \
+                      [(f"constraints.{i}", c) for i, c in enumerate(space.constraints)]:
+        if item.metric != "val_loss" and not METRICS[item.metric].before_training:
+            errors.append(ConfigError(path, f"{item.metric} is not known at a rung (only once training ends); "
+                                            f"{stopping.kind} compares the rung's val_loss and what is measured "
+                                            f"before training ({known}); drop it or use study.stopping: {{kind: none}}"))
+    if space.study.pruner.kind != "none":
+        errors.append(ConfigError("study.stopping", f"{stopping.kind} and study.pruner ({space.study.pruner.kind}) would "
+                                                    "both stop trials; keep one: stopping: {kind: none} or "
+                                                    "pruner: {kind: none}"))
+    steps = space.train.get("steps", TrainConfig.model_fields["steps"].default)
+    candidates = as_distribution(steps).candidates() if is_distribution(steps) else [steps]
+    shortest = min(candidates)  # the fields were checked above: these are ints
+    if stopping.min_steps >= shortest:
+        where = "train.steps" if not is_distribution(steps) else "the shortest train.steps"
+        errors.append(ConfigError("study.stopping.min_steps", f"{stopping.min_steps} is not below {where} ({shortest}): "
+                                                              f"a trial would have no rung to stop at; use min_steps "
+                                                              f"below {shortest}, or more train.steps"))
+    if errors:
+        raise ConfigErrors(errors)
 
 
 def _without_depth(arch: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
@@ -16,8 +18,10 @@ __all__ = [
     "Constraint",
     "SamplerConfig",
     "PrunerConfig",
+    "StoppingConfig",
     "DEFAULT_OBJECTIVES",
     "StudyName",
+    "constraint_violations",
 ]
 
 
@@ -116,6 +120,44 @@ class HyperbandPruner(Model):
 PrunerConfig = tagged_union("none", NoPruner, MedianPruner, PercentilePruner, HyperbandPruner)
 
 
+class NoStopping(Model):
+    """Every trial trains for its whole budget (the default)."""
+
+    kind: Literal["none"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_options(cls, data):
+        # `stopping: {min_steps: 10}` without a kind is `kind: none` with asha's options: say so.
+        if isinstance(data, dict):
+            options = sorted(k for k in data if k != "kind")
+            if options:
+                raise ValueError(f"{', '.join(options)} {'is an option' if len(options) == 1 else 'are options'} "
+                                 "of kind: asha; write kind: asha (kind: none, the default, takes no options)")
+        return data
+
+
+class AshaStopping(Model):
+    """Pareto-aware asynchronous successive halving (MO-ASHA, archsearch.search.stopping).
+
+    At each rung (`min_steps * eta**k` training steps, below `train.steps`) a trial is ranked
+    among every trial that reached the rung, by non-dominated front then crowding distance over
+    all objectives (validation loss at the rung, the others as measured before training);
+    it is stopped unless it is in the top 1/eta, once `min_trials_at_rung` trials are there.
+    With one objective this is plain ASHA on the validation loss.
+    """
+
+    kind: Literal["asha"] = "asha"
+    min_steps: int = Field(20, ge=1, le=MAX_COUNT, description="Training steps of the first rung; must be below train.steps.")
+    eta: int = Field(3, ge=2, le=100, description="Rungs at min_steps * eta**k steps; each keeps the top 1/eta of the trials there.")
+    min_trials_at_rung: int = Field(
+        3, ge=1, le=MAX_COUNT, description="Trials that must have reached a rung before it stops any; the first ones there go on."
+    )
+
+
+StoppingConfig = tagged_union("none", NoStopping, AshaStopping)
+
+
 class StudyConfig(Model):
     """How many trials, how to pick them, and where the study is kept."""
 
@@ -124,6 +166,9 @@ class StudyConfig(Model):
     timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
     sampler: SamplerConfig = Field(default_factory=TPE, description="Optuna sampler and its options.")
     pruner: PrunerConfig = Field(default_factory=NoPruner, description="Optuna pruner (single-objective studies only).")
+    stopping: StoppingConfig = Field(
+        default_factory=NoStopping, description="Early stopping of hopeless trials at rungs (any number of objectives)."
+    )
     seed: Seed = Field(0, description="Seed of the sampler.")
     device: Device = Field("auto", description="auto, cpu, cuda or cuda:N.")
     max_retries: int = Field(1, ge=0, le=100, description="Times a trial whose worker died is retried with the same parameters.")
@@ -194,3 +239,13 @@ class Constraint(Model):
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.value:g}"
+
+
+def constraint_violations(constraints: Iterable[Constraint], measured: Mapping[str, Any]) -> dict[str, float]:
+    """Each constraint's violation, by its text (`params <= 5e+06`), from `measured` metric values;
+    a metric that was not measured (None) violates its constraint infinitely."""
+    out = {}
+    for constraint in constraints:
+        value = measured.get(constraint.metric)
+        out[str(constraint)] = constraint.violation(float(value)) if value is not None else math.inf
+    return out

@@ -17,6 +17,8 @@ What a trial records as user attributes (all JSON):
                                                    val_loss_buckets, learning_curve, outcome, device
                                                    (archsearch.metrics: `recorded`)
     fail_reason, reused_from                       why it failed; the trial whose result it reuses
+    rung_<k>, stopped_at_step, stopped_rung,       early stopping's records (archsearch.search.stopping
+    rung_vector, stop_reason                       says what each holds)
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigErrors
-from ..metrics import RECORDED_METRICS
+from ..metrics import METRICS, RECORDED_METRICS
 from ..schema.loading import unet_config_from_dict, validate_model
 from ..schema.paths import ARCHITECTURE, FORMAT_VERSION, TRAIN
 from ..schema.space import SearchSpace
+from ..schema.study import constraint_violations
 from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
 from ..urls import redact
+from .rungs import RungStopper
 from .storage import is_transient
 
 if TYPE_CHECKING:
@@ -110,26 +114,29 @@ def run_search_trial(
 
     reused = _find_duplicate(previous() if previous else [], chash, shash)
     if reused is not None:
-        metrics = {k: reused.user_attrs.get(k) for k in RECORDED_METRICS}
+        metrics = {k: reused.user_attrs.get(METRICS[k].key_in(reused.user_attrs) or k) for k in RECORDED_METRICS}
         return _complete(space, metrics, {**attrs, "reused_from": reused.number})
 
+    stopper = RungStopper.for_trial(trial, space, train_cfg)
     try:
         from ..trial import run_trial
 
         context = context_for(train_cfg)
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
-                           on_eval=_eval_hook(trial, space, on_evaluated))
+                           on_eval=_eval_hook(trial, space, on_evaluated, stopper),
+                           eval_steps=stopper.steps if stopper is not None else ())
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on
         return _fail(attrs, f"error: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}")
 
     metrics = result.metrics.to_dict()
+    attrs.update(stopper.rung_attrs() if stopper is not None else {})  # already stored; metrics.json keeps them too
     measured = {**attrs, **_metric_attrs(metrics)}
     if result.outcome in ("diverged", "oom"):
         return _fail(measured, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
-    if result.outcome == "stopped":  # only the pruning hook stops a run early
-        return TrialOutcome("pruned", reason="pruned", attrs={**measured, "outcome": "pruned"})
+    if result.outcome == "stopped":  # only the stopper or the pruner stops a run early
+        return _stopped(space, measured, stopper)
     return _complete(space, metrics, attrs)
 
 
@@ -153,10 +160,7 @@ def _complete(space: SearchSpace, metrics: dict[str, Any], attrs: dict[str, Any]
     missing = [o.metric for o, v in zip(space.objectives, values) if v is None or not math.isfinite(float(v))]
     if missing:
         return _fail(attrs, f"error: no value for objective {', '.join(missing)}")
-    constraints = {}
-    for constraint in space.constraints:
-        measured = metrics.get(constraint.metric)
-        constraints[str(constraint)] = constraint.violation(float(measured)) if measured is not None else math.inf
+    constraints = constraint_violations(space.constraints, metrics)
     return TrialOutcome("complete", [float(v) for v in values], attrs=attrs, constraints=constraints)
 
 
@@ -170,15 +174,30 @@ def _fail(attrs: dict[str, Any], reason: str) -> TrialOutcome:
     return TrialOutcome("fail", reason=reason, attrs={**attrs, **failure_attrs(reason)})
 
 
-def _eval_hook(trial, space: SearchSpace, on_evaluated: Callable[[int, float], None] | None):
-    """Say every intermediate validation loss to `on_evaluated`, then let the pruner decide."""
-    prune = _pruning_hook(trial, space)
-    if on_evaluated is None:
-        return prune
+def _stopped(space: SearchSpace, attrs: dict[str, Any], stopper: RungStopper | None) -> TrialOutcome:
+    """A trial stopped early, PRUNED: by the rung rule (its decision, and its constraints at the
+    rung, which TPE reads), or else by Optuna's pruner."""
+    if stopper is not None and stopper.decision is not None:
+        return TrialOutcome("pruned", reason=stopper.decision.reason, constraints=stopper.constraints,
+                            attrs={**attrs, **stopper.stop_attrs(), "outcome": "pruned"})
+    step = attrs.get("steps_trained")
+    reason = f"pruned by study.pruner ({space.study.pruner.kind}) at step {step}"
+    return TrialOutcome("pruned", reason=reason, attrs={**attrs, "stopped_at_step": step, "stop_reason": reason,
+                                                        "outcome": "pruned"})
 
-    def on_eval(step: int, result) -> bool:
-        on_evaluated(step, result.val_loss)
-        return bool(prune is not None and prune(step, result))
+
+def _eval_hook(trial, space: SearchSpace, on_evaluated: Callable[[int, float], None] | None,
+               stopper: RungStopper | None = None):
+    """Say every intermediate validation loss to `on_evaluated`, then let the rung stopper or
+    the pruner decide (the schema allows one of them)."""
+    decide = stopper if stopper is not None else _pruning_hook(trial, space)
+    if decide is None and on_evaluated is None:
+        return None
+
+    def on_eval(step: int, result, metrics) -> bool:
+        if on_evaluated is not None:
+            on_evaluated(step, result.val_loss)
+        return bool(decide is not None and decide(step, result, metrics))
 
     return on_eval
 
@@ -188,7 +207,7 @@ def _pruning_hook(trial, space: SearchSpace):
     if len(space.objectives) != 1 or space.study.pruner.kind == "none" or space.objectives[0].metric != "val_loss":
         return None
 
-    def on_eval(step: int, result) -> bool:
+    def on_eval(step: int, result, metrics) -> bool:
         try:
             trial.report(result.val_loss, step)
             return trial.should_prune()
