@@ -63,3 +63,17 @@ def test_section_and_plot(tmp_path):
     assert "## Compute: early stopping" in text
     assert "5 trials trained **460 steps** where full budgets would have taken 900: **49% saved**" in text
     assert "rungs.png" in text and "| 60 | 3 | 1 |" in text.replace("  ", " ")
+
+
+def test_a_stopped_trial_shows_why_among_the_failures(tmp_path):
+    from archsearch.report.sections import _failures
+
+    df = table()
+    df["fail_reason"] = [None, math.nan, None, None, math.nan, None]
+    df["stop_reason"] = [None, "stopped at rung 0 (step 20): position 2 of 3 at this rung (keeps the top 1)", None,
+                         "stopped at rung 1 (step 60): position 1 of 3", "stopped at rung 0 (step 20): x", None]
+    completed = df[df["state"] == "COMPLETE"]
+    text = to_markdown(_failures(SimpleNamespace(input=SimpleNamespace(df=df), completed=completed, feasible=completed), 2),
+                       tmp_path)
+    assert "| #1 | pruned | stopped at rung 0 (step 20): position 2 of 3" in text
+    assert "| #3 | pruned | stopped at rung 1 (step 60)" in text

@@ -12,16 +12,15 @@ again) trained nothing and counts zero; a failure counts the steps it took when 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..schema.paths import TRAIN, qualified
+from ..search.rungs import RUNG_LOSS_PREFIX, rung_loss_column, rung_loss_columns
 
 __all__ = ["ComputeUsage", "compute_usage", "rung_loss_steps"]
 
-_RUNG_LOSS = re.compile(r"^val_loss_at_(\d+)$")
 _TRAINED = ("COMPLETE", "PRUNED", "FAIL")
 
 
@@ -44,7 +43,7 @@ class ComputeUsage:
 
 def rung_loss_steps(columns) -> list[int]:
     """The rung steps that have a `val_loss_at_<step>` column, in order."""
-    return sorted(int(m.group(1)) for c in columns if (m := _RUNG_LOSS.match(str(c))))
+    return [int(c.removeprefix(RUNG_LOSS_PREFIX)) for c in rung_loss_columns(map(str, columns))]
 
 
 def compute_usage(df: pd.DataFrame) -> ComputeUsage | None:
@@ -63,7 +62,7 @@ def compute_usage(df: pd.DataFrame) -> ComputeUsage | None:
     stopped_at = pd.to_numeric(trained.get("stopped_at_step", pd.Series(index=trained.index, dtype=float)), errors="coerce")
     per_rung = pd.DataFrame({
         "step": rungs,
-        "reached": [int(trained[f"val_loss_at_{s}"].notna().sum()) for s in rungs],
+        "reached": [int(trained[rung_loss_column(s)].notna().sum()) for s in rungs],
         "stopped": [int(((trained["state"] == "PRUNED") & (stopped_at == s)).sum()) for s in rungs],
     })
     return ComputeUsage(len(trained), int(spent.sum()), int(budget.sum()), per_rung, _curves(trained, rungs, steps_col))
@@ -72,7 +71,7 @@ def compute_usage(df: pd.DataFrame) -> ComputeUsage | None:
 def _curves(trained: pd.DataFrame, rungs: list[int], steps_col: str) -> pd.DataFrame:
     rows = []
     for _, row in trained.iterrows():
-        points = [(s, row[f"val_loss_at_{s}"]) for s in rungs if pd.notna(row[f"val_loss_at_{s}"])]
+        points = [(s, row[rung_loss_column(s)]) for s in rungs if pd.notna(row[rung_loss_column(s)])]
         if row["state"] == "COMPLETE" and pd.notna(row.get("val_loss")):
             points.append((int(row[steps_col]), row["val_loss"]))
         rows += [{"number": int(row["number"]), "step": int(s), "val_loss": float(v), "state": row["state"]}

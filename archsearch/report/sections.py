@@ -291,7 +291,8 @@ def _failures(study: StudyAnalysis, level: int) -> list[Block]:
     if bad.empty and infeasible.empty:
         return []
     rows = [{"trial": f"#{int(r['number'])}", "state": r["state"].lower(),
-             "reason": str(r.get("fail_reason") or "")[:160]} for _, r in bad.iterrows()]
+             "reason": next((str(v) for v in (r.get("fail_reason"), r.get("stop_reason")) if isinstance(v, str) and v), "")[:160]}
+            for _, r in bad.iterrows()]
     rows += [{"trial": f"#{int(r['number'])}", "state": "infeasible", "reason": "violates a constraint"}
              for _, r in infeasible.iterrows()]
     return [Heading("Failed, pruned and infeasible trials", level),
