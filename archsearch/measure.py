@@ -12,15 +12,24 @@ precision, fused AdamW), so that the cost is that of the run being scored:
    timesteps and labels are random and generated on the device before timing (values do not
    change speed; no host->device copy is timed). Reported: the median images/s, its
    interquartile range (q75 - q25, images/s) and the median step time.
+   With a `reference` network (archsearch.timing says why and what it costs), its training
+   step on the same input shape, batch size, device and precision takes turns with the
+   candidate's: reference, candidate, reference, candidate ..., after as many untimed steps as
+   the candidate. Reported besides: the reference's median images/s in that window
+   (`ref_throughput`) and `train_speed_vs_ref`, the median of the per-pair ratios. The
+   machine's load (archsearch.load: load average, usable CPUs; NVML utilization and SM clock
+   on CUDA) is read around the timed steps, with or without a reference.
 2. forward-only throughput (eval mode, inference mode, same batch size) and batch-1 latency,
    timed the same way.
 3. parameters (sum of `numel`) and forward FLOPs per image, counted by
    `torch.utils.flop_counter` on a batch of one (convolutions, matmuls, attention; norms and
    pointwise ops are not counted). The count runs on the 'meta' device when the model allows
    it, which computes nothing.
-4. peak memory of the training step: on CUDA, the allocator's peak over the timed steps minus
-   what was allocated before measuring; on CPU a documented proxy (see `_cpu_memory_proxy`),
-   taken during the first warm-up step (so on CPU at least one untimed step always runs).
+4. peak memory of the training step, the candidate's alone (before a reference is even copied
+   to the device): on CUDA, the allocator's peak over one more untimed step after the warm-up,
+   minus what was allocated before measuring; on CPU a documented proxy (see
+   `_cpu_memory_proxy`), taken during the first warm-up step (so on CPU at least one untimed
+   step always runs).
 
 The model is never touched: everything runs on a deep copy, and the torch RNG states (CPU and
 CUDA) are restored afterwards, so measuring before or after training changes neither the
@@ -41,18 +50,15 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils import flop_counter
 
 from archsearch.device import autocast_context, configure_backends, device_info, is_out_of_memory, synchronize
 from archsearch.errors import ConfigError
-from archsearch.schema.measure import MIN_TIMED_STEPS, MeasureConfig
+from archsearch.schema.measure import MeasureConfig
 from archsearch.settings import RunSettings
+from archsearch.timing import Reference, TrainingStep, nvml_id, random_batch, time_repeats, time_train_steps
 
-__all__ = ["Measurement", "MeasurementOOM", "count_flops", "count_params", "measure", "time_repeats"]
-
-NUM_TIMESTEPS = 1000  # timesteps are drawn from [0, 1000), the models' conditioning range
-
+__all__ = ["Measurement", "MeasurementOOM", "Reference", "count_flops", "count_params", "measure", "time_repeats"]
 
 class MeasurementOOM(RuntimeError):
     """The model does not fit at this batch size; memory has been freed before raising."""
@@ -70,6 +76,9 @@ class Measurement:
     train_throughput_iqr: float        # q75 - q25 of the per-step images/s
     train_step_ms: float               # median training-step time
     train_steps: int                   # timed training steps actually taken (max_seconds)
+    ref_throughput: float | None       # the reference's median images/s in the same window; None: no reference
+    train_speed_vs_ref: float | None   # median over pairs of candidate ÷ reference images/s
+    ref_step_ms: float | None          # the reference's median training-step time
     infer_throughput: float | None     # median images/s, forward only; None if not measured
     infer_steps: int | None
     latency_ms: float | None           # median batch-1 forward time; None if not measured
@@ -82,6 +91,10 @@ class Measurement:
     warmup_steps: int
     precision: str
     threads: int                       # torch intra-op threads during measurement
+    cpu_count: int                     # logical CPUs this process may use (archsearch.load)
+    load_avg: float | None             # 1-minute load average as timing ended
+    gpu_util: float | None             # NVML utilization (%) as timing started; None off CUDA or without pynvml
+    sm_clock_mhz: float | None         # NVML SM clock as timing ended
     device: dict                       # archsearch.device.device_info
 
     def to_dict(self) -> dict:
@@ -92,40 +105,6 @@ class Measurement:
 def count_params(model: torch.nn.Module) -> int:
     """All parameters, trainable or not (shared parameters once)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def time_repeats(
-    step: Callable[[], object],
-    warmup: int,
-    repeats: int,
-    timer: Callable[[], float],
-    sync: Callable[[], None],
-    deadline: float | None = None,
-) -> list[float]:
-    """The timing protocol: `warmup` untimed calls, then up to `repeats` timed ones (seconds).
-
-    Each timed call is `sync(); t0 = timer(); step(); sync(); t1 = timer()`. When `deadline`
-    (a `timer()` value) is given, timing stops once the next step, assumed as long as the last,
-    would end past it, but never before `MIN_TIMED_STEPS` steps. Warm-up is never cut.
-    """
-    for _ in range(warmup):
-        step()
-    durations: list[float] = []
-    for _ in range(repeats):
-        sync()
-        start = timer()
-        step()
-        sync()
-        end = timer()
-        durations.append(end - start)
-        if deadline is not None and len(durations) >= MIN_TIMED_STEPS and end + durations[-1] > deadline:
-            break
-    return durations
-
-
-def _median_and_iqr(per_step: Sequence[float]) -> tuple[float, float]:
-    q25, q50, q75 = statistics.quantiles(per_step, n=4, method="inclusive")
-    return q50, q75 - q25
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -165,19 +144,11 @@ def _count_flops(disposable, model, input_shape, num_classes, device) -> int:
 
 def _count_flops_on(model, input_shape, num_classes, device) -> int:
     model.eval()
-    x, t, labels = _random_batch(1, input_shape, num_classes, device)
+    x, t, labels = random_batch(1, input_shape, num_classes, device)
     counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
     with torch.no_grad(), counter:
         model(x, t, labels)
     return int(counter.get_total_flops())
-
-
-def _random_batch(batch_size, input_shape, num_classes, device):
-    x = torch.randn(batch_size, *input_shape, device=device)
-    # Integer timesteps as a float tensor, as the training loop feeds them.
-    t = torch.randint(0, NUM_TIMESTEPS, (batch_size,), device=device).float()
-    labels = None if num_classes is None else torch.randint(0, num_classes, (batch_size,), device=device)
-    return x, t, labels
 
 
 def _cpu_memory_proxy(model, optimizer, step) -> float:
@@ -219,15 +190,17 @@ def measure(
     num_classes: int | None = None,
     timer: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] | None = None,
+    reference: Reference | None = None,
 ) -> Measurement:
     """Measure `model`'s cost: throughput, latency, parameters, FLOPs, peak memory.
 
     `model(x, t, class_labels)` takes x (B, C, H, W), float timesteps t (B,) and int64 labels
     (B,) or None. `input_shape` is (C, H, W); `batch_size` is the training batch size, used
     unless `cfg.batch_size` overrides it. `settings` give the device, the precision of every
-    forward and whether AdamW is fused. `timer` and `sync` default to `time.perf_counter` and
-    the device's synchronize; tests inject fakes. Raises `MeasurementOOM` when the step does
-    not fit in memory.
+    forward and whether AdamW is fused. `reference`, when given, is timed in turns with the
+    training step (see the module docstring). `timer` and `sync` default to
+    `time.perf_counter` and the device's synchronize; tests inject fakes. Raises
+    `MeasurementOOM` when the step does not fit in memory.
     """
     cfg = cfg or MeasureConfig()
     device = settings.device
@@ -242,7 +215,8 @@ def measure(
     progress = {"phase": "setup"}  # where an out-of-memory happened, for the message
     try:
         try:
-            results = _run_phases(model, tuple(input_shape), batch, cfg, settings, num_classes, timer, sync, progress)
+            results = _run_phases(model, tuple(input_shape), batch, cfg, settings, num_classes, timer, sync, progress,
+                                  reference)
         except RuntimeError as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -272,7 +246,22 @@ def measure(
     )
 
 
-def _run_phases(model, input_shape, batch, cfg, settings, num_classes, timer, sync, progress) -> dict:
+def _peak_memory(candidate: TrainingStep, warmup: int, baseline: int) -> tuple[float, str, int]:
+    """(peak bytes, how measured, untimed steps taken) of the candidate's training step alone."""
+    device = candidate.device
+    if device.type == "cpu":
+        # The proxy's step doubles as the first warm-up step (it is untimed either way).
+        return _cpu_memory_proxy(candidate.work, candidate.optimizer, candidate), "cpu_proxy", 1
+    for _ in range(warmup):  # warm up before resetting, so the peak is the steady state's
+        candidate()
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    candidate()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - baseline, "cuda_allocator", warmup + 1
+
+
+def _run_phases(model, input_shape, batch, cfg, settings, num_classes, timer, sync, progress, reference) -> dict:
     device, precision = settings.device, settings.precision
     deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
     baseline = 0
@@ -282,52 +271,20 @@ def _run_phases(model, input_shape, batch, cfg, settings, num_classes, timer, sy
     # The step training pays for: the same backend flags (TF32, cuDNN autotuning) and memory
     # format (channels_last on CUDA by default) as archsearch.train, for the first trial too.
     configure_backends(device)
-    fmt = settings.memory_format
-    # A deep copy: optimizer steps on it leave the caller's weights alone.
-    work = copy.deepcopy(model).to(device=device, memory_format=fmt).train()
-    optimizer = torch.optim.AdamW(work.parameters(), lr=1e-4, fused=settings.fused_adamw)
-    x, t, labels = _random_batch(batch, input_shape, num_classes, device)
-    x = x.contiguous(memory_format=fmt)
-    target = None  # ε-MSE against random noise (values do not change speed), shaped like the output
-
-    def train_step():
-        nonlocal target
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_context(device, precision):
-            pred = work(x, t, labels)  # (B, C', H, W); C' may differ from C (learned variance)
-        if target is None:  # made once, in the first (untimed on CPU) step
-            target = torch.randn(pred.shape, device=device)
-        F.mse_loss(pred.float(), target).backward()
-        optimizer.step()
+    candidate = TrainingStep(model, input_shape, batch, settings, num_classes)
 
     progress["phase"] = "train"
-    warmup = cfg.warmup_steps
-    if device.type == "cpu":
-        # The proxy's step doubles as the first warm-up step (it is untimed either way).
-        peak_bytes, source = _cpu_memory_proxy(work, optimizer, train_step), "cpu_proxy"
-        warmup = max(warmup - 1, 0)
-        step_times = time_repeats(train_step, warmup, cfg.repeats, timer, sync, deadline)
-    else:
-        for _ in range(warmup):  # warm up before resetting, so the peak is the steady state's
-            train_step()
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step_times = time_repeats(train_step, 0, cfg.repeats, timer, sync, deadline)
-        peak_bytes, source = torch.cuda.max_memory_allocated(device) - baseline, "cuda_allocator"
-    train_ips, train_iqr = _median_and_iqr([batch / d for d in step_times])
-    out = dict(
-        train_throughput=train_ips,
-        train_throughput_iqr=train_iqr,
-        train_step_ms=statistics.median(step_times) * 1e3,
-        train_steps=len(step_times),
-        infer_throughput=None, infer_steps=None, latency_ms=None, latency_steps=None, flops=None,
-        peak_mem_mb=peak_bytes / 2**20,
-        peak_mem_source=source,
-    )
-    # The optimizer state and gradients are not needed for inference; free them first.
-    optimizer.zero_grad(set_to_none=True)
-    del optimizer, train_step
-    work.eval()
+    peak_bytes, source, warm = _peak_memory(candidate, cfg.warmup_steps, baseline)
+    theirs = None if reference is None else TrainingStep(reference.model, input_shape, batch, settings,
+                                                         reference.num_classes)
+    out = time_train_steps(candidate, theirs, cfg.warmup_steps, cfg.repeats, timer, sync, deadline, warm,
+                           nvml_id(device))
+    out.update(infer_throughput=None, infer_steps=None, latency_ms=None, latency_steps=None, flops=None,
+               peak_mem_mb=peak_bytes / 2**20, peak_mem_source=source)
+    # The training state is not needed for inference; free it first.
+    del theirs
+    candidate.release()
+    work, x, t, labels = candidate.work.eval(), candidate.x, candidate.t, candidate.labels
 
     if cfg.infer:
         progress["phase"] = "infer"

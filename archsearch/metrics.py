@@ -15,7 +15,10 @@ spread over `val_loss_t0...`; objectives and constraints may name the `objective
 terminal formats values and puts units under column names from `format` and `unit`; the
 report's figures label axes with `label` and its protocol lists the `context` ones; early
 stopping compares the `before_training` ones at a rung as they were measured. A renamed metric
-keeps its old name as `formerly`, so that older trials still fill its column (`key_in`).
+keeps its old name as `formerly`, so that older trials still fill its column (`key_in`). The
+`study_relative` ones depend on the study's other trials (the speed normalized by the study's
+reference throughput, the under-load flag): the results table recomputes them over all of the
+study's trials (archsearch.search.speed), and `needs_reference` ones need `measure.reference`.
 
 Torch-free and free of archsearch imports, so that the schema, the results table and the report
 read it without loading anything.
@@ -28,12 +31,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = ["MetricInfo", "TrialMetrics", "metric", "METRICS", "METRIC_NAMES", "OBJECTIVE_METRICS", "RECORDED_METRICS",
-           "MEASURED_METRICS", "CONTEXT_METRICS", "table_metrics", "bucket_columns"]
+           "MEASURED_METRICS", "CONTEXT_METRICS", "UNDER_LOAD_TOLERANCE", "table_metrics", "bucket_columns"]
 
 # How a value is written: an integer count with thousands separators, a number to 4 significant
-# digits, text, a list of numbers (one per noise bucket), a curve of (step, value) pairs, or a
-# nested record of measurement details.
-Format = Literal["count", "number", "text", "buckets", "curve", "record"]
+# digits, text, a yes/no flag, a list of numbers (one per noise bucket), a curve of (step, value)
+# pairs, or a nested record of measurement details.
+Format = Literal["count", "number", "text", "flag", "buckets", "curve", "record"]
+
+# A trial whose reference network ran this much slower or faster than the study's median
+# reference speed was timed on a busier (or quieter) machine than the study's other trials.
+UNDER_LOAD_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class MetricInfo:
     columns: str = ""            # a bucket vector's column names in the table, `{i}` the bucket
     before_training: bool = False  # known once the model is built and timed, before it trains (what a rung compares as is)
     formerly: str | None = None  # the user attribute older trials recorded it under (read when this one is missing)
+    needs_reference: bool = False  # timed against measure.reference (None without one)
+    study_relative: bool = False   # depends on the study's other trials: the results table recomputes it over all of them
 
     def column_names(self, value) -> list[str]:
         """The results-table columns this metric fills with `value`."""
@@ -96,6 +105,16 @@ class TrialMetrics:
     train_throughput_iqr: float | None = metric("images/s, interquartile range", "img/s",
                                                 "training throughput spread (IQR, images/s)", "minimize", measured=True,
                                                 before_training=True)
+    train_throughput_normalized: float | None = metric(
+        "images/s as at the study's usual machine load: train_speed_vs_ref × the study's reference images/s", "img/s",
+        "training throughput, load-normalized (images/s)", "maximize", objective=True, before_training=True,
+        needs_reference=True, study_relative=True)
+    train_speed_vs_ref: float | None = metric("median over interleaved step pairs of images/s ÷ the reference's", "×",
+                                              "training speed relative to the reference network (×)", "maximize",
+                                              objective=True, measured=True, before_training=True, needs_reference=True)
+    ref_throughput: float | None = metric("images/s of the reference network, timed interleaved with this one (median)",
+                                          "img/s", "reference network's training throughput (images/s)", "maximize",
+                                          measured=True, before_training=True, needs_reference=True)
     infer_throughput: float | None = metric("images/s, forward only", "img/s", "inference throughput (images/s)",
                                             "maximize", objective=True, measured=True, before_training=True)
     latency_ms: float | None = metric("ms, batch of 1", "ms", "latency at batch 1 (ms)", "minimize", objective=True,
@@ -117,6 +136,18 @@ class TrialMetrics:
                                    context=True, measured=True)
     threads: int | None = metric("torch intra-op threads while timing", format="count", table="details", context=True,
                                  measured=True)
+    cpu_count: int | None = metric("logical CPUs the process may use", format="count", table="details", context=True,
+                                   measured=True)
+    load_avg: float | None = metric("1-minute load average as timing ended (runnable threads, this trial's included)",
+                                    "threads", "machine load average while timing (threads)", "minimize",
+                                    table="details", measured=True)
+    gpu_util: float | None = metric("GPU busy as timing started (NVML; none without CUDA or pynvml)", "%",
+                                    "GPU utilization before timing (%)", "minimize", table="details", measured=True)
+    sm_clock_mhz: float | None = metric("GPU SM clock as timing ended (NVML; none without CUDA or pynvml)", "MHz",
+                                        "GPU SM clock while timing (MHz)", "maximize", table="details", measured=True)
+    measured_under_load: bool | None = metric(f"the reference ran more than {UNDER_LOAD_TOLERANCE:.0%} off the study's median reference speed",
+                                              format="flag", table="details", recorded=False, shown=False,
+                                              needs_reference=True, study_relative=True)
     torch: str | None = metric("torch version", format="text", table="details", context=True)
     steps_trained: int | None = metric("training steps taken (fewer than train.steps when stopped early)", format="count",
                                        table="details", formerly="steps")

@@ -4,8 +4,9 @@
     df = load_results(storage="postgresql://...", study="quickstart")
 
 Columns, in order: number, state, the objectives, the metrics of archsearch.metrics' "metrics"
-group in its order (params, flops, train_throughput, infer_throughput, latency_ms, peak_mem_mb,
-val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ..., duration_s), under
+group in its order (params, flops, train_throughput, train_throughput_normalized, ref_throughput,
+..., peak_mem_mb, val_loss, the per-bucket losses val_loss_t0..t4 from low to high noise, ...,
+duration_s), under
 early stopping the validation loss at each rung step (`val_loss_at_20`, `val_loss_at_60`, ...,
 from the trials' `rung_<k>` records; archsearch.search.stopping), the trial's identity
 (config_hash, fail_reason, and for a stopped trial stopped_rung, stopped_at_step, stop_reason,
@@ -14,7 +15,9 @@ training settings, each column named as the field is in a space
 file (archsearch.schema.paths.qualified: `architecture.levels.1.width`, `train.lr`), which is also
 its Optuna parameter's name. The table is always derived from the storage (the `config` and
 `train` user attributes, whatever the study's format version), so it can be regenerated at any
-time and an old study's table has today's columns.
+time and an old study's table has today's columns. The speed columns relative to the study's
+reference speed (`train_throughput_normalized`, `measured_under_load`) are recomputed over all
+of the table's trials (archsearch.search.speed); they are empty for trials timed without one.
 
 **Which rows can be on the front** is decided here, once, for the study folder's summary, the
 live display and the report (`front_candidates`): COMPLETE trials that are not reused duplicates
@@ -36,6 +39,7 @@ from .metrics import METRICS, bucket_columns, table_metrics
 from .pareto import pareto_front
 from .schema.paths import ARCHITECTURE, SECTIONS, TRAIN, flatten, qualified, section_of
 from .search.rungs import rung_loss_columns, rung_losses
+from .search.speed import speed_columns
 
 __all__ = ["trials_dataframe", "load_results", "write_tables", "regenerate_tables", "open_study", "front_candidates",
            "front_of", "setting_columns"]
@@ -74,6 +78,7 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None) -> pd.Da
     for col in always + ["config_hash", "fail_reason"]:
         if col not in df.columns:
             df[col] = None
+    df = speed_columns(df)  # relative to the study's reference speeds: recomputed over all of its trials
     settings = [c for section in SECTIONS for c in sorted(c for c in df.columns if section_of(c) == section)]
     ordered = [c for c in _columns(objectives, bucket_columns(df.columns), rung_loss_columns(df.columns)) + ["feasible"]
                if c in df.columns] + settings

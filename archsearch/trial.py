@@ -6,9 +6,12 @@
     result.outcome, result.metrics.val_loss, result.metrics.train_throughput   # a TrialMetrics
 
 The phases, in order, each reported through `on_progress(phase, step, total, loss)`:
-`building` -> `measuring` (archsearch.measure's timing protocol, on a copy of the fresh model)
--> `training` (step by step) -> `evaluating`. Measuring comes first so that cost metrics exist
-even for a trial whose training later diverges.
+`building` -> `measuring` (archsearch.measure's timing protocol, on a copy of the fresh model,
+in turns with the study's reference network: `TrialContext.reference`) -> `training` (step by
+step) -> `evaluating`. Measuring comes first so that cost metrics exist even for a trial whose
+training later diverges. `train_throughput_normalized` is `train_speed_vs_ref` × the reference
+images/s that `speed_anchor` gives (a study's: archsearch.search.speed), or × the trial's own
+reference images/s without one.
 
 A trial never raises for what a search must survive: out of memory (`oom`), a non-finite loss
 (`diverged`); both come back as a `TrialResult` with the reason. Anything else propagates to
@@ -42,14 +45,15 @@ from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .errors import ConfigError, ConfigErrors
 from .evaluate import ValidationProtocol
 from .io import atomic_write_json
-from .measure import MeasurementOOM, count_params, measure
+from .measure import MeasurementOOM, Reference, count_params, measure
 from .metrics import MEASURED_METRICS, METRIC_NAMES, TrialMetrics
 from .nn import build_unet, meta_unet
-from .schema.measure import MeasureConfig
+from .schema.measure import MeasureConfig, reference_architecture
 from .schema.space import SearchSpace
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
 from .settings import RunSettings, resolve_run_settings
+from .timing import build_reference
 from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "FixedRun", "train_fixed", "training_state_bytes",
@@ -62,12 +66,14 @@ METRIC_KEYS = METRIC_NAMES
 
 @dataclass
 class TrialContext:
-    """What every trial of a process shares: the data, the device and the validation protocol
-    (the same held-out images, timesteps and noise for every model)."""
+    """What every trial of a process shares: the data, the device, the validation protocol
+    (the same held-out images, timesteps and noise for every model) and the reference network
+    that every candidate is timed against (built at its first use, with a fixed seed)."""
 
     data: ImageData
     device: torch.device
     protocol: ValidationProtocol
+    references: dict[str, Reference] = field(default_factory=dict, repr=False)  # by resolved config
 
     @classmethod
     def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto",
@@ -77,6 +83,18 @@ class TrialContext:
         schedule = resolve_run_settings(train_cfg, device).schedule  # the study's: it cannot be searched
         protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
         return cls(data, device, protocol)
+
+    def reference(self, measure_cfg: MeasureConfig, config: UNetConfig) -> Reference | None:
+        """`measure.reference` at `config`'s image size and channels (None: no reference), built
+        once per process, so every trial here is timed against the same weights."""
+        ref_config = reference_architecture(measure_cfg, config.image_size, config.in_channels)
+        if ref_config is None:
+            return None
+        key = ref_config.model_dump_json()
+        if key not in self.references:
+            name = measure_cfg.reference if isinstance(measure_cfg.reference, str) else "inline"
+            self.references[key] = build_reference(ref_config, name)
+        return self.references[key]
 
 
 class LazyContext:
@@ -118,6 +136,7 @@ def run_trial(
     samples_path: Path | None = None,
     checkpoint_path: Path | None = None,
     eval_steps: Sequence[int] = (),
+    speed_anchor: Callable[[TrialMetrics], float | None] | None = None,
 ) -> TrialResult:
     """Build, measure, train and evaluate one architecture; see the module docstring.
 
@@ -125,6 +144,8 @@ def run_trial(
     `eval_steps`) with the trial's metrics so far: what was measured before training (params,
     throughput, FLOPs, ...). Returning True stops the run there: the trial's outcome is
     `stopped`, with its steps and learning curve but no final score (`val_loss` stays None).
+    `speed_anchor(metrics)`, asked once the cost is measured, gives the reference images/s that
+    normalizes the speed (None: the trial's own).
     """
     progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
@@ -151,7 +172,7 @@ def run_trial(
     progress("measuring", 0, train_cfg.steps)
     try:
         cost = measure(model, shape, measure_cfg.batch_size or train_cfg.batch_size, settings, measure_cfg,
-                       config.num_classes)
+                       config.num_classes, reference=context.reference(measure_cfg, config))
     except MeasurementOOM as exc:
         model = None  # drop the weights before freeing the allocator's cache
         _free(device)
@@ -160,7 +181,10 @@ def run_trial(
         setattr(metrics, key, getattr(cost, key))
     metrics.torch = torch.__version__
     metrics.measure = {"train_step_ms": cost.train_step_ms, "train_steps": cost.train_steps,
-                       "batch_size": cost.batch_size, "warmup_steps": cost.warmup_steps}
+                       "batch_size": cost.batch_size, "warmup_steps": cost.warmup_steps, "ref_step_ms": cost.ref_step_ms}
+    if cost.train_speed_vs_ref is not None:
+        anchor = speed_anchor(metrics) if speed_anchor is not None else None
+        metrics.train_throughput_normalized = cost.train_speed_vs_ref * (anchor or cost.ref_throughput)
 
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
     hook = None if on_eval is None else lambda step, res: on_eval(step, res, metrics)

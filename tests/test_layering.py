@@ -1,7 +1,8 @@
 """The import direction of archsearch, checked over every module (DESIGN.md, STYLE.md habit 1).
 
-    errors/io/urls/metrics -> schema -> plan -> nn -> data, diffusion, device, settings, measure,
-    train, evaluate, samples -> trial -> search -> results, folder -> report, ablation -> cli
+    errors/io/urls/metrics/load -> schema -> plan -> nn -> data, diffusion, device, settings,
+    timing, measure, train, evaluate, samples -> trial -> search -> results, folder -> report,
+    ablation -> cli
 
 A module may import its own layer and the layers before it, never one after: imports inside
 functions count as much as those at the top (a lazy import is still a dependency). The package
@@ -23,11 +24,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "archsearch"
 
 LAYERS = [
-    {"errors", "io", "urls", "metrics", "pareto"},
+    {"errors", "io", "urls", "metrics", "pareto", "load"},
     {"schema"},
     {"plan"},
     {"nn"},
-    {"data", "diffusion", "device", "settings", "measure", "train", "evaluate", "samples"},
+    {"data", "diffusion", "device", "settings", "timing", "measure", "train", "evaluate", "samples"},
     {"trial"},
     {"search"},
     {"results", "folder"},
@@ -37,7 +38,7 @@ LAYERS = [
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # Layers that importing never loads torch into (a report or a validation must stay instant).
-TORCH_FREE = ("errors", "io", "urls", "metrics", "pareto", "schema", "plan", "report")
+TORCH_FREE = ("errors", "io", "urls", "metrics", "pareto", "load", "schema", "plan", "report")
 
 KNOWN_VIOLATIONS = {
     ("schema.loading", "plan"),  # unet_config_from_dict plans what it loads, for all-at-once errors

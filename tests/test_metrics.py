@@ -33,7 +33,7 @@ from archsearch.results import trials_dataframe
 PACKAGE = Path(__file__).resolve().parents[1] / "archsearch"
 
 # A value of each format, as a trial records it.
-SAMPLE = {"count": 1234567, "number": 0.0123456, "text": "fp32", "buckets": [0.31, 0.12, 0.05],
+SAMPLE = {"count": 1234567, "number": 0.0123456, "text": "fp32", "flag": True, "buckets": [0.31, 0.12, 0.05],
           "curve": [[10, 0.3], [20, 0.2]], "record": {"train_step_ms": 12.5}}
 
 
@@ -109,7 +109,7 @@ def test_bucket_columns_sort_by_bucket_number_and_ignore_lookalikes():
 def test_the_terminal_formats_every_metric(name):
     info = METRICS[name]
     text = format_metric(name, SAMPLE[info.format])
-    expected = {"count": "1,234,567", "number": "0.01235", "text": "fp32", "buckets": "0.31  0.12  0.05",
+    expected = {"count": "1,234,567", "number": "0.01235", "text": "fp32", "flag": "yes", "buckets": "0.31  0.12  0.05",
                 "curve": "0.3@10 0.2@20"}.get(info.format)
     assert text == expected if expected is not None else text
     assert format_metric(name, None) == "–"

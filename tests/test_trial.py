@@ -58,7 +58,8 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     # Every metric starts as None: what must be checked is which stay None.
     assert set(m) >= set(METRIC_KEYS)
     unmeasured = {k for k in METRIC_KEYS if m[k] is None}
-    assert unmeasured == {"infer_throughput", "latency_ms", "flops"}  # exactly what MEASURE turns off
+    # exactly what MEASURE turns off, the GPU's readings on the CPU, and the table's own flag
+    assert unmeasured == {"infer_throughput", "latency_ms", "flops", "gpu_util", "sm_clock_mhz", "measured_under_load"}
     json.dumps(m, allow_nan=False)  # what `archsearch train --out` and the storage receive
     assert m["outcome"] == "completed" and m["steps_trained"] == 5 and m["device"]
     assert m["params"] == sum(p.numel() for p in build_unet(config).parameters())
@@ -66,6 +67,9 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     assert len(m["val_loss_buckets"]) == 5 and m["learning_curve"][-1] == [5, m["val_loss"]]
     assert m["duration_s"] >= m["train_seconds"] > 0
     assert m["infer_throughput"] is None and m["flops"] is None  # not asked for by MEASURE
+    # timed against the reference; alone, a trial is normalized by its own reference speed
+    assert m["ref_throughput"] > 0 and m["train_speed_vs_ref"] > 0 and m["cpu_count"] >= 1
+    assert m["train_throughput_normalized"] == pytest.approx(m["train_speed_vs_ref"] * m["ref_throughput"])
 
 
 def test_same_seed_same_val_loss_other_seed_another(context, config):

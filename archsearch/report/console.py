@@ -26,6 +26,8 @@ def format_metric(key: str, value: Any) -> str:
     kind = METRICS[key].format if key in METRICS else None
     if kind == "count" and isinstance(value, (int, float)):
         return f"{int(value):,}"
+    if kind == "flag":
+        return "yes" if bool(value) else "no"
     if kind == "curve" and isinstance(value, list):
         return " ".join(f"{v:.3g}@{s}" for s, v in value)
     if isinstance(value, float):

@@ -32,7 +32,7 @@ from ..errors import ConfigError, ConfigErrors
 from ._base import Model
 from .data import DataConfig, Digits
 from .loading import deep_merge, read_study_file, resolve_base, unet_config_from_dict, validate_model
-from .measure import MeasureConfig
+from .measure import MeasureConfig, reference_architecture
 from .paths import get_path, set_path
 from .study import Device, StudyName
 from .train import EvalConfig, TrainConfig
@@ -188,6 +188,10 @@ def ablation_from_dict(data: dict[str, Any]) -> AblationSpec:
         if twin != name:
             what = "the base" if twin == BASE else f"variant {twin!r}"
             errors.append(ConfigError(where, f"builds the same network as {what}; change a field or drop it"))
+    try:
+        reference_architecture(spec.measure, spec.data.image_size, spec.data.channels)
+    except ConfigErrors as exc:
+        errors += exc.errors
     if errors:
         raise ConfigErrors(errors)
     return spec

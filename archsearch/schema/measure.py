@@ -4,19 +4,40 @@ The timing phase is separate from training: after `warmup_steps` untimed trainin
 `repeats` full training steps (forward, backward, optimizer step) are each bracketed by a device
 synchronization and a clock read; the median images/s is the cost objective and the
 interquartile range its spread. Forward-only throughput, batch-1 latency and forward FLOPs are
-optional extras. See `archsearch.measure` for the protocol itself. Imports no torch.
+optional extras. See `archsearch.measure` for the protocol itself.
+
+The training steps are timed interleaved with a **reference network**'s (`reference`): the
+same small network for every trial of a study and every worker, so that the candidate's speed
+relative to it (`train_speed_vs_ref`) cancels what the machine's load does to both. `auto` is
+`AUTO_REFERENCE` at the study's image size and channels; a preset name or an inline U-Net
+config (image size and channels default to the data's) are checked when the file loads
+(`reference_architecture`); null turns the reference off. Imports no torch.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
 
+from pydantic import Field, field_validator
+
+from archsearch.errors import ConfigError, ConfigErrors
 from archsearch.schema._base import MAX_COUNT, Model
 
-__all__ = ["MeasureConfig", "MIN_TIMED_STEPS"]
+__all__ = ["MeasureConfig", "MIN_TIMED_STEPS", "AUTO_REFERENCE", "reference_architecture"]
 
 # A median and an interquartile range need a few samples; the time cap never cuts below this.
 MIN_TIMED_STEPS = 3
+
+# `reference: auto`: a quickstart-sized U-Net (about 140k parameters at 16x16x1), two levels when
+# the image size is even (one otherwise), no attention. Small, so that timing it costs a trial
+# little; shaped like the searched networks (convolutions, group norms, a timestep MLP), so that
+# a busy machine slows it as it slows them.
+AUTO_REFERENCE: dict[str, Any] = {
+    "levels": [{"width": 16, "blocks": 1}, {"width": 32, "blocks": 1}],
+    "middle": {"blocks": 1, "attention": False},
+    "block": {"norm": {"kind": "group", "groups": 4}},
+    "embedding": {"dim": 16},
+}
 
 
 class MeasureConfig(Model):
@@ -61,3 +82,43 @@ class MeasureConfig(Model):
         f"a trial's budget: repeats stop early once the next one would pass the cap, but at "
         f"least {MIN_TIMED_STEPS} are always timed. null: no cap.",
     )
+    reference: str | dict[str, Any] | None = Field(
+        "auto",
+        description="The network whose training step is timed interleaved with every candidate's "
+        "(reference, candidate, ...), for a speed that survives a busy machine (train_speed_vs_ref, "
+        "train_throughput_normalized): auto (a small fixed U-Net at the data's image size and "
+        "channels), a preset name, or U-Net config fields (`base: PRESET` + overrides). Costs "
+        "warmup_steps + repeats of its training steps per trial. null: no reference.",
+    )
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_name(cls, value):
+        from .loading import PRESETS
+
+        if isinstance(value, str) and value != "auto" and value not in PRESETS:
+            raise ValueError(f"unknown reference {value!r}; use auto, a preset ({', '.join(PRESETS)}), "
+                             "U-Net config fields, or null for none")
+        return value
+
+
+def reference_architecture(cfg: MeasureConfig, image_size: int, in_channels: int, path: str = "measure.reference"):
+    """The UNetConfig of `cfg.reference` at a study's image size and channels (None: no
+    reference), planned; ConfigErrors located under `path`."""
+    from .loading import unet_config_from_dict
+
+    ref = cfg.reference
+    if ref is None:
+        return None
+    if ref == "auto":
+        data, written = {**AUTO_REFERENCE, "levels": AUTO_REFERENCE["levels"][: 2 if image_size % 2 == 0 else 1]}, {}
+    elif isinstance(ref, str):
+        data, written = {"base": ref}, {}  # a preset's own image size is not the study's
+    else:
+        data, written = dict(ref), ref
+    for key, value in (("image_size", image_size), ("in_channels", in_channels)):
+        if written.get(key, value) != value:
+            raise ConfigErrors([ConfigError(f"{path}.{key}", f"{written[key]} but the data's is {value}: the reference is "
+                                                             "timed on the candidates' inputs; drop it or make them equal")])
+        data[key] = value
+    return unet_config_from_dict(data, prefix=path)

@@ -28,7 +28,7 @@ from ._base import Model
 from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
 from .loading import read_study_file, resolve_base, validate_model
-from .measure import MeasureConfig
+from .measure import MeasureConfig, reference_architecture
 from .paths import ARCHITECTURE, SECTIONS, TRAIN, qualified, set_path
 from .study import DEFAULT_OBJECTIVES, Constraint, Objective, StudyConfig
 from .train import EvalConfig, TrainConfig
@@ -111,6 +111,7 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
         space.fixed_train()
     _check_sampler(space)
     _check_stopping(space)
+    _check_reference(space)
     return space
 
 
@@ -227,8 +228,7 @@ def _check_stopping(space: SearchSpace) -> None:
                                                     "but val_loss is not an objective; add {metric: val_loss} to "
                                                     "objectives or use kind: none"))
     known = ", ".join(m for m in OBJECTIVE_METRICS if METRICS[m].before_training)
-    for path, item in [(f"objectives.{i}.metric", o) for i, o in enumerate(space.objectives)] + \
-                      [(f"constraints.{i}", c) for i, c in enumerate(space.constraints)]:
+    for path, item in _metric_uses(space):
         if item.metric != "val_loss" and not METRICS[item.metric].before_training:
             errors.append(ConfigError(path, f"{item.metric} is not known at a rung (only once training ends); "
                                             f"{stopping.kind} compares the rung's val_loss and what is measured "
@@ -245,6 +245,27 @@ def _check_stopping(space: SearchSpace) -> None:
         errors.append(ConfigError("study.stopping.min_steps", f"{stopping.min_steps} is not below {where} ({shortest}): "
                                                               f"a trial would have no rung to stop at; use min_steps "
                                                               f"below {shortest}, or more train.steps"))
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def _metric_uses(space: SearchSpace) -> list[tuple[str, Objective | Constraint]]:
+    """(path, item) of every objective and constraint: what names a metric."""
+    return [(f"objectives.{i}.metric", o) for i, o in enumerate(space.objectives)] + \
+           [(f"constraints.{i}", c) for i, c in enumerate(space.constraints)]
+
+
+def _check_reference(space: SearchSpace) -> None:
+    """The reference network builds at the data's shape, and exists when a metric needs it."""
+    errors = []
+    try:
+        reference_architecture(space.measure, space.data.image_size, space.data.channels)
+    except ConfigErrors as exc:
+        errors += exc.errors
+    if space.measure.reference is None:
+        errors += [ConfigError(path, f"{item.metric} is timed against the reference network, but measure.reference "
+                                     "is null; use measure.reference: auto, or train_throughput")
+                   for path, item in _metric_uses(space) if METRICS[item.metric].needs_reference]
     if errors:
         raise ConfigErrors(errors)
 

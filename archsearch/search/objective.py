@@ -40,6 +40,7 @@ from ..schema.train import TrainConfig
 from .sampling import optuna_suggester, sample_trial_configs
 from ..urls import redact
 from .rungs import RungStopper
+from .speed import SpeedAnchor
 from .storage import is_transient
 
 if TYPE_CHECKING:
@@ -68,12 +69,17 @@ def config_hash(config) -> str:
 
 
 def settings_hash(train_cfg: TrainConfig, space: SearchSpace) -> str:
-    """Identity of the conditions a model was trained and scored under."""
+    """Identity of the conditions a model was trained and scored under. `measure.reference` at
+    its default (`auto`) is left out, so that trials recorded before references existed keep
+    their identity (a resumed ablation or study reuses them rather than training them again)."""
+    measure = space.measure.model_dump(mode="json")
+    if measure.get("reference") == "auto":
+        del measure["reference"]
     return _digest({
         "train": train_cfg.model_dump(mode="json"),
         "data": space.data.model_dump(mode="json"),
         "eval": space.eval.model_dump(mode="json"),
-        "measure": space.measure.model_dump(mode="json"),
+        "measure": measure,
     })
 
 
@@ -124,7 +130,8 @@ def run_search_trial(
         context = context_for(train_cfg)
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
                            on_eval=_eval_hook(trial, space, on_evaluated, stopper),
-                           eval_steps=stopper.steps if stopper is not None else ())
+                           eval_steps=stopper.steps if stopper is not None else (),
+                           speed_anchor=SpeedAnchor(trial.study, train_cfg.batch_size))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on

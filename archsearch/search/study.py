@@ -328,14 +328,25 @@ def quiet_optuna() -> None:
 
 
 def _check_space(space: SearchSpace, study_dir: Path) -> None:
-    """A resumed study must use the space it was started with (its space.yaml)."""
+    """A resumed study must use the space it was started with (its space.yaml), read as today's
+    schema reads it: a field added since (say `measure.reference`) takes its default there too,
+    so a study started by an older archsearch resumes."""
     path = study_dir / "space.yaml"
     if path.exists():
-        existing = yaml.safe_load(path.read_text()) or {}
+        existing = _with_defaults(yaml.safe_load(path.read_text()) or {})
         if _without_counts(existing) != _without_counts(space.model_dump(mode="json")):
             raise ConfigErrors([ConfigError(
                 "study.name", f"{study_dir} holds a study of another space (see its space.yaml); "
                               "use another study name or --results-dir to start a new one")])
+
+
+def _with_defaults(data: dict) -> dict:
+    from pydantic import ValidationError
+
+    try:
+        return SearchSpace.model_validate(data).model_dump(mode="json")
+    except ValidationError:  # a field since removed: compare as written (and refuse)
+        return data
 
 
 def _write_space(space: SearchSpace, study_dir: Path) -> None:

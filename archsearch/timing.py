@@ -1,0 +1,257 @@
+"""The timing protocol: training steps timed alone or in turns with a reference network's.
+
+    step = TrainingStep(model, (3, 32, 32), 64, settings)          # a copy, its AdamW, a batch
+    timing = time_train_steps(step, TrainingStep(ref.model, ...), warmup=3, repeats=10, ...)
+    timing["train_throughput"], timing["ref_throughput"], timing["train_speed_vs_ref"]
+    time_with_reference([model_a, model_b], ref, shape, 64, settings, rounds=3)   # re-measuring
+
+archsearch.measure runs this for every trial; `time_with_reference` is the same protocol for
+models that were already measured (re-measuring a study's front).
+
+**Why a reference.** A throughput timed on a machine that other jobs share is partly the
+machine's: the same configuration measured 36.6 images/s inside a study and 226.6 alone on a
+2-core VM. The reference is a fixed small network (`measure.reference`, built once per process
+with a fixed seed: the same weights for every trial and worker) whose training step takes turns
+with the candidate's on the same device, batch size, precision and input shape: reference,
+candidate, reference, candidate ... A pair of steps is timed within milliseconds, so a load
+that comes and goes slows both alike. `train_speed_vs_ref` is the **median over pairs of the
+candidate's images/s ÷ the reference's** (the time of the reference's step ÷ the candidate's):
+the per-pair ratio cancels the load both steps saw, and the median drops the pairs that a burst
+hit on one side only. A ratio of the two medians would compare steps timed at different
+moments and keep whatever load changed in between.
+
+**What it costs.** The reference's untimed and timed steps: as many as the candidate's
+(`measure.warmup_steps + measure.repeats`), each about as long as a quickstart-sized
+candidate's (`reference: auto` is ~140k parameters at 16×16×1, fewer FLOPs than most
+candidates), so the timing phase takes up to twice as long; training, which is most of a
+trial, is not affected. `max_seconds` caps the pairs together.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from archsearch.device import autocast_context, configure_backends, synchronize
+from archsearch.load import gpu_readings, machine_load
+from archsearch.schema.measure import MIN_TIMED_STEPS, MeasureConfig
+from archsearch.schema.unet import UNetConfig
+from archsearch.settings import RunSettings
+
+__all__ = ["NUM_TIMESTEPS", "REFERENCE_SEED", "Reference", "build_reference", "TrainingStep", "time_interleaved",
+           "time_repeats", "time_train_steps", "time_with_reference", "median_and_iqr", "random_batch", "nvml_id"]
+
+NUM_TIMESTEPS = 1000  # timesteps are drawn from [0, 1000), the models' conditioning range
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The network every candidate's training step is timed against (`build_reference`), on
+    the CPU until a measurement copies it; `num_classes` is its own label count, if any."""
+
+    model: torch.nn.Module
+    num_classes: int | None = None
+    name: str = "reference"
+
+
+REFERENCE_SEED = 0  # the reference's weights: the same in every process (they do not change its speed anyway)
+
+
+def build_reference(config: UNetConfig, name: str = "reference") -> Reference:
+    """The reference network of `config`, initialized from `REFERENCE_SEED` without touching
+    the caller's random stream, on the CPU."""
+    from archsearch.nn import build_unet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(REFERENCE_SEED)
+        model = build_unet(config)
+    return Reference(model, config.num_classes, name)
+
+
+def time_with_reference(
+    models: Sequence[torch.nn.Module],
+    reference: Reference,
+    input_shape: Sequence[int],
+    batch_size: int,
+    settings: RunSettings,
+    cfg: MeasureConfig | None = None,
+    rounds: int = 1,
+    num_classes: int | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], None] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Each model's training step timed in turns with the reference's, `rounds` times over:
+    result[i][r] is model i's round r, with `time_train_steps`' fields.
+
+    A round times every model once, in order, each against its own copy of the reference, so a
+    slow spell of the machine falls on one round of several models rather than on every round
+    of one: the spread over rounds is the measurement's noise. Every model is warmed up
+    (`cfg.warmup_steps`) in its first round only; `cfg.max_seconds` caps each model's round.
+    Nothing is returned about memory or FLOPs: archsearch.measure measures those once.
+    """
+    cfg = cfg or MeasureConfig()
+    device = settings.device
+    sync = sync or (lambda: synchronize(device))
+    batch = cfg.batch_size or batch_size
+    configure_backends(device)
+    results: list[list[dict[str, Any]]] = [[] for _ in models]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        pairs = [(TrainingStep(m, input_shape, batch, settings, num_classes),
+                  TrainingStep(reference.model, input_shape, batch, settings, reference.num_classes)) for m in models]
+        for r in range(rounds):
+            for (mine, theirs), out in zip(pairs, results):
+                deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
+                warmup = cfg.warmup_steps if r == 0 else 0
+                out.append(time_train_steps(mine, theirs, warmup, cfg.repeats, timer, sync, deadline, gpu=nvml_id(device)))
+    return results
+
+
+def time_interleaved(
+    steps: Sequence[Callable[[], object]],
+    warmup: int,
+    repeats: int,
+    timer: Callable[[], float],
+    sync: Callable[[], None],
+    deadline: float | None = None,
+) -> list[list[float]]:
+    """The timing protocol, for steps that take turns: `warmup` untimed rounds, then up to
+    `repeats` timed ones; a round calls every step once, in order. Returns each step's durations
+    (seconds), by step.
+
+    Each timed call is `sync(); t0 = timer(); step(); sync(); t1 = timer()`. When `deadline`
+    (a `timer()` value) is given, timing stops once the next round, assumed as long as the last,
+    would end past it, but never before `MIN_TIMED_STEPS` rounds. Warm-up is never cut.
+    """
+    for _ in range(warmup):
+        for step in steps:
+            step()
+    durations: list[list[float]] = [[] for _ in steps]
+    for _ in range(repeats):
+        for step, times in zip(steps, durations):
+            sync()
+            start = timer()
+            step()
+            sync()
+            end = timer()
+            times.append(end - start)
+        last_round = sum(times[-1] for times in durations)
+        if deadline is not None and len(durations[0]) >= MIN_TIMED_STEPS and end + last_round > deadline:
+            break
+    return durations
+
+
+def time_repeats(
+    step: Callable[[], object],
+    warmup: int,
+    repeats: int,
+    timer: Callable[[], float],
+    sync: Callable[[], None],
+    deadline: float | None = None,
+) -> list[float]:
+    """`time_interleaved` for one step: `warmup` untimed calls, then up to `repeats` timed ones."""
+    return time_interleaved([step], warmup, repeats, timer, sync, deadline)[0]
+
+
+def median_and_iqr(per_step: Sequence[float]) -> tuple[float, float]:
+    """(median, q75 - q25) of per-step values."""
+    q25, q50, q75 = statistics.quantiles(per_step, n=4, method="inclusive")
+    return q50, q75 - q25
+
+
+def random_batch(batch_size: int, input_shape: Sequence[int], num_classes: int | None, device: torch.device):
+    """(x, t, labels) of the denoiser interface, random, made on `device`."""
+    x = torch.randn(batch_size, *input_shape, device=device)
+    # Integer timesteps as a float tensor, as the training loop feeds them.
+    t = torch.randint(0, NUM_TIMESTEPS, (batch_size,), device=device).float()
+    labels = None if num_classes is None else torch.randint(0, num_classes, (batch_size,), device=device)
+    return x, t, labels
+
+
+class TrainingStep:
+    """One model's training step as a trial pays for it, ready to call (see the module
+    docstring): a deep copy on the device in the run's memory format, so that optimizer steps
+    leave the caller's weights alone, its AdamW, and a random batch made on the device."""
+
+    def __init__(self, model: torch.nn.Module, input_shape: Sequence[int], batch: int, settings: RunSettings,
+                 num_classes: int | None = None):
+        self.device, self.precision = settings.device, settings.precision
+        fmt = settings.memory_format
+        self.work = copy.deepcopy(model).to(device=self.device, memory_format=fmt).train()
+        self.optimizer: Any = torch.optim.AdamW(self.work.parameters(), lr=1e-4, fused=settings.fused_adamw)
+        x, self.t, self.labels = random_batch(batch, tuple(input_shape), num_classes, self.device)
+        self.x = x.contiguous(memory_format=fmt)
+        self.target = None  # ε-MSE against random noise (values do not change speed), shaped like the output
+
+    def __call__(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast_context(self.device, self.precision):
+            pred = self.work(self.x, self.t, self.labels)  # (B, C', H, W); C' may differ from C (learned variance)
+        if self.target is None:  # made once, in the first (untimed) step
+            self.target = torch.randn(pred.shape, device=self.device)
+        F.mse_loss(pred.float(), self.target).backward()
+        self.optimizer.step()
+
+    def release(self) -> None:
+        """Free the gradients and the optimizer state (inference needs neither)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer = None
+
+
+def time_train_steps(
+    candidate: TrainingStep,
+    reference: TrainingStep | None,
+    warmup: int,
+    repeats: int,
+    timer: Callable[[], float],
+    sync: Callable[[], None],
+    deadline: float | None = None,
+    warm: int = 0,
+    gpu: str | int | None = None,
+) -> dict[str, Any]:
+    """Time `candidate`'s training step, in turns with `reference`'s when given, and read the
+    machine's load around it: the training fields of `Measurement` (train_throughput ... sm_clock_mhz).
+
+    `warm` counts the untimed candidate steps already taken; the reference gets as many, alone,
+    first, then both share the `warmup - warm` untimed rounds left. `gpu` names the CUDA device
+    for NVML (archsearch.load)."""
+    batch = candidate.x.shape[0]
+    steps = [candidate]
+    if reference is not None:
+        for _ in range(warm):
+            reference()
+        steps = [reference, candidate]
+    before = gpu_readings(gpu)
+    times = time_interleaved(steps, max(warmup - warm, 0), repeats, timer, sync, deadline)
+    after = machine_load(gpu)
+    mine = times[-1]
+    ips, iqr = median_and_iqr([batch / d for d in mine])
+    out = dict(train_throughput=ips, train_throughput_iqr=iqr, train_step_ms=statistics.median(mine) * 1e3,
+               train_steps=len(mine), ref_throughput=None, train_speed_vs_ref=None, ref_step_ms=None,
+               cpu_count=after["cpu_count"], load_avg=after["load_avg"], gpu_util=before["gpu_util"],
+               sm_clock_mhz=after["sm_clock_mhz"])
+    if reference is not None:
+        theirs = times[0]
+        out.update(ref_throughput=statistics.median([batch / d for d in theirs]),
+                   # pair i: the reference's step i, then the candidate's; images/s ratio = time ratio
+                   train_speed_vs_ref=statistics.median([r / c for r, c in zip(theirs, mine)]),
+                   ref_step_ms=statistics.median(theirs) * 1e3)
+    return out
+
+
+def nvml_id(device: torch.device) -> str | None:
+    """The PCI bus id NVML knows a CUDA device by (CUDA_VISIBLE_DEVICES renumbers devices,
+    NVML does not); None off CUDA or when torch does not say."""
+    if device.type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is None:
+        return None
+    return f"{getattr(props, 'pci_domain_id', 0):08X}:{bus:02X}:{getattr(props, 'pci_device_id', 0):02X}.0"
