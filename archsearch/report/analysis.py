@@ -205,6 +205,21 @@ def bucket_ranges(space: dict | None, df: pd.DataFrame, buckets: int) -> list[tu
     return [(edges[b], edges[b + 1]) for b in range(buckets)]
 
 
+def _speed(item: StudyInput) -> dict[str, Any]:
+    """The reference speeds behind the normalized throughput (archsearch.search.speed): the
+    table's medians, the anchors the stored objective values used, the trials timed against a
+    reference and those of them measured under load."""
+    from ..search.speed import REFERENCE_ATTR, study_reference_speeds
+
+    df = item.df
+    timed = df.loc[df["ref_throughput"].notna()] if "ref_throughput" in df.columns else df.iloc[0:0]
+    flags = timed["measured_under_load"] if "measured_under_load" in timed.columns else timed.index.to_series()
+    flagged = timed.loc[flags.map(lambda v: v is True).astype(bool)]
+    anchors = item.study.user_attrs.get(REFERENCE_ATTR) if item.study is not None else None
+    return {"timed": len(timed), "medians": study_reference_speeds(df), "anchors": dict(anchors or {}),
+            "under_load": [int(n) for n in flagged["number"]]}
+
+
 def protocol(item: StudyInput) -> dict[str, Any]:
     """How the numbers were obtained: hardware and software as recorded by the trials, and the
     space file's measure/eval/data/train sections (empty when there is no space.yaml)."""
@@ -218,6 +233,7 @@ def protocol(item: StudyInput) -> dict[str, Any]:
     space = item.space or {}
     return {
         "recorded": recorded,
+        "speed": _speed(item),
         "measure": space.get("measure"),
         "eval": space.get("eval"),
         "data": space.get("data"),

@@ -1,7 +1,9 @@
 """The live view of a running study: progress, the current trial's phase, the Pareto front.
 
 `StudyDisplay` is an observer of the engine's events (archsearch.search.events); `archsearch run`
-passes it to `run_study`, beside the study folder's observer.
+passes it to `run_study`, beside the study folder's observer. It warns while the machine is
+oversubscribed (archsearch.load: a load average above the usable CPUs, or more torch threads in
+this study's running trials than CPUs), since every throughput timed then is slowed by it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from ..load import machine_load, oversubscription
 from ..results import front_of, trials_dataframe
 from ..search.events import Observer
 from .console import format_metric
@@ -114,6 +117,8 @@ class StudyDisplay(LiveView, Observer):
         self.front = pd.DataFrame()
         self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
         self.seen_stops: set[int] | None = None     # trials stopped early already shown (None: none seen yet)
+        self.threads: int | None = None              # torch threads of the last trial timed (its record)
+        self.warning: str | None = None              # why the machine is oversubscribed, while it is
 
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
         changed = phase != self.phase
@@ -136,7 +141,19 @@ class StudyDisplay(LiveView, Observer):
         if not self.enabled:
             self.console.print(f"{trial_line(trial)}  [{done}/{self.total}]", markup=False, highlight=False)
         self._show_stops(trials, printed=None if self.enabled else trial.number)
+        self.threads = trial.user_attrs.get("threads") or self.threads
+        self.check_load()
         self._refresh()
+
+    def check_load(self, load: dict | None = None) -> None:
+        """Read the machine's load (or take `load`) and warn when it is oversubscribed: in the
+        live area while it lasts, and as a printed line each time it starts."""
+        load = load or machine_load()
+        busy = None if self.threads is None else self.threads * max(1, len(self.running))
+        warning = oversubscription(load.get("load_avg"), load.get("cpu_count"), busy)
+        if warning and not self.warning:
+            self.print_lines([f"warning: {warning}"], style="yellow")
+        self.warning = warning
 
     def _show_stops(self, trials, printed: int | None = None) -> None:
         """Print each trial stopped early once, as it is seen (this process's, and in the parent
@@ -158,6 +175,7 @@ class StudyDisplay(LiveView, Observer):
         self._show_stops(trials)
         self.done, self.running = done, running
         self.front = self.compute_front(trials_dataframe(trials, self.objectives))
+        self.check_load()
         self._refresh()
 
     def _render(self):
@@ -169,6 +187,8 @@ class StudyDisplay(LiveView, Observer):
                               style="cyan"))
         for number, phase in self.running:
             lines.append(Text(f"trial {number}: {phase}", style="cyan"))
+        if self.warning:
+            lines.append(Text(self.warning, style="yellow"))
         if not self.front.empty:
             table = front_table(self.front, self.objectives, title=f"Pareto front ({len(self.front)} trials)")
             lines.append(fit(table, self.console.width))

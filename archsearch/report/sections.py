@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..metrics import METRICS
+from ..metrics import METRICS, UNDER_LOAD_TOLERANCE
 from ..results import setting_columns
 from ..schema.paths import TRAIN, qualified
 from .analysis import Report, StudyAnalysis
@@ -304,7 +304,8 @@ def _protocol(study: StudyAnalysis, level: int) -> list[Block]:
     p = study.protocol
     rec = p["recorded"]
     items = [f"hardware: **{rec.get('device') or 'not recorded'}**; torch {rec.get('torch') or '?'}; "
-             f"precision {rec.get('precision') or '?'}; torch CPU threads {rec.get('threads') or '?'}"]
+             f"precision {rec.get('precision') or '?'}; torch CPU threads {rec.get('threads') or '?'}"
+             + (f" of {rec['cpu_count']} usable CPUs" if rec.get("cpu_count") else "")]
     train = _train_settings(study)
     measure = p.get("measure")
     if measure:
@@ -312,9 +313,11 @@ def _protocol(study: StudyAnalysis, level: int) -> list[Block]:
         cap = f"; the phase is capped at {measure['max_seconds']:g} s (at least 3 timed steps)" if measure.get("max_seconds") else ""
         items.append(
             f"training throughput: images/s through one full training step (forward, backward, AdamW) at batch size {batch}, "
-            f"measured in its own timing phase after training: {_count(measure.get('warmup_steps'), 'untimed warm-up step')}, then "
+            f"measured in its own timing phase before training: {_count(measure.get('warmup_steps'), 'untimed warm-up step')}, then "
             f"{_count(measure.get('repeats'), 'timed step')}, each between two device synchronizations; the **median** is reported and "
             f"the interquartile range is kept as `train_throughput_iqr`{cap}")
+    items += _speed_items(p.get("speed") or {}, measure or {})
+    if measure:
         extras = [name for name, on in (("forward-only throughput", measure.get("infer")), ("batch-1 latency", measure.get("latency")),
                                         ("forward FLOPs per image", measure.get("flops"))) if on]
         if extras:
@@ -345,6 +348,37 @@ def _protocol(study: StudyAnalysis, level: int) -> list[Block]:
         blocks.append(Paragraph("No `space.yaml` beside the study: the timing and validation protocol are not known to this "
                                 "report; the hardware above is what the trials recorded."))
     return blocks
+
+
+def _speed_items(speed: dict[str, Any], measure: dict[str, Any]) -> list[str]:
+    """How the load-normalized speed was obtained, and which trials were timed under load;
+    nothing for a study whose trials were timed without a reference."""
+    if not speed.get("timed"):
+        return []
+    ref = measure.get("reference", "auto")
+    which = f"`measure.reference: {ref}`" if isinstance(ref, str) else "an inline U-Net config (`measure.reference`)"
+    medians = "; ".join(f"{g}: {format_metric('ref_throughput', v)} img/s" for g, v in speed["medians"].items())
+    text = (f"speed that survives load: every trial's training step was timed in turns with a fixed reference "
+            f"network's ({which}), reference, candidate, reference, ...; `train_speed_vs_ref` is the median over step "
+            f"pairs of the candidate's images/s ÷ the reference's, and `train_throughput_normalized` that ratio × the "
+            f"study's median reference speed ({medians})")
+    anchors = {g: v for g, v in speed.get("anchors", {}).items() if g in speed["medians"]}
+    if anchors:
+        text += ("; the values Optuna stored use the first trial's reference speed instead ("
+                 + "; ".join(f"{g}: {format_metric('ref_throughput', float(v))} img/s" for g, v in anchors.items())
+                 + "), one factor for every trial, so the front and the rankings are the same")
+    items = [text]
+    under = speed.get("under_load") or []
+    if under:
+        listed = ", ".join(f"#{n}" for n in under[:20]) + (", ..." if len(under) > 20 else "")
+        items.append(f"**measured under load**: {_count(len(under), 'trial')} ({listed}) timed while the reference ran "
+                     f"more than {UNDER_LOAD_TOLERANCE:.0%} off the study's median speed: their raw `train_throughput` is "
+                     "the machine's load as much as the model; `train_throughput_normalized` corrects for it "
+                     "(column `measured_under_load` of `trials.csv`)")
+    else:
+        items.append(f"no trial was measured under load: every reference ran within {UNDER_LOAD_TOLERANCE:.0%} of the "
+                     "study's median speed")
+    return items
 
 
 def _count(n, noun: str) -> str:

@@ -1,0 +1,192 @@
+"""The reference-interleaved timing protocol (archsearch.timing, archsearch.measure): the order of
+steps, the per-pair ratio, the time cap, what the reference does not change (memory, RNG, the
+caller's models), the machine's load readings (archsearch.load), and the fixed-seed reference.
+All on a fake clock: nothing here asserts on wall-clock time."""
+
+import sys
+import types
+
+import pytest
+import torch
+
+from archsearch import load
+from archsearch.measure import Reference, measure
+from archsearch.schema.measure import MeasureConfig, reference_architecture
+from archsearch.timing import build_reference, time_interleaved, time_with_reference
+from test_measure import CPU, TRAIN_ONLY, FakeClock, TinyNet
+
+
+class Labelled(TinyNet):
+    """Logs its label on the fake clock at every forward and advances it by its next duration."""
+
+    def __init__(self, clock, label, durations=(), default=0.001, **kwargs):
+        super().__init__(**kwargs)
+        self.clock, self.label, self.durations, self.default = clock, label, list(durations), default
+
+    def forward(self, x, t, class_labels=None):
+        self.clock.log.append(self.label)
+        self.clock.now += self.durations.pop(0) if self.durations else self.default
+        return super().forward(x, t, class_labels)
+
+    def __deepcopy__(self, memo):
+        # The copy measured must log to the same clock and share the durations left.
+        twin = Labelled(self.clock, self.label, channels=self.conv_in.in_channels, width=self.conv_in.out_channels)
+        twin.durations, twin.default = self.durations, self.default
+        twin.load_state_dict(self.state_dict())
+        return twin
+
+
+def timed(log):
+    """The labels of the timed steps in a fake clock's log: sync, clock, step, sync."""
+    return [log[i] for i in range(2, len(log) - 1) if log[i - 2:i] == ["S", "T"] and log[i] not in "ST"
+            and log[i + 1] == "S"]
+
+
+def test_interleaved_rounds_call_each_step_in_turn():
+    clock = FakeClock()
+    steps = [lambda: clock.log.append("R"), lambda: clock.log.append("C")]
+    durations = time_interleaved(steps, warmup=1, repeats=3, timer=clock.timer, sync=clock.sync)
+    assert clock.log == ["R", "C"] + ["S", "T", "R", "S", "T", "S", "T", "C", "S", "T"] * 3
+    assert [len(d) for d in durations] == [3, 3]
+
+
+def test_measure_times_reference_then_candidate_after_equal_warm_up():
+    clock = FakeClock()
+    cfg = MeasureConfig(warmup_steps=2, repeats=3, **TRAIN_ONLY)
+    candidate, reference = Labelled(clock, "C"), Labelled(clock, "R")
+    m = measure(candidate, (3, 8, 8), 8, CPU, cfg, timer=clock.timer, sync=clock.sync, reference=Reference(reference))
+    # The memory proxy's candidate step first (alone), the reference's first step to match, one
+    # shared untimed round, then three timed pairs: reference, candidate, reference, candidate ...
+    assert [e for e in clock.log if e in "RC"][:4] == ["C", "R", "R", "C"]
+    assert timed(clock.log) == ["R", "C"] * 3
+    assert m.train_steps == 3 and m.ref_throughput is not None and m.ref_step_ms == pytest.approx(1.0)
+
+
+def test_the_ratio_is_the_median_of_per_pair_ratios():
+    # Pairs (reference s, candidate s): (1, 2), (4, 8), (2, 1). Each of the first two says the
+    # candidate runs at half the reference's speed; the third was hit by a burst on the
+    # reference's side. The per-pair median says 0.5; a ratio of medians (2 / 2) would say 1.
+    clock = FakeClock()
+    cfg = MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY)
+    candidate = Labelled(clock, "C", durations=[0.5, 2, 8, 1])  # the proxy's untimed step first
+    reference = Labelled(clock, "R", durations=[0.5, 1, 4, 2])  # and the reference's to match
+    m = measure(candidate, (3, 4, 4), 4, CPU, cfg, timer=clock.timer, sync=clock.sync, reference=Reference(reference))
+    assert m.train_speed_vs_ref == pytest.approx(0.5)
+    assert m.train_throughput == pytest.approx(4 / 2) and m.ref_throughput == pytest.approx(4 / 2)
+
+
+def test_without_a_reference_the_training_phase_is_as_before():
+    clock = FakeClock()
+    m = measure(Labelled(clock, "C"), (3, 4, 4), 2, CPU, MeasureConfig(warmup_steps=2, repeats=3, **TRAIN_ONLY),
+                timer=clock.timer, sync=clock.sync)
+    assert clock.log == ["C", "C"] + ["S", "T", "C", "S", "T"] * 3
+    assert (m.ref_throughput, m.train_speed_vs_ref, m.ref_step_ms) == (None, None, None)
+    assert m.cpu_count >= 1 and m.gpu_util is None and m.sm_clock_mhz is None  # the load is read all the same
+
+
+@pytest.mark.parametrize("max_seconds, pairs", [(0.5, 3), (9.5, 3), (10.5, 4), (None, 10)])
+def test_max_seconds_caps_the_pairs_but_keeps_three(max_seconds, pairs):
+    # One second per step, two per pair; the untimed steps end at 2, pair k at 2 + 2k. A pair is
+    # skipped when it would end past the cap, but three are always taken.
+    clock = FakeClock()
+    cfg = MeasureConfig(warmup_steps=1, repeats=10, max_seconds=max_seconds, infer=False, latency=False, flops=False)
+    m = measure(Labelled(clock, "C", default=1.0), (3, 4, 4), 2, CPU, cfg, timer=clock.timer, sync=clock.sync,
+                reference=Reference(Labelled(clock, "R", default=1.0)))
+    assert m.train_steps == pairs and timed(clock.log) == ["R", "C"] * pairs
+
+
+def test_the_reference_changes_neither_memory_nor_the_callers_models_nor_the_rng():
+    model, ref = TinyNet(width=16), TinyNet(width=4)
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (model, ref)]
+    rng = torch.get_rng_state()
+    cfg = MeasureConfig(warmup_steps=1, repeats=3, **TRAIN_ONLY)
+    alone = measure(model, (3, 8, 8), 4, CPU, cfg)
+    against = measure(model, (3, 8, 8), 4, CPU, cfg, reference=Reference(ref))
+    assert against.peak_mem_mb == alone.peak_mem_mb  # the candidate's step alone, before the reference is copied
+    for saved, m in zip(before, (model, ref)):
+        assert all(torch.equal(saved[k], v) for k, v in m.state_dict().items())
+        assert all(p.grad is None for p in m.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_time_with_reference_gives_every_model_a_round_in_turn():
+    clock = FakeClock()
+    models = [Labelled(clock, "A"), Labelled(clock, "B")]
+    reference = Reference(Labelled(clock, "R", default=0.002))
+    cfg = MeasureConfig(warmup_steps=1, repeats=3, **TRAIN_ONLY)
+    out = time_with_reference(models, reference, (3, 4, 4), 2, CPU, cfg, rounds=2, timer=clock.timer, sync=clock.sync)
+    assert [len(rounds) for rounds in out] == [2, 2]
+    assert timed(clock.log) == (["R", "A"] * 3 + ["R", "B"] * 3) * 2  # round 1: A then B; round 2 again
+    assert all(r["train_speed_vs_ref"] == pytest.approx(2.0) for rounds in out for r in rounds)
+
+
+def test_the_reference_is_built_from_a_fixed_seed_without_touching_the_callers_rng():
+    config = reference_architecture(MeasureConfig(), 16, 1)
+    torch.manual_seed(5)
+    rng = torch.get_rng_state()
+    a, b = build_reference(config), build_reference(config)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert a.num_classes is None and next(a.model.parameters()).device.type == "cpu"
+
+
+# --- the machine's load ----------------------------------------------------------------------
+
+def test_load_readings_on_the_cpu():
+    reading = load.machine_load()
+    assert reading["cpu_count"] >= 1 and reading["gpu_util"] is None and reading["sm_clock_mhz"] is None
+    assert reading["load_avg"] is None or reading["load_avg"] >= 0
+
+
+class FakeNVML(types.SimpleNamespace):
+    NVML_CLOCK_SM = 1
+
+    def __init__(self, fail=False):
+        super().__init__(calls=[])
+        self.fail = fail
+
+    def nvmlInit(self):
+        if self.fail:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    def nvmlShutdown(self):
+        self.calls.append("shutdown")
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus):
+        self.calls.append(bus)
+        return "handle"
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        self.calls.append(index)
+        return "handle"
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return types.SimpleNamespace(gpu=37)
+
+    def nvmlDeviceGetClockInfo(self, handle, kind):
+        return 1755 if kind == self.NVML_CLOCK_SM else 0
+
+
+def test_gpu_readings_through_nvml_and_none_when_it_fails(monkeypatch):
+    nvml = FakeNVML()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert load.gpu_readings("00000000:3B:00.0") == {"gpu_util": 37.0, "sm_clock_mhz": 1755.0}
+    assert nvml.calls == ["00000000:3B:00.0", "shutdown"]
+    assert load.gpu_readings(None) == {"gpu_util": None, "sm_clock_mhz": None}  # not timing a GPU
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML(fail=True))
+    assert load.gpu_readings(0) == {"gpu_util": None, "sm_clock_mhz": None}
+
+
+@pytest.mark.parametrize("load_avg, cores, busy, words", [
+    (1.9, 2, None, None),            # a lone measurement on both cores: busy, not oversubscribed
+    (2.4, 2, 2, None),               # within the half thread of slack
+    (5.2, 2, None, "load average 5.2 on 2 cores"),
+    (0.5, 2, 4, "this study runs 4 torch threads on 2 cores"),
+    (None, 2, None, None),           # no load average (Windows): cannot tell
+    (9.0, None, None, None),
+])
+def test_oversubscription(load_avg, cores, busy, words):
+    message = load.oversubscription(load_avg, cores, busy)
+    assert (message is None) == (words is None)
+    if words:
+        assert words in message and "oversubscribed" in message
