@@ -145,8 +145,8 @@ class TrialMetrics:
                                     "GPU utilization before timing (%)", "minimize", table="details", measured=True)
     sm_clock_mhz: float | None = metric("GPU SM clock as timing ended (NVML; none without CUDA or pynvml)", "MHz",
                                         "GPU SM clock while timing (MHz)", "maximize", table="details", measured=True)
-    measured_under_load: bool | None = metric(f"the reference ran more than {UNDER_LOAD_TOLERANCE:.0%} off the study's median reference speed",
-                                              format="flag", table="details", recorded=False, shown=False,
+    measured_under_load: bool | None = metric(f"the reference ran more than {UNDER_LOAD_TOLERANCE:.0%} off the study's "
+                                              "median reference speed", format="flag", table="details", recorded=False, shown=False,
                                               needs_reference=True, study_relative=True)
     torch: str | None = metric("torch version", format="text", table="details", context=True)
     steps_trained: int | None = metric("training steps taken (fewer than train.steps when stopped early)", format="count",
@@ -158,7 +158,8 @@ class TrialMetrics:
                                                       "minimize", "curve", table=None)
     train_loss_curve: list[list[float]] | None = metric("train_loss at step", "MSE", "training loss (ε-MSE)", "minimize",
                                                         "curve", table=None, recorded=False, shown=False)
-    measure: dict[str, Any] | None = metric("timing details: median step ms, timed steps, batch size, warm-up steps",
+    measure: dict[str, Any] | None = metric("timing details: median step ms, timed steps, batch size, warm-up steps, "
+                                            "the reference's median step ms",
                                             format="record", table=None, recorded=False, shown=False)
 
     def to_dict(self) -> dict[str, Any]:

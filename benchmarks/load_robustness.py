@@ -1,0 +1,222 @@
+"""Does the speed axis survive a busy machine? Raw against reference-normalized training throughput.
+
+    python benchmarks/load_robustness.py                           # 12 quickstart configs, quickstart's device
+    python benchmarks/load_robustness.py --configs 16 --repeats 5  # more configs, more measurements each
+    python benchmarks/load_robustness.py --configs 3 --repeats 2 --steps 3   # does it run? (seconds)
+
+Samples `--configs` distinct architectures from search_spaces/quickstart.yaml with archsearch's
+seeded sampler (`--seed`) and times each one's training step with a trial's protocol
+(archsearch.measure at the quickstart's batch size, precision and device, in turns with the
+space's reference network, `measure.reference`), in passes:
+
+1. `idle`: the machine as it is (run this on a quiet machine: nothing else busy);
+2. `1 core busy`, `2 cores busy`: while this script keeps that many cores busy with busy-loop
+   processes of its own, started before the pass and stopped after it; each also stops itself
+   at the script's `--max-seconds` whatever happens, so no load outlives a crash;
+3. `idle again`: the first pass repeated, whose differences from it are the noise floor.
+
+Each pass measures every config `--repeats` times, config after config (so a burst of load
+falls on several configs rather than on all of one's measurements), and keeps the median.
+Against the idle pass, it prints for the raw `train_throughput` and for the normalized one the
+Spearman correlation of the configs' speeds with the idle ranking and the median relative error
+against the idle images/s, side by side, with the ratio of the errors (raw ÷ normalized).
+
+Normalized = `train_speed_vs_ref` × the idle pass's median reference images/s: what the results
+table gives a trial timed during the load in a study whose trials mostly ran on a quiet machine
+(archsearch.search.speed). Its error is the error of the ratio itself. Target (issue 12):
+normalized Spearman ≥ 0.9 and median error ≤ 10% under both loads.
+
+Lines starting with '#' describe the machine and the run. No scipy: Spearman is the Pearson
+correlation of numpy ranks (ties averaged). On a quiet 2-core machine the defaults take several
+minutes (four passes of 36 measurements; the loaded passes run slower, by design).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from archsearch.device import cpu_name, device_info, resolve_device
+from archsearch.errors import ConfigErrors
+from archsearch.load import cpu_count, machine_load
+from archsearch.measure import count_params, measure
+from archsearch.nn import build_unet
+from archsearch.schema.loading import unet_config_from_dict, validate_model
+from archsearch.schema.measure import reference_architecture
+from archsearch.schema.paths import ARCHITECTURE, TRAIN
+from archsearch.schema.space import load_space
+from archsearch.schema.train import TrainConfig
+from archsearch.search.sampling import random_suggester, sample_trial_configs
+from archsearch.settings import resolve_run_settings
+from archsearch.timing import build_reference
+
+SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+PASSES = (("idle", 0), ("1 core busy", 1), ("2 cores busy", 2), ("idle again", 0))
+
+
+def sample(space, n: int, seed: int):
+    """`n` distinct valid (architecture, train config) pairs of the space, seeded."""
+    suggest, found, tries = random_suggester(seed), {}, 0
+    while len(found) < n:
+        tries += 1
+        if tries > 50 * n:
+            raise SystemExit(f"only {len(found)} distinct valid configs in {tries} samples of {SPACE.name}")
+        arch, train = sample_trial_configs(space, suggest)
+        try:
+            config = unet_config_from_dict(arch, prefix=ARCHITECTURE)
+        except ConfigErrors:
+            continue
+        found.setdefault(config.model_dump_json(), (config, validate_model(TrainConfig, train, TRAIN)))
+    return list(found.values())
+
+
+def _busy(deadline: float) -> None:
+    # One core's worth of load: pure Python arithmetic, no I/O, until the deadline.
+    x = 0
+    while time.time() < deadline:
+        for _ in range(10_000):
+            x = (x * 31 + 7) % 1_000_003
+
+
+class BusyCores:
+    """`n` busy-loop processes of this script while the block runs; each stops itself at `deadline`."""
+
+    def __init__(self, n: int, deadline: float):
+        self.n, self.deadline, self.procs = n, deadline, []
+
+    def __enter__(self):
+        # fork where there is one: the child spins at once, without importing torch again (it
+        # touches nothing of the parent's torch state); spawn elsewhere
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self.procs = [ctx.Process(target=_busy, args=(self.deadline,), daemon=True) for _ in range(self.n)]
+        for p in self.procs:
+            p.start()
+        if self.procs:
+            time.sleep(1.0)  # let the processes start spinning before anything is timed
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+
+
+def run_pass(models, reference, shape, settings, cfg, repeats: int) -> dict[str, list[float]]:
+    """Median over `repeats` measurements of each config's raw images/s, ratio and reference images/s."""
+    raw, ratio, ref = ([[] for _ in models] for _ in range(3))
+    for _ in range(repeats):
+        for i, (model, train_cfg) in enumerate(models):
+            m = measure(model, shape, train_cfg.batch_size, settings, cfg, reference=reference)
+            raw[i].append(m.train_throughput)
+            ratio[i].append(m.train_speed_vs_ref)
+            ref[i].append(m.ref_throughput)
+    return {name: [statistics.median(v) for v in values] for name, values in (("raw", raw), ("ratio", ratio), ("ref", ref))}
+
+
+def ranks(values) -> np.ndarray:
+    """Ranks from 0, ties given their average rank."""
+    values = np.asarray(values, dtype=float)
+    out = np.empty(len(values))
+    out[values.argsort(kind="mergesort")] = np.arange(len(values))
+    for v in np.unique(values):
+        out[values == v] = out[values == v].mean()
+    return out
+
+
+def spearman(a, b) -> float:
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def median_error(values, truth) -> float:
+    values, truth = np.asarray(values, dtype=float), np.asarray(truth, dtype=float)
+    return float(np.median(np.abs(values - truth) / truth))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", type=int, default=12, help="distinct configs sampled from the quickstart (≥ 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each config per pass; median kept")
+    parser.add_argument("--steps", type=int, default=10, help="timed step pairs per measurement (≥ 3)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per measurement")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--device", default=None, help="default: the quickstart's (cpu)")
+    parser.add_argument("--max-seconds", type=float, default=1800.0, help="hard bound on the background load")
+    parser.add_argument("--verbose", action="store_true", help="also print every config's images/s per pass")
+    args = parser.parse_args(argv)
+    if args.configs < 2 or args.repeats < 1 or args.steps < 3:
+        parser.error("--configs ≥ 2, --repeats ≥ 1 and --steps ≥ 3")
+
+    space = load_space(SPACE)
+    device = resolve_device(args.device or space.study.device)
+    pairs = sample(space, args.configs, args.seed)
+    torch.manual_seed(0)
+    models = [(build_unet(config), train_cfg) for config, train_cfg in pairs]
+    shape = (pairs[0][0].in_channels, pairs[0][0].image_size, pairs[0][0].image_size)
+    settings = resolve_run_settings(pairs[0][1], device)
+    ref_config = reference_architecture(space.measure, shape[1], shape[0])
+    reference = build_reference(ref_config, str(space.measure.reference))
+    cfg = space.measure.model_copy(update={"warmup_steps": args.warmup, "repeats": args.steps, "infer": False,
+                                           "latency": False, "flops": False, "max_seconds": None, "batch_size": None})
+    deadline = time.time() + args.max_seconds
+
+    info, load = device_info(device), machine_load()
+    print(f"# machine: {cpu_name()}, {cpu_count()} usable CPUs of {os.cpu_count()}, load average {load['load_avg']}")
+    print(f"# device={info['name']} torch={info['torch']} threads={torch.get_num_threads()} precision={settings.precision} "
+          f"python={sys.version.split()[0]}")
+    print(f"# {len(models)} configs from {SPACE.name} (seed {args.seed}), params {min(count_params(m) for m, _ in models):,}"
+          f"..{max(count_params(m) for m, _ in models):,}; reference {space.measure.reference}, "
+          f"{count_params(reference.model):,} params; batch {pairs[0][1].batch_size}, {args.warmup} untimed + {args.steps} "
+          f"timed pairs per measurement, {args.repeats} measurements per config per pass")
+    if cpu_count() < 3:
+        print(f"# note: with {cpu_count()} CPUs, '2 cores busy' leaves {max(cpu_count() - 2, 0)} idle: the trial shares every core")
+
+    results = {}
+    for name, busy in PASSES:
+        started = time.perf_counter()
+        with BusyCores(busy, deadline):
+            results[name] = run_pass(models, reference, shape, settings, cfg, args.repeats)
+        results[name]["seconds"] = time.perf_counter() - started
+        results[name]["load_avg"] = machine_load()["load_avg"]
+
+    idle = results["idle"]
+    anchor = statistics.median(idle["ref"])  # the study's median reference speed, from its quiet trials
+    print(f"# idle median reference speed {anchor:.1f} img/s; normalized = train_speed_vs_ref × that")
+    print(f"{'pass':<14}{'raw ρ':>8}{'norm ρ':>8}{'raw err':>9}{'norm err':>10}{'err ratio':>11}{'ref img/s':>11}"
+          f"{'load avg':>10}{'s':>6}")
+    verdicts = []
+    for name, _ in PASSES:
+        r = results[name]
+        normalized = [q * anchor for q in r["ratio"]]
+        raw_rho, norm_rho = spearman(r["raw"], idle["raw"]), spearman(normalized, idle["raw"])
+        raw_err, norm_err = median_error(r["raw"], idle["raw"]), median_error(normalized, idle["raw"])
+        ratio = raw_err / norm_err if norm_err > 0 else float("inf")
+        load_avg = f"{r['load_avg']:.2f}" if r["load_avg"] is not None else "?"
+        print(f"{name:<14}{raw_rho:>8.3f}{norm_rho:>8.3f}{raw_err:>9.1%}{norm_err:>10.1%}{ratio:>11.2f}"
+              f"{statistics.median(r['ref']):>11.1f}{load_avg:>10}{r['seconds']:>6.0f}")
+        if "busy" in name:
+            verdicts.append(norm_rho >= 0.9 and norm_err <= 0.10)
+        if args.verbose:
+            for i, (model, _) in enumerate(models):
+                print(f"  config {i} ({count_params(model):,} params): raw {r['raw'][i]:.1f} normalized "
+                      f"{normalized[i]:.1f} idle {idle['raw'][i]:.1f} img/s")
+    print(f"target (normalized ρ ≥ 0.9 and error ≤ 10% under both loads): {'met' if all(verdicts) else 'not met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
