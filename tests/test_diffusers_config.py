@@ -144,6 +144,8 @@ def test_every_field_diffusers_cannot_express_is_listed():
     with pytest.raises(ConfigErrors) as info:
         diffusers_config(unet_config_from_dict(preset_dict("seed")), prefix="architecture")
     assert {e.path for e in info.value.errors} == {f"architecture.{p}" for p in SEED_UNSUPPORTED}
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"the seed preset, for instance, names {len(SEED_UNSUPPORTED)} fields" in readme
 
 
 @pytest.mark.parametrize("override,path", [

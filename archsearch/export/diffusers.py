@@ -27,14 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["diffusers_config", "to_diffusers", "from_diffusers", "tensor_pairs"]
 
 
-
 def _by_role(types: dict[str, tuple[bool, str | None]]) -> dict[tuple[bool, str], str]:
-    """(attention, resampling) -> the block type that builds it; the first listed wins, so a
-    level that does not resample on that side gets the plain type."""
+    """(attention, resampling: none, conv or resnet) -> the block type that builds it. The
+    first type listed wins, so a level that does not resample on that side gets the plain one."""
     out: dict[tuple[bool, str], str] = {}
     for name, (attention, resample) in types.items():
         for kind in ("none", "conv", "resnet"):
-            if resample in (None, kind) or kind == "none":
+            builds = kind == "none" or resample is None or resample == kind  # None: any, via *_type
+            if builds:
                 out.setdefault((attention, kind), name)
     return out
 
