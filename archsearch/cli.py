@@ -316,6 +316,36 @@ def report(
     print_summary(result, files, console)
 
 
+# --------------------------------------------------------------------------- export
+
+
+@app.command()
+@handles_errors
+def export(
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="A study folder (with --trial), a U-Net config file "
+                                                                   "or a checkpoint (.pt).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The folder to write (it appears whole or not at all).")],
+    trial: Annotated[Optional[str], typer.Option(help="For a study folder: a trial number, or `knee` (the report's knee).")] = None,
+    to: Annotated[str, typer.Option(help="diffusers (a UNet2DModel folder) or archsearch (config.yaml + checkpoint).")] = "diffusers",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Export one network: to diffusers' UNet2DModel (checked to compute the same outputs, in fp32,
+    before anything is written), or as a folder that `build_unet` loads."""
+    from .export import export as run_export
+    from .export import file_source, study_source
+
+    if source.is_dir():
+        if trial is None:
+            raise ConfigErrors([ConfigError("--trial", f"{source} is a study folder: name a trial number or `knee`")])
+        src = study_source(source, trial)
+    elif trial is not None:
+        raise ConfigErrors([ConfigError("--trial", f"{source} is a file, not a study folder; drop --trial")])
+    else:
+        src = file_source(source)
+    for line in run_export(src, to, out, overwrite=overwrite).lines():
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------------- train / sample
 
 
