@@ -143,15 +143,18 @@ def test_verify_keeps_its_study_in_a_storage_url(tmp_path, trained):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     folder = make_source(tmp_path / "tiny", storage=url)
     result = runner.invoke(app, ["verify", str(folder), "--storage", url, "--study", "tiny", "--steps", "5",
-                                 "--dominated", "0", "--rounds", "0"])
+                                 "--dominated", "0", "--rounds", "0", "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert not (folder / "optuna.journal").exists()
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(url))
     assert names == ["tiny", "tiny-verify"]
     trials = verify_trials(None, url)
-    assert sorted(t.user_attrs["source_trial"] for t in trials) == [0, 1] and len(trained) == 2
-    assert {t.user_attrs["train"]["steps"] for t in trials} == {5}
-    assert (folder / "verify.md").exists()
+    assert len(trained) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    # The front at 5 steps, then the front at its own 3 steps with the next seed (the noise floor).
+    assert sorted((t.user_attrs["source_trial"], t.user_attrs["budget"], t.user_attrs["train"]["steps"],
+                   t.user_attrs["train"]["seed"]) for t in trials) == [(0, "long", 5, 0), (0, "seed", 3, 1),
+                                                                        (1, "long", 5, 0), (1, "seed", 3, 1)]
+    assert "two seeds at 3 steps (noise floor)" in (folder / "verify.md").read_text()
 
 
 def snapshot(root):

@@ -13,6 +13,7 @@ from archsearch.verify.selection import DOMINATED, FRONT, retrain_plan, select_t
 from archsearch.verify.stats import (Agreement, agreement, average_ranks, bootstrap_interval, bootstrap_values,
                                      front_agreement, kendall_tau, spearman_rho)
 from archsearch.errors import ConfigErrors
+from archsearch.verify.remeasure import interleave, measure_rounds
 
 
 def test_tau_and_rho_of_two_swapped_neighbours():
@@ -141,7 +142,7 @@ def test_budgets_scale_steps_and_seconds_and_add_a_seed():
                                                           (3, "seed"), (5, "seed"), (1, "seed"), (0, "seed"), (4, "seed")]
     assert plan[0].train["steps"] == 600 and plan[0].train["seconds"] == 300.0 and plan[1].train["seconds"] is None
     assert plan[5].train == {"steps": 60, "seed": 5, "seconds": 30.0}
-    assert plan[0].label == "trial 3 (front), 600 steps" and plan[5].label == "trial 3 (front), seed 5"
+    assert plan[0].label == "retrains #3, front, 600 steps" and plan[5].label == "retrains #3, front, seed 5"
 
 
 def test_a_budget_that_is_not_longer_names_the_option_and_the_trial():
@@ -154,3 +155,34 @@ def test_a_budget_that_is_not_longer_names_the_option_and_the_trial():
     with pytest.raises(ConfigErrors) as info:
         retrain_plan(trials, picks, factor=1.05, steps=None, seeds=1)
     assert info.value.lines()[0].startswith("--factor: 1.05 × 8 = 8 steps is not more than the 8 steps trial #3")
+
+
+# --------------------------------------------------------------------------- the re-measurement's order
+
+
+def test_rounds_interleave_the_members_each_round_starting_one_later():
+    assert interleave([3, 5, 7], 3) == [(0, 3), (0, 5), (0, 7), (1, 5), (1, 7), (1, 3), (2, 7), (2, 3), (2, 5)]
+    assert interleave([], 4) == []
+
+
+def test_measure_rounds_records_every_value_in_the_order_measured():
+    clock = iter(range(100))
+    measured = []
+    values = measure_rounds(["ref", 3], 2, lambda key: {"train_throughput": float(next(clock)), "latency_ms": 1.0},
+                            on_measured=lambda r, key: measured.append((r, key)))
+    # A reference model is one more key: each round holds one value of it beside the members'.
+    assert measured == [(0, "ref"), (0, 3), (1, 3), (1, "ref")]
+    assert [v for v in values if v[2] == "train_throughput"] == [[0, "ref", "train_throughput", 0.0],
+                                                                 [0, 3, "train_throughput", 1.0],
+                                                                 [1, 3, "train_throughput", 2.0],
+                                                                 [1, "ref", "train_throughput", 3.0]]
+    assert len(values) == 8
+
+
+def test_the_verify_renderings_and_numbers_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport archsearch.verify.analysis, archsearch.verify.report, archsearch.verify.remeasure\n"
+            "import archsearch.verify.selection, archsearch.verify.stats\nassert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,7 +4,7 @@
     source = QueueSource({("base", 0): Fixed(...)}, space_for)  # `archsearch ablate`: fixed pairs
     run_trials(study, source, context_for, observers, study_cfg=space.study, study_dir=folder)
 
-Every command that trains trials (run, its worker processes, ablate, later verify) goes through
+Every command that trains trials (run, its worker processes, ablate, verify) goes through
 `run_trials`; they differ by their trial source (what to ask next, under which space) and their
 observers (archsearch.search.events), never by their loop. The loop, for every trial:
 

@@ -12,8 +12,9 @@ finished trial and runs only what is missing. Trials are asked and told one at a
 (ask/tell, archsearch.search.engine), so the loop decides when the count is reached and what a
 failure records.
 
-With `workers > 1` the parent only watches, and emits `study_changed` when the study does. Each
-worker process runs the engine with `worker_observers` (sent to it, so they must pickle). A
+With `workers > 1` the parent only watches (`run_workers`, which `archsearch verify` uses too, with
+its own work function), and emits `study_changed` when the study does. Each worker process runs
+the engine with `worker_observers` (sent to it, so they must pickle). A
 worker that raises sends one line (`worker 1: error: OperationalError: ...`, passwords redacted)
 and exits 1; a worker killed by a signal is named by its exit status. Either is `WorkersFailed`
 when a worker raised or when the study is short of its count; a worker killed while the others

@@ -89,7 +89,7 @@ class Retrain:
     @property
     def label(self) -> str:
         what = f"{self.train['steps']} steps" if self.budget == LONG else f"seed {self.train['seed']}"
-        return f"trial {self.source_trial} ({self.role}), {what}"
+        return f"retrains #{self.source_trial}, {self.role}, {what}"
 
     def space(self, space_data: dict[str, Any], name: str, count: int):
         """The space without distributions that this retrain runs in the study `name` (of `count`
