@@ -8,31 +8,17 @@
 `selection` (which trials, which budgets), `stats` (rank correlations, bootstrap intervals, front
 recall), `analysis` (a verify study against its source) and `report` (verify.md, plots, the
 section of `archsearch report`) import no torch; `runner` trains through the search layer's
-engine (a queue of fixed retrains) and `remeasure` times the front with archsearch.measure.
+engine (a queue of fixed retrains) and `remeasure` times the front with archsearch.measure, both
+importing torch only once they run.
 """
 
 from __future__ import annotations
 
-import importlib
+from .analysis import Verification, find_verify_study, verification_of
+from .report import write_verification
+from .runner import VerifyRun, verify_study
+from .selection import select_trials
+from .stats import bootstrap_interval, front_agreement, kendall_tau, spearman_rho
 
-_EXPORTS = {
-    "verify_study": "archsearch.verify.runner",
-    "VerifyRun": "archsearch.verify.runner",
-    "Verification": "archsearch.verify.analysis",
-    "verification_of": "archsearch.verify.analysis",
-    "find_verify_study": "archsearch.verify.analysis",
-    "select_trials": "archsearch.verify.selection",
-    "kendall_tau": "archsearch.verify.stats",
-    "spearman_rho": "archsearch.verify.stats",
-    "bootstrap_interval": "archsearch.verify.stats",
-    "front_agreement": "archsearch.verify.stats",
-    "write_verification": "archsearch.verify.report",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'archsearch.verify' has no attribute {name!r}")
+__all__ = ["Verification", "VerifyRun", "bootstrap_interval", "find_verify_study", "front_agreement", "kendall_tau",
+           "select_trials", "spearman_rho", "verification_of", "verify_study", "write_verification"]

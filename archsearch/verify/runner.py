@@ -46,6 +46,7 @@ __all__ = ["VerifyRun", "verify_study", "check_options", "DEFAULT_FACTOR", "VERI
 
 DEFAULT_FACTOR = 10.0
 VERIFY_FOLDER = "verify"  # inside the source study's folder: the verify study's trials and tables
+_STALE = "skipped: queued by a verify run of other budgets or trials"
 
 
 @dataclass
@@ -127,7 +128,7 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
                                    for r in plan])
     vstudy.set_user_attr("plan", {"factor": factor, "steps": steps, "dominated": dominated, "seeds": seeds,
                                   "rounds": rounds})
-    queue = QueueSource(items, spaces.__getitem__)
+    queue = QueueSource(items, spaces.__getitem__, _STALE)
     verify_dir = folder / VERIFY_FOLDER
     hear = Broadcast([StudyFolder(verify_dir, objectives), view, *observers])
     with view, observing(vstudy, queue, hear):
@@ -136,7 +137,10 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
     trials = vstudy.get_trials(deepcopy=False)
     pending = unfinished(trials, queue.identities)
     if not pending:
-        _remeasure(vstudy, plan, first, device, rounds, objectives, console)
+        from ..search.worker import handle_signals
+
+        with handle_signals():  # Ctrl-C: `interrupted`, exit 130; nothing is kept, the next run measures again
+            _remeasure(vstudy, plan, first, device, rounds, objectives, console)
     df = trials_dataframe(source.get_trials(deepcopy=False), objectives)
     verification = verification_of(df, objectives, directions, vstudy)
     files = write_verification(verification, folder)
@@ -209,7 +213,7 @@ def _work(index, device, threads, seconds_left, name, folder, storage, items, sp
     vstudy = optuna.load_study(study_name=name, storage=open_storage(storage, Path(folder)))
     parsed = {key: space_from_dict(data) for key, data in spaces.items()}
     first = next(iter(parsed.values()))
-    run_trials(vstudy, QueueSource(items, parsed.__getitem__), LazyContext(first.data, first.eval, device),
+    run_trials(vstudy, QueueSource(items, parsed.__getitem__, _STALE), LazyContext(first.data, first.eval, device),
                Broadcast(observers), study_cfg=first.study, study_dir=Path(folder) / VERIFY_FOLDER)
 
 
