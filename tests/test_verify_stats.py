@@ -186,3 +186,10 @@ def test_the_verify_renderings_and_numbers_import_no_torch():
     code = ("import sys\nimport archsearch.verify.analysis, archsearch.verify.report, archsearch.verify.remeasure\n"
             "import archsearch.verify.selection, archsearch.verify.stats\nassert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_what_verify_re_measures_is_what_measure_times():
+    from archsearch.metrics import MEASURED_METRICS, METRICS, TIMED_METRICS
+
+    assert "train_throughput" in TIMED_METRICS and set(TIMED_METRICS) <= set(MEASURED_METRICS)
+    assert all(METRICS[m].objective and METRICS[m].unit in ("img/s", "ms") for m in TIMED_METRICS)

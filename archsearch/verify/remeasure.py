@@ -27,9 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-__all__ = ["interleave", "measure_rounds", "remeasure_front", "SPEED_METRICS"]
-
-SPEED_METRICS = ("train_throughput", "infer_throughput", "latency_ms")  # what archsearch.measure times
+__all__ = ["interleave", "measure_rounds", "remeasure_front"]
 
 
 def interleave(keys: Sequence[Hashable], rounds: int) -> list[tuple[int, Hashable]]:

@@ -39,7 +39,7 @@ from ..results import objective_names, open_study, trials_dataframe
 from ..search.engine import Fixed, QueueSource, observing, run_trials, unfinished
 from ..search.events import Broadcast, Observer
 from .analysis import Verification, verification_of, verify_name
-from .remeasure import SPEED_METRICS
+from ..metrics import TIMED_METRICS
 from .selection import FRONT, LONG, MAX_FACTOR, Retrain, retrain_plan, select_trials
 
 __all__ = ["VerifyRun", "verify_study", "check_options", "DEFAULT_FACTOR", "VERIFY_FOLDER"]
@@ -223,7 +223,7 @@ def _remeasure(vstudy, plan: list[Retrain], space, device: str, rounds: int, obj
     holds a record for these members, metrics and rounds."""
     from .remeasure import remeasure_front
 
-    metrics = [m for m in SPEED_METRICS if m in objectives]
+    metrics = [m for m in TIMED_METRICS if m in objectives]
     # A retrain's settings differ from its source trial's in steps or seed only: same batch size and precision.
     front = {r.source_trial: (r.config, r.train) for r in plan if r.role == FRONT and r.budget == LONG}
     held = vstudy.user_attrs.get("remeasure") or {}
