@@ -1,7 +1,7 @@
 """The import direction of archsearch, checked over every module (DESIGN.md, STYLE.md habit 1).
 
     errors/io/urls/metrics -> schema -> plan -> nn -> data, diffusion, device, settings, measure,
-    train, evaluate, samples -> trial -> search -> results, folder -> report, ablation, export -> cli
+    train, evaluate, samples -> trial -> search -> results, folder -> report, ablation, export, verify -> cli
 
 A module may import its own layer and the layers before it, never one after: imports inside
 functions count as much as those at the top (a lazy import is still a dependency). The package
@@ -31,7 +31,7 @@ LAYERS = [
     {"trial"},
     {"search"},
     {"results", "folder"},
-    {"report", "ablation", "export"},
+    {"report", "ablation", "export", "verify"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
