@@ -7,7 +7,8 @@ Sits above the results layer (it picks trials from a study's table and front) be
 ablation. `diffusers` (the config and the weights, both ways), `check` (the fp32 comparison every
 diffusers export passes), `source` (what to export) and `targets` (the folders written).
 diffusers itself is an optional dependency (`pip install 'archsearch[diffusers]'`), imported
-only when a diffusers model is built.
+only when a diffusers model is built. May import every layer below report (results, trial, nn,
+plan, schema, ...); nothing imports it but the CLI.
 """
 
 from .check import TOLERANCE, max_abs_difference, random_weights

@@ -9,7 +9,8 @@
 recall), `analysis` (a verify study against its source) and `report` (verify.md, plots, the
 section of `archsearch report`) import no torch; `runner` trains through the search layer's
 engine (a queue of fixed retrains) and `remeasure` times the front with archsearch.measure, both
-importing torch only once they run.
+importing torch only once they run. May import every layer below report (results, folder, search,
+trial and what they stand on) and report's plotting helpers; nothing imports it but the CLI.
 """
 
 from __future__ import annotations
