@@ -316,6 +316,65 @@ def report(
     print_summary(result, files, console)
 
 
+# --------------------------------------------------------------------------- export
+
+
+@app.command()
+@handles_errors
+def export(
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="A study folder (with --trial), a U-Net config file "
+                                                                   "or a checkpoint (.pt).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The folder to write (it appears whole or not at all).")],
+    trial: Annotated[Optional[str], typer.Option(help="For a study folder: a trial number, or `knee` (the report's knee).")] = None,
+    to: Annotated[str, typer.Option(help="diffusers (a UNet2DModel folder) or archsearch (config.yaml + checkpoint).")] = "diffusers",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Export one network: to diffusers' UNet2DModel (checked to compute the same outputs, in fp32,
+    before anything is written), or as a folder that `build_unet` loads."""
+    from .export import export as run_export
+    from .export import file_source, study_source
+
+    if source.is_dir():
+        if trial is None:
+            raise ConfigErrors([ConfigError("--trial", f"{source} is a study folder: name a trial number or `knee`")])
+        src = study_source(source, trial)
+    elif trial is not None:
+        raise ConfigErrors([ConfigError("--trial", f"{source} is a file, not a study folder; drop --trial")])
+    else:
+        src = file_source(source)
+    for line in run_export(src, to, out, overwrite=overwrite).lines():
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handles_errors
+def verify(
+    study_dir: Annotated[Optional[Path], typer.Argument(metavar="STUDY_DIR", help="A study folder (results/<name>); with "
+                                                                                  "--storage, where its space.yaml is (default: results/<study>).")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of the folder's journal.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="The study name in the storage (needed when it holds several).")] = None,
+    factor: Annotated[Optional[float], typer.Option(help="Retrain for factor × each trial's train.steps (default 10).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Retrain for this many steps instead (more than every trial's).")] = None,
+    dominated: Annotated[int, typer.Option(help="Dominated trials to retrain beside the front, spread from best to worst.")] = 4,
+    seeds: Annotated[int, typer.Option(help="2: also retrain at the original budget with the next seed (the noise floor).")] = 1,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds re-measuring the front's speed (0: none).")] = 5,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the retrains.")] = 1,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: the study's).")] = None,
+) -> None:
+    """Retrain the front and a sample of dominated trials longer (same data, validation and seed),
+    re-measure the front's speed, and say whether the ranking held: verify.md, plots/verify-*.png,
+    and the study `<name>-verify` in the same storage. Rerun to resume."""
+    from .verify.report import print_verification
+    from .verify.runner import verify_study
+
+    run = verify_study(study_dir, storage, study, factor=factor, steps=steps, dominated=dominated, seeds=seeds,
+                       rounds=rounds, workers=workers, device=device, console=console)
+    print_verification(run.verification, run.files, run.storage, console)
+    if run.pending:
+        console.print(f"[yellow]{len(run.pending)} retrains not finished (running in another process); rerun to "
+                      "complete them[/yellow]")
+
+
 # --------------------------------------------------------------------------- train / sample
 
 

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = ["MetricInfo", "TrialMetrics", "metric", "METRICS", "METRIC_NAMES", "OBJECTIVE_METRICS", "RECORDED_METRICS",
-           "MEASURED_METRICS", "CONTEXT_METRICS", "UNDER_LOAD_TOLERANCE", "table_metrics", "bucket_columns"]
+           "MEASURED_METRICS", "CONTEXT_METRICS", "TIMED_METRICS", "UNDER_LOAD_TOLERANCE", "table_metrics",
+           "bucket_columns"]
 
 # How a value is written: an integer count with thousands separators, a number to 4 significant
 # digits, text, a yes/no flag, a list of numbers (one per noise bucket), a curve of (step, value)
@@ -60,6 +61,7 @@ class MetricInfo:
     shown: bool = True           # printed by `archsearch train`
     context: bool = False        # the machine and software a trial ran on (the report's protocol section)
     spread: str | None = None    # the metric that tells how much this one varied while it was timed
+    timed: bool = False          # a speed read off the clock, which a busy machine moves (archsearch verify re-measures it)
     columns: str = ""            # a bucket vector's column names in the table, `{i}` the bucket
     before_training: bool = False  # known once the model is built and timed, before it trains (what a rung compares as is)
     formerly: str | None = None  # the user attribute older trials recorded it under (read when this one is missing)
@@ -101,7 +103,8 @@ class TrialMetrics:
                                objective=True, measured=True, before_training=True)
     train_throughput: float | None = metric("images/s, forward+backward+AdamW (median)", "img/s",
                                             "training throughput (images/s)", "maximize", objective=True,
-                                            measured=True, before_training=True, spread="train_throughput_iqr")
+                                            measured=True, before_training=True, spread="train_throughput_iqr",
+                                            timed=True)
     train_throughput_iqr: float | None = metric("images/s, interquartile range", "img/s",
                                                 "training throughput spread (IQR, images/s)", "minimize", measured=True,
                                                 before_training=True)
@@ -116,9 +119,9 @@ class TrialMetrics:
                                           "img/s", "reference network's training throughput (images/s)", "maximize",
                                           measured=True, before_training=True, needs_reference=True)
     infer_throughput: float | None = metric("images/s, forward only", "img/s", "inference throughput (images/s)",
-                                            "maximize", objective=True, measured=True, before_training=True)
+                                            "maximize", objective=True, measured=True, before_training=True, timed=True)
     latency_ms: float | None = metric("ms, batch of 1", "ms", "latency at batch 1 (ms)", "minimize", objective=True,
-                                      measured=True, before_training=True)
+                                      measured=True, before_training=True, timed=True)
     peak_mem_mb: float | None = metric("MiB", "MiB", "peak memory (MiB)", "minimize", objective=True, measured=True,
                                        before_training=True)
     val_loss: float | None = metric("ε-MSE on the fixed validation set", "MSE", "validation loss (ε-MSE, fixed noise)",
@@ -173,6 +176,7 @@ OBJECTIVE_METRICS = tuple(name for name, info in METRICS.items() if info.objecti
 RECORDED_METRICS = tuple(name for name, info in METRICS.items() if info.recorded)
 MEASURED_METRICS = tuple(name for name, info in METRICS.items() if info.measured)
 CONTEXT_METRICS = tuple(name for name, info in METRICS.items() if info.context)
+TIMED_METRICS = tuple(name for name, info in METRICS.items() if info.timed)
 
 
 def table_metrics(group: Literal["metrics", "details"]) -> list[MetricInfo]:

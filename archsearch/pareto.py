@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["pareto_mask", "pareto_front", "knee_index", "knee_point"]
+__all__ = ["pareto_mask", "pareto_front", "pareto_layers", "knee_index", "knee_point"]
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -32,6 +32,22 @@ def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         dominated = np.any(np.all(others <= costs[i], axis=1) & np.any(others < costs[i], axis=1))
         mask[i] = not dominated
     return mask
+
+
+def pareto_layers(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Non-dominated sorting: 1 for the rows of the front, 2 for the front once those are removed,
+    and so on; 0 for rows with a NaN (never on any front)."""
+    values = np.asarray(values, dtype=float)
+    layers = np.zeros(len(values), dtype=int)
+    left = np.isfinite(values).all(axis=1) if values.size else np.zeros(len(values), dtype=bool)
+    layer = 0
+    while left.any():
+        layer += 1
+        rows = np.flatnonzero(left)
+        front = rows[pareto_mask(values[rows], directions)]
+        layers[front] = layer
+        left[front] = False
+    return layers
 
 
 def pareto_front(df: pd.DataFrame, objectives: Sequence[str], directions: Sequence[str]) -> pd.DataFrame:

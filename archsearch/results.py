@@ -45,11 +45,13 @@ __all__ = ["trials_dataframe", "load_results", "write_tables", "regenerate_table
            "front_of", "setting_columns"]
 
 _LEAD = ["number", "state"]
-_IDENTITY = ["variant", "config_hash", "settings_hash", "fail_reason", "stopped_rung", "stopped_at_step", "stop_reason",
-             "reused_from"]
+_IDENTITY = ["variant", "source_trial", "budget", "role", "config_hash", "settings_hash", "fail_reason", "stopped_rung",
+             "stopped_at_step", "stop_reason", "reused_from"]
 _TIMES = ["datetime_start", "datetime_complete"]
 # The trial attribute each section's columns are flattened from.
 _SECTION_ATTRS = {ARCHITECTURE: "config", TRAIN: "train"}
+# A study `archsearch verify` links to another of the same storage is named after it (archsearch.verify).
+VERIFY_SUFFIX = "-verify"
 # A config column that names the schema, not a choice: never a field in which trials differ.
 _SCHEMA_VERSION = qualified(ARCHITECTURE, "schema_version")
 
@@ -155,16 +157,25 @@ def open_study(study_dir: str | Path | None = None, storage: str | None = None, 
             raise ConfigErrors([ConfigError(str(study_dir), f"is not a study folder (no {JOURNAL_NAME})")])
         handle = open_storage(None, study_dir)
         names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
-        name = study or (names[0] if len(names) == 1 else study_dir.name)
+        name = study or _default_study(names, study_dir.name) or study_dir.name
     else:
         handle = open_storage(storage, Path(study_dir or "."))
         names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
-        name = study or (names[0] if len(names) == 1 else None)
+        name = study or _default_study(names)
         if name is None:
             raise ConfigErrors([ConfigError("--study", f"the storage {redact(storage)} holds {len(names)} studies; name one of: {', '.join(names)}")])
     if name not in names:
         raise ConfigErrors([ConfigError("--study", f"no study {name!r} in the storage; it holds: {', '.join(names) or 'none'}")])
     return optuna.load_study(study_name=name, storage=handle)
+
+
+def _default_study(names: list[str], preferred: str | None = None) -> str | None:
+    """The study meant without --study: `preferred` (the folder's name), else the only one that is
+    not the verify study of another."""
+    if preferred in names:
+        return preferred
+    own = [n for n in names if not (n.endswith(VERIFY_SUFFIX) and n.removesuffix(VERIFY_SUFFIX) in names)]
+    return own[0] if len(own) == 1 else None
 
 
 def objective_names(study) -> list[str]:
@@ -187,10 +198,14 @@ def write_tables(df: pd.DataFrame, study_dir: Path) -> None:
 def regenerate_tables(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
                       out: str | Path | None = None) -> tuple[pd.DataFrame, Path]:
     """`archsearch results`: the results table of a study, rewritten as trials.csv and
-    trials.parquet in `out` (default: the study folder, or results/<study> for a storage URL).
+    trials.parquet in `out` (default: the study folder, or results/<study> for a storage URL; for
+    a verify study, the `verify/` folder inside its source study's folder).
     Returns the table and the folder written to."""
-    df = load_results(study_dir, storage, study)
-    folder = Path(out or study_dir or Path("results") / (study or "study"))
+    opened = open_study(study_dir, storage, study)
+    df = trials_dataframe(opened.get_trials(deepcopy=False), objective_names(opened))
+    source = opened.user_attrs.get("verify_of")
+    home = Path(study_dir or Path("results") / (source or opened.study_name))
+    folder = Path(out) if out else home / "verify" if source else home
     write_tables(df, folder)
     return df, folder
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 import archsearch.trial as trial_module
 from archsearch import run_study
-from archsearch.ablation.runner import _Display as AblationDisplay
+from archsearch.ablation.runner import QueueDisplay as AblationDisplay
 from archsearch.folder import StudyFolder
 from archsearch.report.live import StudyDisplay
 from archsearch.schema.space import space_from_dict

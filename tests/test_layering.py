@@ -2,7 +2,7 @@
 
     errors/io/urls/metrics/load -> schema -> plan -> nn -> data, diffusion, device, settings,
     timing, measure, train, evaluate, samples -> trial -> search -> results, folder -> report,
-    ablation -> cli
+    ablation, export, verify -> cli
 
 A module may import its own layer and the layers before it, never one after: imports inside
 functions count as much as those at the top (a lazy import is still a dependency). The package
@@ -32,7 +32,7 @@ LAYERS = [
     {"trial"},
     {"search"},
     {"results", "folder"},
-    {"report", "ablation"},
+    {"report", "ablation", "export", "verify"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -27,7 +27,8 @@ def test_the_readme_has_examples():
 
 
 @pytest.mark.parametrize("text", YAML_BLOCKS, ids=[f"yaml{i}" for i in range(len(YAML_BLOCKS))])
-def test_every_yaml_example_validates(text, tmp_path):
+def test_every_yaml_example_validates(text, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # paths in the README are relative to the repository root
     data = yaml.safe_load(text)
     jsonschema.Draft202012Validator(json_schema(file_kind(data))).validate(data)
     path = tmp_path / "example.yaml"

@@ -41,7 +41,8 @@ from ..schema.study import DEFAULT_OBJECTIVES
 from ..search.engine import Fixed, QueueSource, finished, observing, run_trials, unfinished
 from ..search.events import Broadcast, Observer
 
-__all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities"]
+__all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_ablation_study", "collect_runs", "pair_identities",
+           "QueueDisplay"]
 
 _OBJECTIVES = [o.metric for o in DEFAULT_OBJECTIVES]  # every ablation study has a default space file's objectives
 _RUN_METRICS = (*_OBJECTIVES, "params", "flops")  # what collect_runs keeps of each trial
@@ -102,7 +103,7 @@ def run_ablation(
 
     console = console or Console()
     identities = pair_identities(spec)
-    view = _Display(console, spec.study.name, len(identities), enabled=live and console.is_terminal)
+    view = QueueDisplay(console, spec.study.name, len(identities), enabled=live and console.is_terminal)
     study_dir, context = preflight(results_dir, spec.study.name, storage, spec.data, spec.eval,
                                    spec.train.model_dump(), device or spec.study.device,
                                    "--device" if device else "study.device", on_load=view.data_loaded)
@@ -184,8 +185,9 @@ def ablate(
     return AblationReport(study_dir, describe_storage(storage, study_dir), comparisons, files, pending)
 
 
-class _Display(LiveView, Observer):
-    """One live status line (in a terminal), or one printed line per finished trial."""
+class QueueDisplay(LiveView, Observer):
+    """The progress of a queue of fixed trials (an ablation's, a verification's): one live status
+    line in a terminal, and one printed line per finished trial."""
 
     def __init__(self, console: Console, name: str, total: int, enabled: bool):
         self.console, self.name, self.total, self.enabled = console, name, total, enabled

@@ -130,8 +130,10 @@ class ResBlock(nn.Module):
 class AttentionBlock(nn.Module):
     """Multi-head self-attention over the pixels, with a residual connection.
 
-    q, k, v come from one 1x1 conv and are split into heads after chunking (ADM's "new
-    attention order"); the product is computed by scaled_dot_product_attention, which picks a
+    q, k, v come from one 1x1 conv whose 3·C outputs are read in one of guided-diffusion's two
+    orders: "new" chunks them into q, k, v and then splits each into heads (QKVAttention);
+    "legacy" splits them into heads first, each head holding its own [q k v]
+    (QKVAttentionLegacy). The product is computed by scaled_dot_product_attention, which picks a
     fused kernel on each device.
     """
 
@@ -142,11 +144,13 @@ class AttentionBlock(nn.Module):
         *,
         norm: NormFactory,
         qkv_bias: bool = True,
+        qkv_order: str = "new",  # "new" | "legacy"
         rescale: bool = False,
         zero_init: bool = True,
     ):
         super().__init__()
         self.heads = heads
+        self.legacy = qkv_order == "legacy"
         self.rescale = rescale
         self.norm = norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=qkv_bias)
@@ -161,7 +165,10 @@ class AttentionBlock(nn.Module):
         # contiguous in their last dimension, which SDPA's fused CPU and CUDA kernels need.
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         qkv = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias)  # (B, HW, 3C)
-        q, k, v = qkv.view(B, H * W, 3, self.heads, d).permute(2, 0, 3, 1, 4)  # each (B, heads, HW, d)
+        if self.legacy:  # channels as (heads, 3, d)
+            q, k, v = qkv.view(B, H * W, self.heads, 3, d).permute(3, 0, 2, 1, 4)  # each (B, heads, HW, d)
+        else:  # channels as (3, heads, d)
+            q, k, v = qkv.view(B, H * W, 3, self.heads, d).permute(2, 0, 3, 1, 4)
         h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
         h = F.linear(h.transpose(1, 2).reshape(B, H * W, C), self.proj.weight.flatten(1), self.proj.bias)
         out = x + h.transpose(1, 2).reshape(B, C, H, W)

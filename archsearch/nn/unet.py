@@ -188,7 +188,8 @@ class UNet(nn.Module):
             zero_init=cfg.zero_init,
         )
         make_attention = partial(
-            AttentionBlock, norm=norm, qkv_bias=cfg.attention.qkv_bias, rescale=blk.rescale, zero_init=cfg.zero_init
+            AttentionBlock, norm=norm, qkv_bias=cfg.attention.qkv_bias, qkv_order=cfg.attention.qkv_order,
+            rescale=blk.rescale, zero_init=cfg.zero_init,
         )
 
         def make_down(ch: int) -> nn.Module:

@@ -48,6 +48,7 @@ class StudyInput:
     space: dict[str, Any] | None = None   # the resolved space file, as written by `archsearch run`
     searched: dict[str, pd.Series] = field(default_factory=dict)  # column -> value per trial number
     study: Any = None                     # the Optuna study, for importances
+    verify: Any = None                    # its verify study (archsearch.verify), when one exists
 
 
 def load_study_input(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
@@ -64,7 +65,10 @@ def load_study_input(study_dir: str | Path | None = None, storage: str | None = 
     trials = opened.get_trials(deepcopy=False)
     df = trials_dataframe(trials, objectives)
     folder = Path(folder or study_dir) if (folder or study_dir) else None
-    return StudyInput(opened.study_name, df, objectives, directions, folder, read_space(folder), _searched(trials, df), opened)
+    from ..verify.analysis import find_verify_study
+
+    return StudyInput(opened.study_name, df, objectives, directions, folder, read_space(folder), _searched(trials, df), opened,
+                      find_verify_study(study_dir, storage, opened.study_name))
 
 
 def read_space(folder: Path | None) -> dict[str, Any] | None:
@@ -106,6 +110,7 @@ class StudyAnalysis:
     bucket_ranges: list[tuple[int, int]]
     protocol: dict[str, Any]
     compute: ComputeUsage | None = None  # training steps spent and saved, when trials stopped early
+    verification: Any = None        # archsearch.verify.analysis.Verification, when a verify study exists
 
     @property
     def name(self) -> str:
@@ -163,8 +168,16 @@ def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFra
         hypervolume=float(hv_history["hypervolume"].iloc[-1]) if len(hv_history) else 0.0, hv_history=hv_history,
         fields=fields, effects=effects, importances=imps, buckets=buckets,
         bucket_ranges=bucket_ranges(item.space, df, len(bucket_cols)), protocol=protocol(item),
-        compute=compute_usage(df),
+        compute=compute_usage(df), verification=_verification(item),
     )
+
+
+def _verification(item: StudyInput):
+    if item.verify is None:
+        return None
+    from ..verify.analysis import verification_of
+
+    return verification_of(item.df, item.objectives, item.directions, item.verify)
 
 
 def _hv_history(df: pd.DataFrame, feasible: pd.DataFrame, objectives: list[str], scale: Scale | None) -> pd.DataFrame:

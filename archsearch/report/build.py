@@ -121,6 +121,8 @@ def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
             console.print(f"knee: trial #{int(study.knee['number'])} ({values})")
         if report.scale is not None:
             console.print(f"hypervolume: {study.hypervolume:.4f}")
+        if study.verification is not None:
+            console.print(f"retrained longer: {study.verification.verdict}", highlight=False)
         imps = study.importances
         if imps is not None:
             if imps.table.empty:

@@ -18,7 +18,7 @@ from ..io import atomic_write
 from ..metrics import METRICS
 from .analysis import Report, StudyAnalysis
 
-__all__ = ["draw_all", "axis_label", "plot_pareto", "plot_hypervolume", "plot_importance", "plot_buckets",
+__all__ = ["draw_all", "axis_label", "pyplot", "save_figure", "plot_pareto", "plot_hypervolume", "plot_importance", "plot_buckets",
            "plot_fronts", "plot_effects", "plot_rungs"]
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -32,7 +32,8 @@ def axis_label(metric: str, direction: str | None = None) -> str:
     return label
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only), with the report's style."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -43,8 +44,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write atomically as PNG and close."""
+    plt = pyplot()
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
@@ -62,6 +64,10 @@ def draw_all(report: Report, plots_dir: Path) -> dict[str, Path]:
             path = draw(study, report, plots_dir / f"{prefix}{key}.png")
             if path is not None:
                 out[f"{prefix}{key}"] = path
+        if study.verification is not None:
+            from ..verify.report import draw_verification
+
+            out.update(draw_verification(study.verification, plots_dir, prefix))
     path = plot_hypervolume(report, plots_dir / "hypervolume.png")
     if path is not None:
         out["hypervolume"] = path
@@ -79,7 +85,7 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     df = study.input.df
     if df.empty or study.completed.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     ycol = objectives[0]
     xcol = "number" if len(objectives) == 1 else objectives[1]
@@ -132,14 +138,14 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_hypervolume(report: Report, path: Path) -> Path | None:
     """Normalized hypervolume of the front of trials 0..n against n, one line per study."""
     if report.scale is None or all(s.hv_history.empty for s in report.studies):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -156,7 +162,7 @@ def plot_hypervolume(report: Report, path: Path) -> Path | None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_importance(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
@@ -165,7 +171,7 @@ def plot_importance(study: StudyAnalysis, report: Report, path: Path) -> Path | 
     if imps is None or imps.table.empty:
         return None
     table = imps.table.iloc[::-1]  # most important at the top
-    plt = _pyplot()
+    plt = pyplot()
     n = len(table.columns)
     fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.19 * len(table) * n))
     height = 0.8 / n
@@ -180,7 +186,7 @@ def plot_importance(study: StudyAnalysis, report: Report, path: Path) -> Path | 
     ax.set_title(f"{study.name}: which searched fields mattered ({imps.trials} completed trials)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="importance for")
     ax.grid(axis="y", visible=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_buckets(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
@@ -192,7 +198,7 @@ def plot_buckets(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
 
     cols = [c for c in buckets.columns if c != "number"]
     labels = [f"t∈[{lo},{hi})" for lo, hi in study.bucket_ranges] if len(study.bucket_ranges) == len(cols) else cols
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     knee = int(study.knee["number"]) if study.knee is not None else None
     x = np.arange(len(cols))
@@ -211,7 +217,7 @@ def plot_buckets(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
     ax.set_ylabel("validation loss (ε-MSE, log scale)")
     ax.set_title(f"{study.name}: loss per noise level of the Pareto front's members")
     ax.legend(loc="best", ncol=2 if len(buckets) > 6 else 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
@@ -221,7 +227,7 @@ def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
         return None
     fields = list(dict.fromkeys(effects["field"]))
     objectives = report.objectives[:2]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(objectives), figsize=(5.2 * len(objectives), max(2.6, 0.9 + 0.3 * len(effects))),
                              squeeze=False)
     rows = effects.reset_index(drop=True)
@@ -238,7 +244,7 @@ def plot_effects(study: StudyAnalysis, report: Report, path: Path) -> Path | Non
     for ax in axes[0][1:]:
         ax.set_yticks(y, [""] * len(y))
     fig.suptitle(f"{study.name}: marginal effect of each searched field (median, bootstrap 95% CI)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rungs(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
@@ -247,7 +253,7 @@ def plot_rungs(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
     usage = study.compute
     if usage is None or usage.curves.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for number, curve in usage.curves.groupby("number"):
         curve = curve.sort_values("step")
@@ -266,7 +272,7 @@ def plot_rungs(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
     ax.set_title(f"{study.name}: rung losses ({usage.stopped} of {usage.trials} trials stopped, "
                  f"{usage.saved_fraction:.0%} of the steps saved)")
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_fronts(report: Report, path: Path) -> Path | None:
@@ -274,7 +280,7 @@ def plot_fronts(report: Report, path: Path) -> Path | None:
     if len(report.objectives) < 2:
         return None
     y, x = report.objectives[0], report.objectives[1]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for i, study in enumerate(report.studies):
         color = _COLORS[i % len(_COLORS)]
@@ -287,7 +293,7 @@ def plot_fronts(report: Report, path: Path) -> Path | None:
     ax.set_ylabel(axis_label(y, report.directions[0]))
     ax.set_title("Pareto fronts compared (faint points: all completed trials)")
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _log_x(ax, values: pd.Series) -> bool:

@@ -53,6 +53,7 @@ def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path) -> li
         blocks += _importance(study, figures.get(f"{prefix}importance"), level)
         blocks += _effects(study, report, figures.get(f"{prefix}effects"), level)
         blocks += _buckets(study, figures.get(f"{prefix}buckets"), level)
+        blocks += _verification(study, figures, prefix, level)
         blocks += _samples(study, level)
         blocks += _failures(study, level)
         blocks += _protocol(study, level)
@@ -96,6 +97,8 @@ def _summary(study: StudyAnalysis, report: Report, level: int) -> list[Block]:
     if report.scale is not None:
         items.append(f"**hypervolume {study.hypervolume:.4f}** (normalized objectives; reference point "
                      f"{describe_reference(report, explain=False)})")
+    if study.verification is not None:
+        items.append(f"**retrained longer** (`archsearch verify`): {study.verification.verdict}")
     imps = study.importances
     if imps is not None and not imps.table.empty:
         for objective in report.objectives:
@@ -271,6 +274,16 @@ def _buckets(study: StudyAnalysis, figure: Path | None, level: int) -> list[Bloc
                             "high noise; columns `val_loss_t0...` of `trials.csv`."))
     blocks.append(Table(pd.DataFrame(rows)))
     return blocks
+
+
+def _verification(study: StudyAnalysis, figures: dict[str, Path], prefix: str, level: int) -> list[Block]:
+    """What `archsearch verify` found, when it ran: the ranking and the front at a longer budget."""
+    if study.verification is None:
+        return []
+    from ..verify.report import SECTION_TITLE, verify_blocks
+
+    return [Heading(f"{SECTION_TITLE} (`archsearch verify`)", level),
+            *verify_blocks(study.verification, figures, level + 1, prefix)]
 
 
 def _samples(study: StudyAnalysis, level: int) -> list[Block]:

@@ -73,7 +73,9 @@ def _unet_file_schema() -> dict[str, Any]:
 
     schema = UNetConfig.model_json_schema()
     schema["properties"] = {
-        "base": {"enum": list(PRESETS), "description": "Start from a preset; the other fields override its values."},
+        "base": {"anyOf": [{"enum": list(PRESETS)}, {"type": "string", "pattern": "^diffusers:."}],
+                 "description": "Start from a preset, or from a diffusers UNet2DModel config.json "
+                                "(diffusers:PATH); the other fields override its values."},
         **schema["properties"],
     }
     schema.pop("required", None)

@@ -3,8 +3,9 @@
     config = load_unet_config("my_unet.yaml")       # UNetConfig, planned (cross-field rules checked)
     config = unet_config_from_dict({"base": "seed", "image_size": 64})
 
-An architecture may start from a preset (`base: NAME`) and override any of its fields; the
-override is merged key by key into the preset (lists are replaced whole).
+An architecture may start from a preset (`base: NAME`), or from a diffusers UNet2DModel's
+`config.json` (`base: diffusers:PATH`, a local file; archsearch.schema.diffusers), and override
+any of its fields; the override is merged key by key into the base (lists are replaced whole).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "PRESETS",
     "read_yaml",
     "preset_dict",
+    "base_dict",
     "deep_merge",
     "resolve_base",
     "unet_config_from_dict",
@@ -69,13 +71,26 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def base_dict(name: Any) -> dict[str, Any]:
+    """The fields a `base:` names: a preset, or `diffusers:PATH` (a UNet2DModel config.json)."""
+    from .diffusers import PREFIX, read_diffusers_config, unet_dict_from_diffusers
+
+    if isinstance(name, str) and name.startswith(PREFIX):
+        path = name[len(PREFIX):]
+        try:
+            return unet_dict_from_diffusers(read_diffusers_config(path))
+        except ConfigErrors as exc:  # every option it cannot build, each naming the file
+            raise ConfigErrors(ConfigError(e.path, f"{name}: {e.message}") for e in exc.errors) from None
+    return preset_dict(name)
+
+
 def resolve_base(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Expand `base: PRESET` into the preset's fields with `data`'s overrides on top."""
+    """Expand `base: PRESET` (or `base: diffusers:PATH`) into its fields with `data`'s overrides on top."""
     if "base" not in data:
         return dict(data)
     rest = {k: v for k, v in data.items() if k != "base"}
     try:
-        base = preset_dict(data["base"])
+        base = base_dict(data["base"])
     except ConfigErrors as exc:
         raise exc.prefixed(prefix) from None
     return deep_merge(base, rest)

@@ -213,6 +213,15 @@ class Attention(Model):
         "only the last of the level (EDM-SongUNet).",
     )
     qkv_bias: bool = Field(True, description="Bias in the qkv projection.")
+    qkv_order: Literal["new", "legacy"] = Field(
+        "new",
+        description="How the fused qkv projection's 3·C output channels split into heads. new: "
+        "[q | k | v], each then split into heads (guided-diffusion QKVAttention, "
+        "use_new_attention_order=True, as in its ImageNet-64 model; diffusers' to_q/to_k/to_v). "
+        "legacy: per head [q k v] (QKVAttentionLegacy, the default of guided- and improved-diffusion "
+        "and of all their released multi-head models except ImageNet-64). Same parameters; with more "
+        "than one head the functions differ, so a checkpoint loads correctly only in its own order.",
+    )
 
 
 # --------------------------------------------------------------------------- time embedding

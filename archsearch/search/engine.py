@@ -4,7 +4,7 @@
     source = QueueSource({("base", 0): Fixed(...)}, space_for)  # `archsearch ablate`: fixed pairs
     run_trials(study, source, context_for, observers, study_cfg=space.study, study_dir=folder)
 
-Every command that trains trials (run, its worker processes, ablate, later verify) goes through
+Every command that trains trials (run, its worker processes, ablate, verify) goes through
 `run_trials`; they differ by their trial source (what to ask next, under which space) and their
 observers (archsearch.search.events), never by their loop. The loop, for every trial:
 
@@ -130,8 +130,9 @@ class QueueSource:
     it is popped (`enqueue_trial` then `ask`), so several processes on one study share the work;
     two that start at the same instant may run one twice (both are kept)."""
 
-    def __init__(self, items: dict[Hashable, Fixed], space_for: Callable[[Hashable], SearchSpace]):
-        self.items, self._space_for = items, space_for
+    def __init__(self, items: dict[Hashable, Fixed], space_for: Callable[[Hashable], SearchSpace],
+                 stale: str = "skipped: not part of the ablation file any more"):
+        self.items, self._space_for, self.stale = items, space_for, stale  # stale: the fail reason of a trial queued for another plan
         self.identities = {key: item.identity for key, item in items.items()}
         self.by_identity = {item.identity: key for key, item in items.items()}
         self.spaces: dict[Hashable, SearchSpace] = {}
@@ -153,7 +154,7 @@ class QueueSource:
     def space_for(self, trial) -> SearchSpace:
         key = self.key(trial)
         if key is None:  # queued by an earlier version of the file
-            raise SkipTrial("skipped: not part of the ablation file any more")
+            raise SkipTrial(self.stale)
         if key not in self.spaces:
             self.spaces[key] = self._space_for(key)
         return self.spaces[key]

@@ -46,7 +46,7 @@ from .storage import is_transient
 if TYPE_CHECKING:
     from ..train import ProgressFn
 
-__all__ = ["TrialOutcome", "run_search_trial", "failure_attrs", "config_hash", "settings_hash"]
+__all__ = ["TrialOutcome", "run_search_trial", "failure_attrs", "config_hash", "settings_hash", "LATER_FIELDS"]
 
 
 @dataclass
@@ -63,23 +63,44 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Fields added to the schema after studies were first written, with the default they were added
+# with. At that default a field is left out of the identities, so the hashes a study stored
+# before the field existed still match its trials (duplicate reuse, ablation and verify resumes).
+# A field added with a default goes here; tests/test_identity.py pins hashes to catch one that does not.
+LATER_FIELDS: dict[str, dict[str, Any]] = {
+    "architecture": {"attention.qkv_order": "new"},
+    "train": {},
+    "data": {},
+    "eval": {},
+    "measure": {"reference": "auto"},  # trials timed before references keep their identity (issue 12)
+}
+
+
+def _identity(section: str, model) -> dict[str, Any]:
+    dump = model.model_dump(mode="json")
+    for path, default in LATER_FIELDS[section].items():
+        *parents, leaf = path.split(".")
+        node = dump
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+            del node[leaf]
+    return dump
+
+
 def config_hash(config) -> str:
-    """Identity of an architecture: the hash of its full resolved config (defaults included)."""
-    return _digest(config.model_dump(mode="json"))
+    """Identity of an architecture: the hash of its full resolved config (defaults included,
+    except the LATER_FIELDS at their default)."""
+    return _digest(_identity("architecture", config))
 
 
 def settings_hash(train_cfg: TrainConfig, space: SearchSpace) -> str:
-    """Identity of the conditions a model was trained and scored under. `measure.reference` at
-    its default (`auto`) is left out, so that trials recorded before references existed keep
-    their identity (a resumed ablation or study reuses them rather than training them again)."""
-    measure = space.measure.model_dump(mode="json")
-    if measure.get("reference") == "auto":
-        del measure["reference"]
+    """Identity of the conditions a model was trained and scored under."""
     return _digest({
-        "train": train_cfg.model_dump(mode="json"),
-        "data": space.data.model_dump(mode="json"),
-        "eval": space.eval.model_dump(mode="json"),
-        "measure": measure,
+        "train": _identity("train", train_cfg),
+        "data": _identity("data", space.data),
+        "eval": _identity("eval", space.eval),
+        "measure": _identity("measure", space.measure),
     })
 
 

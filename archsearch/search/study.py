@@ -12,8 +12,9 @@ finished trial and runs only what is missing. Trials are asked and told one at a
 (ask/tell, archsearch.search.engine), so the loop decides when the count is reached and what a
 failure records.
 
-With `workers > 1` the parent only watches, and emits `study_changed` when the study does. Each
-worker process runs the engine with `worker_observers` (sent to it, so they must pickle). A
+With `workers > 1` the parent only watches (`run_workers`, which `archsearch verify` uses too, with
+its own work function), and emits `study_changed` when the study does. Each worker process runs
+the engine with `worker_observers` (sent to it, so they must pickle). A
 worker that raises sends one line (`worker 1: error: OperationalError: ...`, passwords redacted)
 and exits 1; a worker killed by a signal is named by its exit status. Either is `WorkersFailed`
 when a worker raised or when the study is short of its count; a worker killed while the others
@@ -44,7 +45,8 @@ from .events import Broadcast, Observer
 from .storage import describe_error, describe_storage, format_storage_warnings, is_transient, open_storage
 from .worker import Interrupted, handle_signals
 
-__all__ = ["run_search", "SearchRun", "WorkersFailed", "create_study", "make_sampler", "make_pruner", "quiet_optuna"]
+__all__ = ["run_search", "SearchRun", "WorkersFailed", "create_study", "make_sampler", "make_pruner", "quiet_optuna",
+           "run_workers", "worker_setup"]
 
 
 @dataclass
@@ -191,13 +193,17 @@ def run_search(
                 run_trials(study, source, context_for, hear, study_cfg=space.study, study_dir=study_dir, deadline=deadline)
         else:
             del context_for  # each worker reads the data itself
-            problems = _run_workers(study, space, source, device, study_dir, hear, list(worker_observers), workers, gpus,
-                                    storage, deadline)
+            args = (space.model_dump(mode="json"), str(study_dir.parent), storage, target, list(worker_observers))
+            problems = run_workers(study, source, hear, target, workers, device, gpus, deadline, _work, args)
     return SearchRun(space.study.name, study, study_dir, describe_storage(storage, study_dir), objectives, problems)
 
 
-def _run_workers(study, space, source, device, study_dir, hear, worker_observers, workers, gpus, storage, deadline) -> list[str]:
-    """Start `workers` processes on this machine and watch the study until they are done.
+def run_workers(study, source, hear: Observer, target: int, workers: int, device: str, gpus: list[int] | None,
+                deadline: float | None, work, args: tuple) -> list[str]:
+    """Start `workers` processes on this machine, each running `work(index, device, threads,
+    seconds_left, *args)` (a module-level function, and picklable `args`: the processes are
+    spawned), and watch the study until they are done; `target` is the count of finished trials
+    (`source.done`) the run needs.
 
     Returns what went wrong with workers that did not stop the study (see the module docstring);
     raises `WorkersFailed` for what did.
@@ -210,9 +216,9 @@ def _run_workers(study, space, source, device, study_dir, hear, worker_observers
     for i in range(workers):
         worker_device = _worker_device(device, i, gpus)
         receive, send = ctx.Pipe(duplex=False)  # the worker's one-line error, if it raises
-        args = (space.model_dump(mode="json"), str(study_dir.parent), storage, source.target, worker_device, threads, i,
-                None if deadline is None else deadline - time.monotonic(), worker_observers, send)
-        proc = ctx.Process(target=_worker_process, args=args, name=f"archsearch-worker-{i}")
+        seconds_left = None if deadline is None else deadline - time.monotonic()
+        proc = ctx.Process(target=_worker_process, args=(work, args, i, worker_device, threads, seconds_left, send),
+                           name=f"archsearch-worker-{i}")
         proc.start()
         send.close()  # the child holds the only write end: a dead child reads as end of file
         procs.append(proc)
@@ -251,7 +257,7 @@ def _run_workers(study, space, source, device, study_dir, hear, worker_observers
         p.join()
     failures = [f for i, (p, receive) in enumerate(zip(procs, errors)) if (f := _worker_failure(i, p, receive))]
     lines = [line for line, _ in failures]
-    if any(raised for _, raised in failures) or (failures and source.done(study) < source.target):
+    if any(raised for _, raised in failures) or (failures and source.done(study) < target):
         raise WorkersFailed(lines)
     return lines
 
@@ -285,15 +291,15 @@ def _worker_device(device: str, index: int, gpus: list[int] | None) -> str:
     return device
 
 
-def _worker_process(space_data, results_dir, storage, target, device, threads, index, seconds_left, observers, errors) -> None:
-    """Entry point of a worker process started by `_run_workers`: an exception becomes one line
+def _worker_process(work, args, index, device, threads, seconds_left, errors) -> None:
+    """Entry point of a worker process started by `run_workers`: an exception becomes one line
     sent to the parent on `errors`, and exit status 1 (no traceback)."""
     import sys
 
     format_storage_warnings(prefix=f"worker {index}: ")
     try:
         with handle_signals():
-            _work(space_data, results_dir, storage, target, device, threads, index, seconds_left, observers)
+            work(index, device, threads, seconds_left, *args)
     except Interrupted as exc:
         sys.exit(exc.code)
     except Exception as exc:  # noqa: BLE001 - the parent reports it and exits 1
@@ -302,13 +308,11 @@ def _worker_process(space_data, results_dir, storage, target, device, threads, i
         sys.exit(1)
 
 
-def _work(space_data, results_dir, storage, target, device, threads, index, seconds_left, observers) -> None:
-    import torch
-
+def _work(index, device, threads, seconds_left, space_data, results_dir, storage, target, observers) -> None:
+    """A search worker: the engine's loop on the study, with the sampler's trials."""
     from ..schema.space import space_from_dict
 
-    torch.set_num_threads(threads)
-    quiet_optuna()
+    worker_setup(threads)
     space = space_from_dict(space_data)
     study_dir = Path(results_dir) / space.study.name
     study = create_study(space, open_storage(storage, study_dir), worker_index=index)
@@ -318,6 +322,14 @@ def _work(space_data, results_dir, storage, target, device, threads, index, seco
     deadline = None if seconds_left is None else time.monotonic() + seconds_left
     run_trials(study, SearchSource(space, target), context_for, Broadcast(observers), study_cfg=space.study,
                study_dir=study_dir, deadline=deadline)
+
+
+def worker_setup(threads: int) -> None:
+    """What every worker process does first: its share of the CPU threads, and a quiet Optuna."""
+    import torch
+
+    torch.set_num_threads(threads)
+    quiet_optuna()
 
 
 def quiet_optuna() -> None:
