@@ -22,9 +22,9 @@ moments and keep whatever load changed in between.
 
 **What it costs.** The reference's untimed and timed steps: as many as the candidate's
 (`measure.warmup_steps + measure.repeats`), each about as long as a quickstart-sized
-candidate's (`reference: auto` is ~140k parameters at 16×16×1, fewer FLOPs than most
-candidates), so the timing phase takes up to twice as long; training, which is most of a
-trial, is not affected. `max_seconds` caps the pairs together.
+candidate's (`reference: auto` is ~140k parameters and 28 MFLOPs per image at 16×16×1, where
+the quickstart's candidates take 7 to 100+), so the timing phase takes up to twice as long;
+training, which is most of a trial, is not affected. `max_seconds` caps the pairs together.
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ def time_with_reference(
     """Each model's training step timed in turns with the reference's, `rounds` times over:
     result[i][r] is model i's round r, with `time_train_steps`' fields.
 
-    A round times every model once, in order, each against its own copy of the reference, so a
-    slow spell of the machine falls on one round of several models rather than on every round
-    of one: the spread over rounds is the measurement's noise. Every model is warmed up
-    (`cfg.warmup_steps`) in its first round only; `cfg.max_seconds` caps each model's round.
-    Nothing is returned about memory or FLOPs: archsearch.measure measures those once.
+    A round times every model once, in order, each in turns with the one reference step they
+    share, so a slow spell of the machine falls on one round of several models rather than on
+    every round of one: the spread over rounds is the measurement's noise. Every model is warmed
+    up (`cfg.warmup_steps` untimed pairs) in its first round only; `cfg.max_seconds` caps each
+    model's round. Every model's copy stays on the device until the end. Nothing is returned
+    about memory or FLOPs: archsearch.measure measures those once.
     """
     cfg = cfg or MeasureConfig()
     device = settings.device
@@ -103,10 +104,10 @@ def time_with_reference(
     configure_backends(device)
     results: list[list[dict[str, Any]]] = [[] for _ in models]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        pairs = [(TrainingStep(m, input_shape, batch, settings, num_classes),
-                  TrainingStep(reference.model, input_shape, batch, settings, reference.num_classes)) for m in models]
+        theirs = TrainingStep(reference.model, input_shape, batch, settings, reference.num_classes)
+        steps = [TrainingStep(m, input_shape, batch, settings, num_classes) for m in models]
         for r in range(rounds):
-            for (mine, theirs), out in zip(pairs, results):
+            for mine, out in zip(steps, results):
                 deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
                 warmup = cfg.warmup_steps if r == 0 else 0
                 out.append(time_train_steps(mine, theirs, warmup, cfg.repeats, timer, sync, deadline, gpu=nvml_id(device)))

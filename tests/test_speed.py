@@ -156,6 +156,14 @@ def test_an_old_study_without_reference_fields_still_tabulates_and_has_a_front()
     assert speed["timed"] == 0 and _speed_items(speed, {}) == []  # the report says nothing of references
 
 
+def test_archsearch_results_shows_the_normalized_speed_of_studies_timed_against_a_reference():
+    from archsearch.report.console import results_table
+
+    names = lambda trials: [c.name for c in results_table(trials_dataframe(trials, ["val_loss"])).columns]  # noqa: E731
+    assert "train_throughput_normalized" in names([frozen(0, 1.0, 100.0), frozen(1)])
+    assert "train_throughput_normalized" not in names([frozen(0), frozen(1)])  # a study from before references
+
+
 def test_the_report_states_the_medians_the_anchor_and_the_trials_under_load():
     df = trials_dataframe([frozen(0, 2.0, 100.0), frozen(1, 1.0, 110.0), frozen(2, 0.5, 60.0)], ["val_loss"])
     study = optuna.create_study()

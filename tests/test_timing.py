@@ -130,6 +130,18 @@ def test_the_reference_is_built_from_a_fixed_seed_without_touching_the_callers_r
     assert a.num_classes is None and next(a.model.parameters()).device.type == "cpu"
 
 
+def test_a_process_builds_its_reference_once():
+    from archsearch.schema.loading import unet_config_from_dict
+    from archsearch.trial import TrialContext
+
+    context = TrialContext(data=None, device=torch.device("cpu"), protocol=None)
+    config = unet_config_from_dict({"image_size": 8, "in_channels": 1, "levels": [{"width": 8}], "block": {"norm": {"groups": 4}}})
+    first = context.reference(MeasureConfig(), config)
+    assert context.reference(MeasureConfig(), config) is first and first.name == "auto"
+    assert context.reference(MeasureConfig(reference=None), config) is None
+    assert context.reference(MeasureConfig(reference="seed"), config) is not first
+
+
 # --- the machine's load ----------------------------------------------------------------------
 
 def test_load_readings_on_the_cpu():

@@ -10,6 +10,7 @@ from torch import nn
 
 import archsearch.trial as trial_module
 from archsearch.data import load_data
+from archsearch.metrics import METRICS, OBJECTIVE_METRICS
 from archsearch.nn import build_unet
 from archsearch.schema.data import Digits
 from archsearch.schema.loading import unet_config_from_dict
@@ -70,6 +71,17 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     # timed against the reference; alone, a trial is normalized by its own reference speed
     assert m["ref_throughput"] > 0 and m["train_speed_vs_ref"] > 0 and m["cpu_count"] >= 1
     assert m["train_throughput_normalized"] == pytest.approx(m["train_speed_vs_ref"] * m["ref_throughput"])
+
+
+def test_an_evaluation_hook_sees_every_cost_known_before_training(context, config):
+    # What early stopping compares at a rung: the objectives flagged before_training, the
+    # normalized speed among them (scaled by the anchor a study's speed_anchor gives).
+    seen = []
+    run_trial(config, context, train_cfg(), MEASURE, eval_steps=[2],
+              on_eval=lambda step, result, metrics: seen.append(metrics.to_dict()), speed_anchor=lambda metrics: 1000.0)
+    known = {m for m in OBJECTIVE_METRICS if METRICS[m].before_training}
+    assert seen and all(seen[0][m] is not None for m in known - {"infer_throughput", "latency_ms", "flops"})
+    assert seen[0]["train_throughput_normalized"] == pytest.approx(seen[0]["train_speed_vs_ref"] * 1000.0)
 
 
 def test_same_seed_same_val_loss_other_seed_another(context, config):

@@ -52,11 +52,13 @@ def metrics_table(metrics: dict[str, Any], title: str = "trial") -> TextTable:
 
 
 def results_table(df: pd.DataFrame) -> TextTable:
-    """`archsearch results`: one row per trial; on a narrow terminal flops, duration, params and
-    the failure reason go before the objectives do."""
-    priority = {"number": 9, "state": 8, "val_loss": 7, "train_throughput": 7, "params": 4, "flops": 2, "duration_s": 3,
-                "fail_reason": 5}
-    names = [c for c in priority if c in df.columns]
+    """`archsearch results`: one row per trial; on a narrow terminal flops, duration, params,
+    the failure reason and the normalized speed go before the objectives do."""
+    priority = {"number": 9, "state": 8, "val_loss": 7, "train_throughput": 7, "train_throughput_normalized": 6, "params": 4,
+                "flops": 2, "duration_s": 3, "fail_reason": 5}
+    # A speed against the reference only for a study whose trials were timed against one.
+    names = [c for c in priority if c in df.columns and not (c in METRICS and METRICS[c].needs_reference
+                                                             and df[c].isna().all())]
     columns = [Column(c, priority=priority[c], justify="left", wrap=True) if c in ("state", "fail_reason")
                else Column.metric(c, priority=priority[c]) for c in names]
     table = TextTable(f"{len(df)} trials", columns)
