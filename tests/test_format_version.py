@@ -36,8 +36,9 @@ OLD_PARAMS = {"levels.1.width", "block.activation", "train.lr"}
 
 
 def write_version_1_study(folder, data: dict) -> None:
-    """The study folder `archsearch run` wrote for `data` before format version 2."""
-    space = space_from_dict(data)
+    """The study folder `archsearch run` wrote for `data` before format version 2 (whose default
+    objectives were the raw speed's: the resumed run, naming none, keeps them)."""
+    space = space_from_dict({"objectives": [{"metric": "val_loss"}, {"metric": "train_throughput"}], **data})
     folder.mkdir(parents=True)
     study = optuna.create_study(study_name=space.study.name, storage=open_storage(None, folder),
                                 directions=[o.direction for o in space.objectives])

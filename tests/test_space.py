@@ -38,7 +38,7 @@ def test_the_file_names_the_study_and_data_sets_the_image(space_file):
     assert isinstance(config, UNetConfig)
     assert (config.image_size, config.in_channels) == (16, 1)  # from the default data: digits 16x16 gray
     assert space.fixed_train().steps == 300
-    assert [o.metric for o in space.objectives] == ["val_loss", "train_throughput"]
+    assert [o.metric for o in space.objectives] == ["val_loss", "train_throughput_normalized"]  # the default
 
 
 def test_set_overrides_any_path_before_validation(space_file):

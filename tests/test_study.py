@@ -78,17 +78,19 @@ def test_the_table_holds_the_storage_and_can_be_regenerated(tmp_path):
     assert summary.study_dir == study_dir and summary.trials == summary.completed == 3
     df = pd.read_csv(study_dir / "trials.csv")
     columns = list(df.columns)
-    assert columns[:4] == ["number", "state", "val_loss", "train_throughput"]  # then the objectives
+    assert columns[:4] == ["number", "state", "val_loss", "train_throughput_normalized"]  # then the objectives
     for name in ("params", "flops", "duration_s", "config_hash", "fail_reason", "architecture.levels.1.width",
                  "architecture.block.activation", "train.steps", "train.lr", *[f"val_loss_t{i}" for i in range(5)]):
         assert name in columns, name
     assert columns.index("val_loss_t4") < columns.index("config_hash") < columns.index("architecture.levels.1.width")
     assert columns.index("architecture.zero_init") < columns.index("train.batch_size")
     assert not [c for c in columns if c.startswith("arch.")]  # no second spelling of a field
+    factors = set()  # the table scales the stored speed ratio by the study's median reference, Optuna by its anchor
     for t, (_, row) in zip(storage_trials(study_dir), df.iterrows()):
         attrs = t.user_attrs
         assert (row["number"], row["state"]) == (t.number, "COMPLETE")
-        assert [row["val_loss"], row["train_throughput"]] == pytest.approx(t.values)
+        assert row["val_loss"] == pytest.approx(t.values[0])
+        factors.add(round(row["train_throughput_normalized"] / t.values[1], 9))
         assert row["params"] == attrs["params"] and row["config_hash"] == attrs["config_hash"]
         assert row["val_loss_t0"] == pytest.approx(attrs["val_loss_buckets"][0])
         assert row["architecture.levels.1.width"] == t.params["architecture.levels.1.width"]  # one name
@@ -96,6 +98,7 @@ def test_the_table_holds_the_storage_and_can_be_regenerated(tmp_path):
         files = study_dir / "trials" / str(t.number)
         assert yaml.safe_load((files / "config.yaml").read_text()) == attrs["config"]
         assert json.loads((files / "metrics.json").read_text())["state"] == "COMPLETE"
+    assert len(factors) == 1  # one factor for every trial: the same front as Optuna's
     assert pd.read_parquet(study_dir / "trials.parquet").shape == df.shape
     assert yaml.safe_load((study_dir / "space.yaml").read_text())["study"]["name"] == "tiny"
 
@@ -177,7 +180,7 @@ def test_constraints_are_recorded_on_the_trials(tmp_path):
     (t,) = storage_trials(summary.study_dir)
     params = t.user_attrs["params"]
     assert t.constraints["params <= 100"] == pytest.approx(params - 100) and params > 100
-    assert t.constraints["train_throughput >= 0"] == pytest.approx(-t.values[1])
+    assert t.constraints["train_throughput >= 0"] == pytest.approx(-t.user_attrs["train_throughput"])
     assert not pd.read_csv(summary.study_dir / "trials.csv").loc[0, "feasible"]
     assert len(summary.front) == 0  # an infeasible trial is on no front
 
@@ -246,3 +249,12 @@ def test_cli_run_with_no_completed_trial_exits_1_with_the_commonest_fail_reasons
     assert "error: no trial completed; the commonest fail reasons:" in lines
     for reason, count in counts.items():
         assert f"{count:5d}  {reason}" in lines
+
+
+def test_a_space_naming_no_objectives_resumes_a_study_under_its_own(tmp_path):
+    raw = [{"metric": "val_loss"}, {"metric": "train_throughput"}]  # the default before the speed reference
+    run(tiny(study={"trials": 1}, objectives=raw), tmp_path)
+    summary = run(tiny(study={"trials": 2}), tmp_path)  # names none: today's default would be the normalized speed
+    assert summary.objectives == ["val_loss", "train_throughput"] and summary.completed == 2
+    with pytest.raises(ConfigErrors, match="another space"):  # a space that names other objectives is another study
+        run(tiny(study={"trials": 3}, objectives=[{"metric": "val_loss"}, {"metric": "params"}]), tmp_path)

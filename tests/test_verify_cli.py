@@ -37,7 +37,8 @@ def make_source(folder, storage=None):
     from archsearch.search.storage import open_storage
     from archsearch.search.study import create_study
 
-    space = space_from_dict({**TINY, "study": {**TINY["study"], "heartbeat_interval": 0.5, "grace_period": 4}})
+    space = space_from_dict({**TINY, "study": {**TINY["study"], "heartbeat_interval": 0.5, "grace_period": 4},
+                             "objectives": [{"metric": "val_loss"}, {"metric": "train_throughput"}]})  # as made up below
     folder.mkdir(parents=True)
     study = create_study(space, open_storage(storage, folder))
     train = validate_model(TrainConfig, TINY["train"]).model_dump(mode="json")

@@ -126,7 +126,14 @@ class AblationSpec(Model):
             "eval": self.eval.model_dump(mode="json"),
             "measure": self.measure.model_dump(mode="json"),
             "architecture": self.architecture(name),
+            "objectives": [{"metric": m} for m in ABLATION_OBJECTIVES],
         })
+
+
+# Every ablation study optimizes these (it compares, it does not search): the raw speed, as ablation
+# studies have since before the speed reference (issue 12), so that all of them resume; the paired
+# comparison times the variants of one seed in turn, which spares it much of the load a search sees.
+ABLATION_OBJECTIVES = ("val_loss", "train_throughput")
 
 
 def apply_overrides(arch: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,13 @@ from .unet import UNetConfig
 __all__ = ["SearchSpace", "load_space", "space_from_dict", "field_type", "walk_distributions"]
 
 
+def default_objectives(reference: Any = "auto") -> list[Objective]:
+    """The objectives of a space that names none: the normalized speed needs the reference network."""
+    if reference is None:
+        return [Objective(metric="val_loss"), Objective(metric="train_throughput")]
+    return list(DEFAULT_OBJECTIVES)
+
+
 class SearchSpace(Model):
     """A validated space file. `architecture` and `train` keep their distributions as written;
     `archsearch.search.sampling` turns them into concrete configs."""
@@ -47,12 +54,23 @@ class SearchSpace(Model):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="The validation protocol.")
     measure: MeasureConfig = Field(default_factory=MeasureConfig, description="The timing protocol.")
     objectives: list[Objective] = Field(
-        default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=1, description="What the study optimizes."
+        default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=1,
+        description="What the study optimizes. Default: val_loss and train_throughput_normalized (the raw "
+                    "train_throughput when measure.reference is null).",
     )
     constraints: list[Constraint] = Field(default_factory=list, description="Feasibility rules, e.g. 'params <= 5e6'.")
     architecture: dict[str, Any] = Field(
         default_factory=dict, description="A UNetConfig (or `base: PRESET` + overrides); values may be distributions."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_objectives(cls, data: Any) -> Any:
+        # The normalized speed needs the reference network: without one the default is the raw speed.
+        if isinstance(data, dict) and "objectives" not in data and isinstance(data.get("measure"), dict) \
+                and "reference" in data["measure"] and data["measure"]["reference"] is None:
+            return {**data, "objectives": [o.model_dump() for o in default_objectives(None)]}
+        return data
 
     @model_validator(mode="after")
     def _objectives_unique(self) -> SearchSpace:

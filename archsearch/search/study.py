@@ -40,6 +40,7 @@ from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write_text
 from ..schema.paths import FORMAT_ATTR, FORMAT_VERSION, format_version
 from ..schema.space import SearchSpace
+from ..schema.study import Objective
 from .engine import SearchSource, observing, run_trials
 from .events import Broadcast, Observer
 from .storage import describe_error, describe_storage, format_storage_warnings, is_transient, open_storage
@@ -180,8 +181,10 @@ def run_search(
     check_candidates(space)
     study_dir, context_for = preflight(results_dir, space.study.name, storage, space.data, space.eval, space.train,
                                        device, device_path, on_load=hear.data_loaded)
+    handle = open_storage(storage, study_dir)
+    space = _keep_study_objectives(space, study_dir, handle)
     _check_space(space, study_dir)
-    study = create_study(space, open_storage(storage, study_dir))
+    study = create_study(space, handle)
     _write_space(space, study_dir)
     objectives = [o.metric for o in space.objectives]
     deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
@@ -337,6 +340,24 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _keep_study_objectives(space: SearchSpace, study_dir: Path, storage) -> SearchSpace:
+    """A space file that names no objectives resumes a study under the study's own: the default
+    objectives have changed (train_throughput_normalized since the speed reference), a study's
+    have not. Read from its space.yaml, or from the storage for a study without a folder."""
+    import optuna
+
+    if "objectives" in space.model_fields_set:
+        return space
+    path = study_dir / "space.yaml"
+    stored = (yaml.safe_load(path.read_text()) or {}).get("objectives") if path.exists() else None
+    if stored is None:
+        summary = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == space.study.name), None)
+        stored = summary.user_attrs.get("objectives") if summary is not None else None
+    if not stored or [o.get("metric") for o in stored] == [o.metric for o in space.objectives]:
+        return space
+    return space.model_copy(update={"objectives": [Objective.model_validate(o) for o in stored]})
 
 
 def _check_space(space: SearchSpace, study_dir: Path) -> None:
