@@ -111,10 +111,11 @@ class TrialMetrics:
     train_throughput_normalized: float | None = metric(
         "images/s as at the study's usual machine load: train_speed_vs_ref × the study's reference images/s", "img/s",
         "training throughput, load-normalized (images/s)", "maximize", objective=True, before_training=True,
-        needs_reference=True, study_relative=True)
+        needs_reference=True, study_relative=True, timed=True)
     train_speed_vs_ref: float | None = metric("median over interleaved step pairs of images/s ÷ the reference's", "×",
                                               "training speed relative to the reference network (×)", "maximize",
-                                              objective=True, measured=True, before_training=True, needs_reference=True)
+                                              objective=True, measured=True, before_training=True, needs_reference=True,
+                                              timed=True)
     ref_throughput: float | None = metric("images/s of the reference network, timed interleaved with this one (median)",
                                           "img/s", "reference network's training throughput (images/s)", "maximize",
                                           measured=True, before_training=True, needs_reference=True)

@@ -191,5 +191,34 @@ def test_the_verify_renderings_and_numbers_import_no_torch():
 def test_what_verify_re_measures_is_what_measure_times():
     from archsearch.metrics import MEASURED_METRICS, METRICS, TIMED_METRICS
 
-    assert "train_throughput" in TIMED_METRICS and set(TIMED_METRICS) <= set(MEASURED_METRICS)
-    assert all(METRICS[m].objective and METRICS[m].unit in ("img/s", "ms") for m in TIMED_METRICS)
+    # Timed by archsearch.measure itself, or (the normalized speed) from its ratio to the reference.
+    assert "train_throughput" in TIMED_METRICS
+    assert set(TIMED_METRICS) <= set(MEASURED_METRICS) | {"train_throughput_normalized"}
+    assert all(METRICS[m].objective and METRICS[m].unit in ("img/s", "ms", "×") for m in TIMED_METRICS)
+
+
+def test_the_normalized_speed_is_remeasured_against_the_reference():
+    """Each re-measurement's ratio × the median reference speed over all of them."""
+    from archsearch.verify.remeasure import _normalized
+
+    values = [[0, 3, "train_speed_vs_ref", 2.0], [0, 3, "ref_throughput", 100.0],
+              [0, 5, "train_speed_vs_ref", 0.5], [0, 5, "ref_throughput", 300.0],
+              [1, 5, "train_speed_vs_ref", 0.6], [1, 5, "ref_throughput", 200.0]]
+    out = _normalized(values, ["train_throughput_normalized"])
+    assert out == [[0, 3, "train_throughput_normalized", 400.0], [0, 5, "train_throughput_normalized", 100.0],
+                   [1, 5, "train_throughput_normalized", pytest.approx(120.0)]]
+    assert _normalized(values, ["train_speed_vs_ref"]) == [row for row in values if row[2] == "train_speed_vs_ref"]
+
+
+def test_remeasure_times_a_member_against_the_reference(tmp_path):
+    from archsearch.schema.space import space_from_dict
+    from archsearch.verify.remeasure import remeasure_front
+
+    from test_study import TINY
+
+    space = space_from_dict(TINY)
+    config = {**TINY["architecture"], "image_size": 8, "in_channels": 1,
+              "levels": [{"width": 8, "blocks": 1}, {"width": 8, "blocks": 1}], "block": {"norm": {"groups": 4}}}
+    record = remeasure_front({7: (config, TINY["train"])}, space, "cpu", 3, ["train_throughput_normalized"])
+    values = [v for v in record["values"] if v[2] == "train_throughput_normalized"]
+    assert [(r, k) for r, k, _, _ in values] == [(0, 7), (1, 7), (2, 7)] and all(v > 0 for *_, v in values)

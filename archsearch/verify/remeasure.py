@@ -13,9 +13,11 @@ settings (warm-up, repeats, batch size), on a model built from the member's conf
 timing only the phases of the re-measured metrics (training steps for `train_throughput`,
 forward passes for `infer_throughput`, batch-1 passes for `latency_ms`).
 
-A reference model (a fixed network measured in the same rounds, to normalize each value by the
-machine's speed at that moment) is one more key of `interleave`: its values share the rounds of
-the members', so a normalized value is a member's divided by the reference's of the same round.
+The reference-relative speeds (`train_speed_vs_ref`, `train_throughput_normalized`) are measured
+as in a trial: each member's training steps in turns with the space's reference network
+(`measure.reference`, archsearch.timing), and the normalized speed is each measurement's ratio
+× the median of the reference's images/s over this whole re-measurement (the machine now, one
+factor for every member, so it orders them exactly as their ratios do).
 
 The record (JSON, kept as the verify study's user attribute `remeasure`):
     {"metrics": [...], "rounds": R, "members": [trial numbers], "device": "...",
@@ -28,6 +30,21 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 __all__ = ["interleave", "measure_rounds", "remeasure_front"]
+
+_RELATIVE = ("train_speed_vs_ref", "train_throughput_normalized")  # timed in turns with the reference network
+
+
+def _normalized(values: list[list], metrics: Sequence[str]) -> list[list]:
+    """The measurements of `metrics`, with train_throughput_normalized computed from each one's
+    ratio and the median reference speed over all of them (see the module docstring)."""
+    import statistics
+
+    refs = [v for _, _, m, v in values if m == "ref_throughput"]
+    out = [row for row in values if row[2] in metrics]
+    if "train_throughput_normalized" in metrics and refs:
+        anchor = statistics.median(refs)
+        out += [[r, key, "train_throughput_normalized", v * anchor] for r, key, m, v in values if m == "train_speed_vs_ref"]
+    return out
 
 
 def interleave(keys: Sequence[Hashable], rounds: int) -> list[tuple[int, Hashable]]:
@@ -62,7 +79,11 @@ def remeasure_front(members: dict[int, tuple[dict[str, Any], dict[str, Any]]], s
     from ..schema.train import TrainConfig
     from ..settings import resolve_run_settings
 
+    from ..schema.measure import reference_architecture
+    from ..timing import build_reference
+
     where = resolve_device(device, "--device")
+    relative = [m for m in metrics if m in _RELATIVE]
     cfg = space.measure.model_copy(update={"infer": "infer_throughput" in metrics, "latency": "latency_ms" in metrics,
                                            "flops": False})
     built = {}
@@ -71,13 +92,27 @@ def remeasure_front(members: dict[int, tuple[dict[str, Any], dict[str, Any]]], s
         train = validate_model(TrainConfig, train_data, TRAIN)
         torch.manual_seed(train.seed)  # the member's initial weights (speed does not depend on them)
         built[number] = (build_unet(config), config, train, resolve_run_settings(train, where))
+    references: dict[str, Any] = {}
+
+    def reference_for(config):
+        ref_config = reference_architecture(space.measure, config.image_size, config.in_channels)
+        if ref_config is None:
+            return None
+        key = ref_config.model_dump_json()
+        if key not in references:
+            references[key] = build_reference(ref_config)
+        return references[key]
 
     def measure_one(number: int) -> dict[str, float]:
         model, config, train, settings = built[number]
         shape = (config.in_channels, config.image_size, config.image_size)
-        cost = measure(model, shape, cfg.batch_size or train.batch_size, settings, cfg, config.num_classes)
-        return {m: float(getattr(cost, m)) for m in metrics if getattr(cost, m) is not None}
+        cost = measure(model, shape, cfg.batch_size or train.batch_size, settings, cfg, config.num_classes,
+                       reference=reference_for(config) if relative else None)
+        wanted = [m for m in metrics if m != "train_throughput_normalized"] + (["train_speed_vs_ref", "ref_throughput"]
+                                                                                if relative else [])
+        return {m: float(getattr(cost, m)) for m in dict.fromkeys(wanted) if getattr(cost, m, None) is not None}
 
     values = measure_rounds(list(members), rounds, measure_one, on_measured)
+    values = _normalized(values, metrics)
     return {"metrics": list(metrics), "rounds": rounds, "members": list(members), "device": device_info(where)["name"],
             "values": values}
