@@ -1,7 +1,7 @@
 """Replay searches against recorded learning curves: what early stopping saves, and what it keeps.
 
     python benchmarks/replay_search.py                         # 10 seeds, W = 1 and 8
-    python benchmarks/replay_search.py --seeds 20 --budget 60  # more seeds, 60 full trials of compute
+    python benchmarks/replay_search.py --seeds 20 --budget 24  # more seeds, 24 full trials of compute
 
 No training happens here. benchmarks/record_curves.py recorded, for distinct architectures of the
 quickstart's space, the fixed-noise validation loss every 10 steps up to 300 and the measured
@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=48, help="compute, in full-length trials (300 steps each)")
+    parser.add_argument("--budget", type=int, default=16, help="compute, in full-length trials (300 steps each); small "
+                        "against the table, so that no search runs out of recorded architectures")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args(argv)
 
