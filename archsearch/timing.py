@@ -75,6 +75,26 @@ def build_reference(config: UNetConfig, name: str = "reference") -> Reference:
     return Reference(model, config.num_classes, name)
 
 
+class ReferenceCache:
+    """`measure.reference` at a candidate's image size and channels, built once per resolved
+    config (so every model timed in this process meets the same weights); None: no reference."""
+
+    def __init__(self):
+        self.built: dict[str, Reference] = {}
+
+    def __call__(self, measure_cfg, config: UNetConfig) -> Reference | None:
+        from archsearch.schema.measure import reference_architecture
+
+        ref_config = reference_architecture(measure_cfg, config.image_size, config.in_channels)
+        if ref_config is None:
+            return None
+        key = ref_config.model_dump_json()
+        if key not in self.built:
+            name = measure_cfg.reference if isinstance(measure_cfg.reference, str) else "inline"
+            self.built[key] = build_reference(ref_config, name)
+        return self.built[key]
+
+
 def time_with_reference(
     models: Sequence[torch.nn.Module],
     reference: Reference,

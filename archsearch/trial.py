@@ -48,12 +48,12 @@ from .io import atomic_write_json
 from .measure import MeasurementOOM, Reference, count_params, measure
 from .metrics import MEASURED_METRICS, METRIC_NAMES, TrialMetrics
 from .nn import build_unet, meta_unet
-from .schema.measure import MeasureConfig, reference_architecture
+from .schema.measure import MeasureConfig
 from .schema.space import SearchSpace
 from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
 from .settings import RunSettings, resolve_run_settings
-from .timing import build_reference
+from .timing import ReferenceCache
 from .train import ProgressFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "FixedRun", "train_fixed", "training_state_bytes",
@@ -73,7 +73,7 @@ class TrialContext:
     data: ImageData
     device: torch.device
     protocol: ValidationProtocol
-    references: dict[str, Reference] = field(default_factory=dict, repr=False)  # by resolved config
+    references: ReferenceCache = field(default_factory=ReferenceCache, repr=False)
 
     @classmethod
     def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto",
@@ -87,14 +87,7 @@ class TrialContext:
     def reference(self, measure_cfg: MeasureConfig, config: UNetConfig) -> Reference | None:
         """`measure.reference` at `config`'s image size and channels (None: no reference), built
         once per process, so every trial here is timed against the same weights."""
-        ref_config = reference_architecture(measure_cfg, config.image_size, config.in_channels)
-        if ref_config is None:
-            return None
-        key = ref_config.model_dump_json()
-        if key not in self.references:
-            name = measure_cfg.reference if isinstance(measure_cfg.reference, str) else "inline"
-            self.references[key] = build_reference(ref_config, name)
-        return self.references[key]
+        return self.references(measure_cfg, config)
 
 
 class LazyContext:

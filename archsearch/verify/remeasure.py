@@ -79,8 +79,7 @@ def remeasure_front(members: dict[int, tuple[dict[str, Any], dict[str, Any]]], s
     from ..schema.train import TrainConfig
     from ..settings import resolve_run_settings
 
-    from ..schema.measure import reference_architecture
-    from ..timing import build_reference
+    from ..timing import ReferenceCache
 
     where = resolve_device(device, "--device")
     relative = [m for m in metrics if m in _RELATIVE]
@@ -92,22 +91,13 @@ def remeasure_front(members: dict[int, tuple[dict[str, Any], dict[str, Any]]], s
         train = validate_model(TrainConfig, train_data, TRAIN)
         torch.manual_seed(train.seed)  # the member's initial weights (speed does not depend on them)
         built[number] = (build_unet(config), config, train, resolve_run_settings(train, where))
-    references: dict[str, Any] = {}
-
-    def reference_for(config):
-        ref_config = reference_architecture(space.measure, config.image_size, config.in_channels)
-        if ref_config is None:
-            return None
-        key = ref_config.model_dump_json()
-        if key not in references:
-            references[key] = build_reference(ref_config)
-        return references[key]
+    references = ReferenceCache()
 
     def measure_one(number: int) -> dict[str, float]:
         model, config, train, settings = built[number]
         shape = (config.in_channels, config.image_size, config.image_size)
         cost = measure(model, shape, cfg.batch_size or train.batch_size, settings, cfg, config.num_classes,
-                       reference=reference_for(config) if relative else None)
+                       reference=references(space.measure, config) if relative else None)
         wanted = [m for m in metrics if m != "train_throughput_normalized"] + (["train_speed_vs_ref", "ref_throughput"]
                                                                                 if relative else [])
         return {m: float(getattr(cost, m)) for m in dict.fromkeys(wanted) if getattr(cost, m, None) is not None}
