@@ -55,6 +55,7 @@ from archsearch.diffusion import training_loss
 from archsearch.errors import ConfigError
 from archsearch.device import autocast_context, configure_backends, is_out_of_memory, synchronize
 from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classes
+from archsearch.io import atomic_write
 from archsearch.schema.train import TrainConfig
 from archsearch.settings import RunSettings
 
@@ -287,12 +288,11 @@ def _log_window(result: TrainResult, step: int, mean_loss: Tensor) -> bool:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, train_cfg: dict, data: dict) -> Path:
-    """Write {"config", "state_dict", "train", "data"} with `torch.save` (plain types and tensors only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write {"config", "state_dict", "train", "data"} with `torch.save` (plain types and tensors
+    only), atomically: a run killed while writing leaves the previous file, or none, never a torn one."""
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    torch.save({"format": _FORMAT, "config": config, "state_dict": state, "train": train_cfg, "data": data}, path)
-    return path
+    payload = {"format": _FORMAT, "config": config, "state_dict": state, "train": train_cfg, "data": data}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:

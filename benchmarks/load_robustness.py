@@ -1,12 +1,14 @@
 """Does the speed axis survive a busy machine? Raw against reference-normalized training throughput.
 
-    python benchmarks/load_robustness.py                           # 12 quickstart configs, quickstart's device
+    python benchmarks/load_robustness.py                           # 12 configs of the digits space, its device (cpu)
     python benchmarks/load_robustness.py --configs 16 --repeats 5  # more configs, more measurements each
     python benchmarks/load_robustness.py --configs 3 --repeats 2 --steps 3   # does it run? (seconds)
 
-Samples `--configs` distinct architectures from search_spaces/quickstart.yaml with archsearch's
+Samples `--configs` distinct architectures from search_spaces/digits.yaml (the quickstart's data,
+budget and protocol over more knobs; the quickstart's space before it kept to what diffusers
+expresses) with archsearch's
 seeded sampler (`--seed`) and times each one's training step with a trial's protocol
-(archsearch.measure at the quickstart's batch size, precision and device, in turns with the
+(archsearch.measure at the space's batch size, precision and device, in turns with the
 space's reference network, `measure.reference`), in passes:
 
 1. `idle`: the machine as it is (run this on a quiet machine: nothing else busy);
@@ -58,7 +60,7 @@ from archsearch.search.sampling import random_suggester, sample_trial_configs
 from archsearch.settings import resolve_run_settings
 from archsearch.timing import build_reference
 
-SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "digits.yaml"
 PASSES = (("idle", 0), ("1 core busy", 1), ("2 cores busy", 2), ("idle again", 0))
 
 
@@ -149,12 +151,12 @@ def median_error(values, truth) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", type=int, default=12, help="distinct configs sampled from the quickstart (≥ 2)")
+    parser.add_argument("--configs", type=int, default=12, help="distinct configs sampled from the digits space (≥ 2)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each config per pass; median kept")
     parser.add_argument("--steps", type=int, default=10, help="timed step pairs per measurement (≥ 3)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per measurement")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
-    parser.add_argument("--device", default=None, help="default: the quickstart's (cpu)")
+    parser.add_argument("--device", default=None, help="default: the space's (cpu)")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="hard bound on the background load")
     parser.add_argument("--verbose", action="store_true", help="also print every config's images/s per pass")
     args = parser.parse_args(argv)

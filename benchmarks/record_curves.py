@@ -3,8 +3,9 @@
     python benchmarks/record_curves.py                      # both phases, into benchmarks/data/
     python benchmarks/record_curves.py --phase speed        # re-time throughput only (a quiet machine)
 
-Distinct architectures are sampled from the quickstart's space (search_spaces/quickstart.yaml:
-digits, 16×16) with archsearch's own sampler and planner, and each is trained for five times the
+Distinct architectures are sampled from the digits space (search_spaces/digits.yaml: the
+quickstart's data, 16×16 digits, and budget over more knobs; the quickstart's space when the
+table was recorded) with archsearch's own sampler and planner, and each is trained for five times the
 quickstart's budget (300 steps instead of 60) with the fixed-noise validation loss recorded every
 10 steps: every rung a replayed scheduler could ask for (`min_steps` a multiple of 10) is in the
 table, and so is the final score.
@@ -52,7 +53,7 @@ from archsearch.settings import resolve_run_settings
 from archsearch.trial import TrialContext, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = ROOT / "search_spaces" / "quickstart.yaml"
+SPACE = ROOT / "search_spaces" / "digits.yaml"
 STEPS, EVERY = 300, 10  # five times the quickstart's 60 steps; a validation every 10 steps
 SETS = {"train.steps": str(STEPS), "eval.curve_points": str(STEPS // EVERY - 1)}  # evaluations at 10, 20, ..., 290, then 300
 

@@ -4,8 +4,8 @@
     python benchmarks/replay_search.py --seeds 20 --budget 24  # more seeds, 24 full trials of compute
 
 No training happens here. benchmarks/record_curves.py recorded, for distinct architectures of the
-quickstart's space, the fixed-noise validation loss every 10 steps up to 300 and the measured
-training throughput. This script runs archsearch's real sampler (`make_sampler`: TPE,
+digits space (search_spaces/digits.yaml, the quickstart's data and budget over more knobs), the
+fixed-noise validation loss every 10 steps up to 300 and the measured training throughput. This script runs archsearch's real sampler (`make_sampler`: TPE,
 multivariate, constant liar; or random) and its real stopping rule (archsearch.search.stopping)
 on Optuna studies whose trials look their losses up in that table:
 
@@ -60,7 +60,7 @@ from archsearch.search.study import make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "benchmarks" / "data" / "curves.parquet"
-SPACE = ROOT / "search_spaces" / "quickstart.yaml"
+SPACE = ROOT / "search_spaces" / "digits.yaml"
 STEPS, MIN_STEPS, ETA, MIN_TRIALS = 300, 20, 3, 3
 DIRECTIONS = ["minimize", "maximize"]
 STRATEGIES = ("full", "mo-asha", "loss-asha", "random")

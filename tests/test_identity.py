@@ -26,7 +26,7 @@ def test_a_config_hashes_as_before_the_newer_fields():
 
 
 def test_settings_hash_as_before_the_newer_fields():
-    space = load_space(ROOT / "search_spaces" / "quickstart.yaml")
+    space = load_space(ROOT / "search_spaces" / "digits.yaml")
     assert settings_hash(TrainConfig(**space.train), space) == "60af7bfff3ece52d"
 
 

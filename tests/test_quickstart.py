@@ -19,3 +19,5 @@ def test_quickstart_runs_and_has_a_pareto_front(tmp_path):
     assert len(summary.front) >= 3
     table = (tmp_path / "quickstart" / "trials.csv").read_text().splitlines()
     assert len(table) == 13
+    kept = {int(p.parent.name) for p in (tmp_path / "quickstart" / "trials").glob("*/checkpoint.pt")}
+    assert kept == set(summary.front["number"].astype(int)), "study.checkpoints: front keeps the front's weights"

@@ -68,3 +68,24 @@ def test_build_shows_three_samples(name):
     assert result.exit_code == 0, result.output
     assert [f"sample {i}" in result.output for i in range(3)] == [True] * 3
     assert result.output.count("parameters: ") == 3
+
+
+def test_every_quickstart_architecture_exports_to_diffusers():
+    """The quickstart promises `archsearch export results/quickstart --trial knee --to diffusers`
+    works whatever the search found: every architecture its space draws is one UNet2DModel expresses
+    (the wider digits space is the contrast: it draws add-skips, GELU and pooling)."""
+    from archsearch.errors import ConfigErrors
+    from archsearch.export.diffusers import diffusers_config
+    from archsearch.schema.space import load_space
+    from archsearch.search.sampling import sample_configs
+
+    root = Path(__file__).parent.parent / "search_spaces"
+    for config in sample_configs(load_space(root / "quickstart.yaml"), 200, seed=0):
+        diffusers_config(config)  # raises ConfigErrors listing what UNet2DModel cannot express
+    refused = 0
+    for config in sample_configs(load_space(root / "digits.yaml"), 20, seed=0):
+        try:
+            diffusers_config(config)
+        except ConfigErrors:
+            refused += 1
+    assert refused == 20

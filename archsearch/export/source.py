@@ -22,10 +22,10 @@ from ..results import front_of, objective_names, open_study, trials_dataframe
 from ..schema.loading import load_unet_config, unet_config_from_dict
 from ..schema.paths import ARCHITECTURE
 from ..schema.unet import UNetConfig
+from ..search.records import CHECKPOINT_NAME, checkpoint_path
 
 __all__ = ["Source", "study_source", "file_source", "select_trial", "CHECKPOINT_NAME"]
 
-CHECKPOINT_NAME = "checkpoint.pt"  # trials/<n>/checkpoint.pt: a trial's final weights
 
 
 @dataclass
@@ -87,7 +87,7 @@ def study_source(study_dir: str | Path, which: str) -> Source:
     if not isinstance(config, dict):
         raise ConfigErrors([ConfigError("--trial", f"{number}: the trial records no config (it failed before "
                                                    f"sampling one: {trial.user_attrs.get('fail_reason', 'no reason')})")])
-    checkpoint = study_dir / "trials" / str(number) / CHECKPOINT_NAME
+    checkpoint = checkpoint_path(study_dir, number)
     label = f"trial {number}{' (the knee)' if which == 'knee' else ''} of {study_dir}"
     return Source(unet_config_from_dict(config, prefix=ARCHITECTURE), checkpoint if checkpoint.exists() else None,
                   label, prefix=ARCHITECTURE)

@@ -120,7 +120,7 @@ class AblationSpec(Model):
 
         return space_from_dict({
             "study": {"name": self.study.name, "trials": self.num_trials, "sampler": {"kind": "random"},
-                      "device": self.study.device},
+                      "device": self.study.device, "checkpoints": "none"},  # it compares; it keeps no weights
             "data": self.data.model_dump(mode="json"),
             "train": self.train_config(seed).model_dump(mode="json"),
             "eval": self.eval.model_dump(mode="json"),

@@ -169,6 +169,11 @@ class StudyConfig(Model):
     stopping: StoppingConfig = Field(
         default_factory=NoStopping, description="Early stopping of hopeless trials at rungs (any number of objectives)."
     )
+    checkpoints: Literal["none", "front", "all"] = Field(
+        "front", description="Which completed trials keep their final weights (the EMA weights when EMA is on) as "
+        "trials/<n>/checkpoint.pt: none; front (a checkpoint is deleted when its trial leaves the Pareto front, so "
+        "disk use stays bounded); all.",
+    )
     seed: Seed = Field(0, description="Seed of the sampler.")
     device: Device = Field("auto", description="auto, cpu, cuda or cuda:N.")
     max_retries: int = Field(1, ge=0, le=100, description="Times a trial whose worker died is retried with the same parameters.")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..schema.paths import format_version
 from .events import Observer
 from .objective import run_search_trial
-from .records import record_outcome, write_result
+from .records import checkpoint_path, record_outcome, write_result
 from .storage import StorageWarning, StoredTrial, is_transient
 from .worker import Heartbeat, Interrupted, count_trials, fail_and_retry, reap_stale_trials
 
@@ -234,7 +234,9 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
     try:
         version = format_version(study.user_attrs)  # the parameter names its sampler knows
         with Heartbeat(stored, heartbeat_interval):
-            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated, version)
+            weights = checkpoint_path(study_dir, trial.number) if space.study.checkpoints != "none" else None
+            outcome = run_search_trial(trial, space, context_for, phase_writer, completed, on_evaluated, version,
+                                       checkpoint=weights)
             if outcome.state == "complete":
                 outcome.attrs["phase"] = "done"
             try:

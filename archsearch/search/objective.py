@@ -28,6 +28,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigErrors
@@ -112,13 +113,15 @@ def run_search_trial(
     previous: Callable[[], list] | None = None,
     on_evaluated: Callable[[int, float], None] | None = None,
     version: int = FORMAT_VERSION,
+    checkpoint: Path | None = None,
 ) -> TrialOutcome:
     """Sample a config for `trial`, and train and score it unless it is invalid or a duplicate.
 
     `context_for(train_cfg)` gives the shared TrialContext (data, device, validation protocol);
     `previous()` lists the study's completed trials, for duplicate reuse (by config and settings
     hash, whatever the study's format `version`, which names the parameters asked for);
-    `on_evaluated(step, val_loss)` hears every intermediate evaluation.
+    `on_evaluated(step, val_loss)` hears every intermediate evaluation; a completed training run
+    leaves its final weights at `checkpoint` (None: nowhere).
     """
     progress = on_progress or (lambda *event: None)
     progress("sampling", 0, 0)
@@ -152,7 +155,7 @@ def run_search_trial(
         result = run_trial(config, context, train_cfg, space.measure, on_progress=progress,
                            on_eval=_eval_hook(trial, space, on_evaluated, stopper),
                            eval_steps=stopper.steps if stopper is not None else (),
-                           speed_anchor=SpeedAnchor(trial.study, train_cfg.batch_size))
+                           speed_anchor=SpeedAnchor(trial.study, train_cfg.batch_size), checkpoint_path=checkpoint)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded, and the study goes on

@@ -32,13 +32,21 @@ from ..io import atomic_write_json, atomic_write_text
 from .objective import TrialOutcome
 from .storage import StoredTrial
 
-__all__ = ["write_result", "write_trial_files", "record_outcome", "recover_result", "read_result"]
+__all__ = ["CHECKPOINT_NAME", "checkpoint_path", "write_result", "write_trial_files", "record_outcome", "recover_result", "read_result"]
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
+CHECKPOINT_NAME = "checkpoint.pt"  # trials/<n>/checkpoint.pt: a completed trial's final weights (study.checkpoints)
+
+
 def result_path(study_dir: Path, number: int) -> Path:
     return Path(study_dir) / "trials" / str(number) / "metrics.json"
+
+
+def checkpoint_path(study_dir: Path, number: int) -> Path:
+    """Where trial `number` keeps its final weights (archsearch.train's checkpoint format)."""
+    return Path(study_dir) / "trials" / str(number) / CHECKPOINT_NAME
 
 
 def write_result(study_dir: Path, trial, outcome: TrialOutcome) -> None:

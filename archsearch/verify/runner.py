@@ -130,7 +130,7 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
                                   "rounds": rounds})
     queue = QueueSource(items, spaces.__getitem__, _STALE)
     verify_dir = folder / VERIFY_FOLDER
-    hear = Broadcast([StudyFolder(verify_dir, objectives), view, *observers])
+    hear = Broadcast([StudyFolder(verify_dir, objectives, directions, first.study.checkpoints), view, *observers])
     with view, observing(vstudy, queue, hear):
         _train(vstudy, queue, context, hear, first, verify_dir, workers, device, storage, folder, spaces, items)
 
@@ -194,9 +194,10 @@ def _train(vstudy, queue, context, hear, space, verify_dir, workers, device, sto
         return
     from ..folder import StudyFolder
 
-    objectives = [o.metric for o in space.objectives]
+    folder_view = StudyFolder(verify_dir, [o.metric for o in space.objectives], [o.direction for o in space.objectives],
+                              space.study.checkpoints)
     data = {key: s.model_dump(mode="json") for key, s in spaces.items()}
-    args = (vstudy.study_name, str(folder), storage, items, data, [StudyFolder(verify_dir, objectives)])
+    args = (vstudy.study_name, str(folder), storage, items, data, [folder_view])
     run_workers(vstudy, queue, hear, len(items), workers, device, None, None, _work, args)
 
 
