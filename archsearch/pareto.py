@@ -19,18 +19,26 @@ def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
 
     A row is dominated when another is at least as good in every objective and strictly better
     in one. Rows with a NaN are never on the front. Duplicated rows are all kept.
+
+    In O(n · front size): the lexicographically smallest remaining row (all minimized) is never
+    dominated by another remaining row, so it is on the front; it removes every row it dominates,
+    and the next smallest remaining row follows. A row dominated by a removed one is dominated by
+    whichever front row removed that one, so no removal is missed.
     """
     values = np.asarray(values, dtype=float)
+    mask = np.zeros(len(values), dtype=bool)
     if values.size == 0:
-        return np.zeros(len(values), dtype=bool)
+        return mask
     signs = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
     costs = values * signs  # everything minimized
-    finite = np.isfinite(costs).all(axis=1)
-    mask = finite.copy()
-    for i in np.flatnonzero(finite):
-        others = costs[finite]
-        dominated = np.any(np.all(others <= costs[i], axis=1) & np.any(others < costs[i], axis=1))
-        mask[i] = not dominated
+    rows = np.flatnonzero(np.isfinite(costs).all(axis=1))
+    rows = rows[np.lexsort(costs[rows].T[::-1])]  # by the first objective, then the next, ...
+    while rows.size:
+        best, rows = rows[0], rows[1:]
+        mask[best] = True
+        rest = costs[rows]
+        dominated = np.all(rest >= costs[best], axis=1) & np.any(rest > costs[best], axis=1)
+        rows = rows[~dominated]
     return mask
 
 

@@ -87,10 +87,13 @@ class SpeedAnchor:
 
 def _groups(df):
     """Each row's group key, from the table's `train.batch_size` and `precision` columns."""
-    batch = df[_BATCH] if _BATCH in df.columns else None
-    precision = df["precision"] if "precision" in df.columns else None
-    return df.index.to_series().map(lambda i: speed_group(batch[i] if batch is not None else "?",
-                                                          precision[i] if precision is not None else "?"))
+    import pandas as pd
+
+    def column(name):
+        return df[name] if name in df.columns else pd.Series("?", index=df.index)
+
+    pairs = zip(column(_BATCH).tolist(), column("precision").tolist())  # a list, not a Series lookup per row
+    return pd.Series([speed_group(b, p) for b, p in pairs], index=df.index, dtype=object)
 
 
 def _numeric(df, column: str):
