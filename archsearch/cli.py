@@ -307,12 +307,15 @@ def report(
     storage: Annotated[Optional[str], typer.Option(help="A storage URL instead of folders.")] = None,
     study: Annotated[Optional[str], typer.Option(help="The study name in the storage (needed when it holds several).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: the first study folder, or results/<study>).")] = None,
+    samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Draw a sample grid of every front member with "
+                                                                         "saved weights (on the CPU, cached).")] = True,
 ) -> None:
     """Write report.md, report.html, pareto.csv and plots/: the Pareto front and knee, hypervolume
-    over trials, which fields mattered, per-noise-level losses, and how everything was measured."""
+    over trials, which fields mattered, per-noise-level losses, sample grids of the front's models
+    (trials/<n>/samples.png), and how everything was measured."""
     from .report.build import make_report, print_summary
 
-    result, files = make_report(study_dirs, storage, study, out)
+    result, files = make_report(study_dirs, storage, study, out, samples=samples)
     print_summary(result, files, console)
 
 
