@@ -120,3 +120,77 @@ def test_a_saved_captioned_grid_reopens_as_written(tmp_path):
     with Image.open(tmp_path / "g.png") as im:
         assert im.size == grid.size and im.mode == "L"
 
+
+# --------------------------------------------------------------------------- archsearch sample
+
+
+def sample(*args):
+    from typer.testing import CliRunner
+
+    from archsearch.cli import app
+
+    result = CliRunner().invoke(app, ["sample", *map(str, args)])
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.fixture
+def checkpoint_of_16px(tmp_path):
+    """Where a study keeps a trial's weights, and the weights of a 16x16 one-channel U-Net."""
+    from export_study import save_random_checkpoint, trial_config
+
+    return lambda path: save_random_checkpoint(tmp_path / path, trial_config(0))
+
+
+FAST = ("--steps", 2, "--rows", 2, "--cols", 3)
+
+
+def test_a_trials_checkpoint_samples_into_its_folder_enlarged_x4(checkpoint_of_16px, tmp_path):
+    path = checkpoint_of_16px("results/s/trials/3/checkpoint.pt")
+    code, output = sample(path, *FAST, "--device", "cpu")
+    assert code == 0, output
+    out = tmp_path / "results/s/trials/3/samples.png"
+    assert f"wrote {out} (2×3 ddim samples, 2 steps; 196×131 pixels)" in output
+    with Image.open(out) as image:
+        assert image.size == (3 * 65 + 1, 2 * 65 + 1) and image.mode == "L"
+
+
+def test_another_checkpoint_samples_beside_itself_with_the_options_given(checkpoint_of_16px, tmp_path):
+    path = checkpoint_of_16px("m.pt")
+    code, output = sample(path, *FAST, "--scale", 2, "--sampler", "ddpm", "--seed", 3)
+    assert code == 0, output
+    with Image.open(tmp_path / "m-samples.png") as image:
+        assert image.size == (3 * 33 + 1, 2 * 33 + 1)
+    code, output = sample(path, *FAST, "--scale", 1, "--out", tmp_path / "deep" / "g.png")
+    assert code == 0, output
+    with Image.open(tmp_path / "deep" / "g.png") as image:
+        assert image.size == (3 * 17 + 1, 2 * 17 + 1)
+
+
+@pytest.mark.parametrize("args,lines", [
+    (("--scale", 0), ["--scale: 0: must be at least 1"]),
+    (("--steps", 0), ["--steps: 0: must be at least 1"]),
+    (("--scale", -2, "--steps", 0), ["--scale: -2: must be at least 1", "--steps: 0: must be at least 1"]),
+    (("--rows", 0), ["--rows: Input should be greater than or equal to 1"]),
+    (("--sampler", "euler"), ["--sampler: Input tag 'euler'"]),
+])
+def test_bad_option_values_exit_2_naming_the_option(checkpoint_of_16px, tmp_path, args, lines):
+    path = checkpoint_of_16px("m.pt")
+    code, output = sample(path, *args)
+    assert code == 2 and "Traceback" not in output
+    for line in lines:
+        assert line in output
+    assert not (tmp_path / "m-samples.png").exists()
+
+
+def test_weights_that_do_not_fit_their_config_exit_2(tmp_path):
+    from export_study import trial_config
+
+    from archsearch.nn import build_unet
+    from archsearch.schema.train import TrainConfig
+    from archsearch.train import save_checkpoint
+
+    config = trial_config(0).model_dump(mode="json")
+    config["levels"][1]["width"] = 16  # the weights are of a 32-channel second level
+    path = save_checkpoint(tmp_path / "m.pt", build_unet(trial_config(0)), config, TrainConfig().model_dump(mode="json"), {})
+    code, output = sample(path, *FAST)
+    assert code == 2 and output.startswith(f"{path}: its weights do not fit its config (")
