@@ -1,8 +1,12 @@
 """The report's "Samples" section: a grid of generated images for every front member with weights.
 
-    grids = plan_grids(study, objectives)     # which members have weights, their captions (no torch)
-    grids = draw_grids(grids)                 # sample on the CPU: trials/<n>/samples.png + samples.json
+    plan = plan_grids(folder, space, df, front, objectives)  # who has weights, captions (no torch; analysis does it)
+    grids = draw_grids(plan)                  # sample on the CPU: trials/<n>/samples.png + samples.json
     blocks = sample_blocks(grids, level)      # the section's text and images
+    summary_line(grids)                       # `archsearch report`'s console line
+
+Whatever was found, failed or drawn is data on the grids (`Grid.status`, `Grid.reason`); only
+drawing imports torch (archsearch.samples), so the module imports none.
 
 Every grid uses one sampler, the study's `eval.samples` (sampler kind, steps, rows, cols, seed)
 from its space.yaml, so the grids differ only by the models: the same noise seed starts every
@@ -182,7 +186,10 @@ def _cache_key(grid: Grid, plan: SampleGrids) -> dict[str, Any]:
 def _draw(grid: Grid, plan: SampleGrids) -> Grid:
     sidecar = grid.path.with_name(SIDECAR_NAME)
     cached = _read_json(sidecar)
-    key = _cache_key(grid, plan)
+    try:
+        key = _cache_key(grid, plan)
+    except OSError as exc:  # removed since it was planned
+        return replace(grid, status="failed", reason=_short(f"{grid.checkpoint}: {exc.strerror or exc}"))
     if cached.get("key") == key:
         if "failed" in cached:  # the same file failed before: it would again
             return replace(grid, status="failed", reason=str(cached["failed"]))
