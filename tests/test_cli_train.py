@@ -67,7 +67,7 @@ def test_train_writes_every_metric_and_a_checkpoint_that_samples(train_file, tmp
                     "--cols", 3, "--device", "cpu")
     assert result.exit_code == 0, result.output
     image = Image.open(grid)
-    assert image.mode == "L" and image.size == (3 * 9 + 1, 2 * 9 + 1)  # 8x8 gray cells, 1-pixel lines
+    assert image.mode == "L" and image.size == (3 * 65 + 1, 2 * 65 + 1)  # 8x8 gray cells x8, 1-pixel lines
 
 
 @pytest.mark.parametrize("outcome", ["oom", "diverged"])
@@ -132,7 +132,7 @@ def test_train_fixed_reads_the_data_first_and_names_only_the_files_it_wrote(trai
 
     cfg = SampleConfig(sampler={"kind": "ddim", "steps": 2}, rows=1, cols=2)
     grid = sample_checkpoint(checkpoint, samples, cfg, "cpu")
-    assert grid == samples and Image.open(grid).size == (2 * 9 + 1, 1 * 9 + 1)
+    assert grid == samples and Image.open(grid).size == (2 * 65 + 1, 1 * 65 + 1)
 
 
 def test_train_fixed_writes_the_metrics_of_a_failed_run_but_no_checkpoint(train_file, tmp_path, monkeypatch):

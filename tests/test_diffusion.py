@@ -222,7 +222,7 @@ def test_guidance_mixes_conditional_and_null_predictions():
 
 def test_grid_size_padding_and_pixel_mapping():
     images = torch.stack([torch.full((3, 4, 5), v) for v in (-1.0, 0.0, 1.0)])  # (3, 3, 4, 5)
-    grid = make_grid(images, rows=2, cols=2)
+    grid = make_grid(images, rows=2, cols=2, scale=1)
     assert grid.size == (2 * (5 + 1) + 1, 2 * (4 + 1) + 1) and grid.mode == "RGB"
     px = grid.load()
     assert px[0, 0] == (0, 0, 0)                                        # padding
@@ -240,7 +240,7 @@ def test_save_sample_grid_writes_a_png_of_the_expected_size(tmp_path, sampler):
     settings = resolve_run_settings(TrainConfig(schedule="linear", num_timesteps=50), "cpu")
     path = save_sample_grid(model, tmp_path / "s" / "samples.png", cfg, settings, image_shape=(1, 6, 6))
     with Image.open(path) as im:
-        assert im.size == (4 * 7 + 1, 3 * 7 + 1) and im.mode == "L"
+        assert im.size == (4 * 67 + 1, 3 * 67 + 1) and im.mode == "L"  # 6x6 cells enlarged x11 to 66 px
     assert model.training  # mode restored
 
 

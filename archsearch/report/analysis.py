@@ -32,6 +32,7 @@ from .compute import ComputeUsage, compute_usage
 from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
+from .samples import SampleGrids, plan_grids
 
 __all__ = ["StudyInput", "StudyAnalysis", "Report", "load_study_input", "read_space", "analyze", "bucket_ranges"]
 
@@ -44,7 +45,7 @@ class StudyInput:
     df: pd.DataFrame                      # the results table (archsearch.results)
     objectives: list[str]
     directions: list[str]
-    folder: Path | None = None            # the study folder: space.yaml, trials/<n>/samples.png
+    folder: Path | None = None            # the study folder: space.yaml, trials/<n>/checkpoint.pt
     space: dict[str, Any] | None = None   # the resolved space file, as written by `archsearch run`
     searched: dict[str, pd.Series] = field(default_factory=dict)  # column -> value per trial number
     study: Any = None                     # the Optuna study, for importances
@@ -111,6 +112,7 @@ class StudyAnalysis:
     protocol: dict[str, Any]
     compute: ComputeUsage | None = None  # training steps spent and saved, when trials stopped early
     verification: Any = None        # archsearch.verify.analysis.Verification, when a verify study exists
+    samples: SampleGrids | None = None  # the front's sample grids, planned (report.samples draws them)
 
     @property
     def name(self) -> str:
@@ -169,6 +171,7 @@ def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFra
         fields=fields, effects=effects, importances=imps, buckets=buckets,
         bucket_ranges=bucket_ranges(item.space, df, len(bucket_cols)), protocol=protocol(item),
         compute=compute_usage(df), verification=_verification(item),
+        samples=plan_grids(item.folder, item.space, df, front, objectives),
     )
 
 

@@ -12,11 +12,15 @@ Files (in `out`, by default the first study's folder):
                     `study` column and every study's front)
     plots/*.png     pareto, hypervolume, importance, effects, buckets (prefixed by the study name
                     when there are several), fronts (several studies)
+and in each study folder, for every front member with saved weights (trials/<n>/checkpoint.pt),
+    trials/<n>/samples.png   a grid of its samples, one sampler for all (archsearch.report.samples),
+                             drawn on the CPU and redrawn only when its checkpoint or the sampler
+                             changes (trials/<n>/samples.json); `samples=False` skips them
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +32,7 @@ from .analysis import Report, StudyInput, analyze, load_study_input, read_space
 from .console import format_metric
 from .document import to_html, to_markdown
 from .plots import draw_all
+from .samples import SampleGrids, draw_grids, summary_line
 from .sections import describe_reference, report_blocks
 from .tables import Column, TextTable, show
 
@@ -41,6 +46,7 @@ class ReportFiles:
     html: Path
     pareto_csv: Path
     plots: dict[str, Path]
+    samples: dict[str, SampleGrids] = field(default_factory=dict)  # by study: the front's grids as drawn
 
 
 def load_inputs(study_dirs: list[Path] | None = None, storage: str | None = None, study: str | None = None,
@@ -72,26 +78,30 @@ def load_inputs(study_dirs: list[Path] | None = None, storage: str | None = None
 
 
 def make_report(study_dirs: list[Path] | None = None, storage: str | None = None, study: str | None = None,
-                out: Path | None = None, importances: bool = True) -> tuple[Report, ReportFiles]:
+                out: Path | None = None, importances: bool = True, samples: bool = True,
+                sample_device: str = "cpu") -> tuple[Report, ReportFiles]:
     """Analyze the studies and write the report files into `out` (see the module docstring)."""
     inputs = load_inputs(study_dirs, storage, study, out)
     out_dir = Path(out) if out is not None else (Path(study_dirs[0]) if study_dirs else Path("results") / inputs[0].name)
     report = analyze(inputs, importances=importances)
-    return report, write_report(report, out_dir)
+    return report, write_report(report, out_dir, samples=samples, sample_device=sample_device)
 
 
-def write_report(report: Report, out_dir: Path) -> ReportFiles:
-    """Draw the figures and write every report file atomically."""
+def write_report(report: Report, out_dir: Path, samples: bool = True, sample_device: str = "cpu") -> ReportFiles:
+    """Draw the figures and the front's sample grids (on `sample_device`), and write every
+    report file atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = draw_all(report, out_dir / "plots")
-    blocks = report_blocks(report, figures, out_dir)
+    grids = {study.name: draw_grids(replace(study.samples, device=sample_device))
+             for study in report.studies if samples and study.samples is not None}
+    blocks = report_blocks(report, figures, out_dir, grids)
     title = "archsearch report: " + ", ".join(s.name for s in report.studies)
     markdown = atomic_write_text(out_dir / "report.md", to_markdown(blocks, out_dir))
     html = atomic_write_text(out_dir / "report.html", to_html(blocks, title))
     front = _pareto_rows(report)
     pareto_csv = atomic_write(out_dir / "pareto.csv", lambda path: front.to_csv(path, index=False))
-    return ReportFiles(out_dir, markdown, html, pareto_csv, figures)
+    return ReportFiles(out_dir, markdown, html, pareto_csv, figures, grids)
 
 
 def _pareto_rows(report: Report) -> pd.DataFrame:
@@ -123,6 +133,9 @@ def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
             console.print(f"hypervolume: {study.hypervolume:.4f}")
         if study.verification is not None:
             console.print(f"retrained longer: {study.verification.verdict}", highlight=False)
+        line = summary_line(files.samples.get(study.name))
+        if line:
+            console.print(line, highlight=False)
         imps = study.importances
         if imps is not None:
             if imps.table.empty:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +83,11 @@ def _markdown_table(table: Table) -> str:
 
 
 def _relative(path: Path, base: Path) -> str:
+    """`path` as a link from `base`: `plots/x.png`, or `../b/trials/3/samples.png` for another
+    study's folder."""
     try:
-        return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
-    except ValueError:
+        return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
+    except ValueError:  # another drive
         return Path(path).as_posix()
 
 

@@ -1,11 +1,11 @@
 """The report's content: an `analysis.Report` and its figures turned into document blocks.
 
-    blocks = report_blocks(report, figures, out_dir)    # then document.to_markdown / to_html
+    blocks = report_blocks(report, figures, out_dir, samples)   # then document.to_markdown / to_html
 
 Each section answers one question a reviewer asks: which trade-offs exist (front, knee), has the
 search converged (hypervolume), what mattered (importance, marginal effects), where the loss
-comes from (noise levels), and how the numbers were obtained (device, timing protocol, the
-shared validation set).
+comes from (noise levels), what the front's models draw (sample grids, archsearch.report.samples),
+and how the numbers were obtained (device, timing protocol, the shared validation set).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .console import format_metric
 from .document import Block, Bullets, Heading, Image, Paragraph, Table
 from .effects import value_label
 from .hypervolume import REFERENCE_MARGIN
+from .samples import SampleGrids, sample_blocks
 
 __all__ = ["report_blocks", "front_display", "describe_reference", "hypervolume_box", "KNEE_DEFINITION"]
 
@@ -31,7 +32,9 @@ KNEE_DEFINITION = ("the front member nearest to the ideal point after scaling ea
                    "front (0 = the front's best value, 1 = its worst)")
 
 
-def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path) -> list[Block]:
+def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path,
+                  samples: dict[str, SampleGrids] | None = None) -> list[Block]:
+    """The report's blocks; `samples` holds each study's drawn sample grids (report.samples)."""
     names = ", ".join(s.name for s in report.studies)
     blocks: list[Block] = [
         Heading(f"archsearch report: {names}", 1),
@@ -54,7 +57,7 @@ def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path) -> li
         blocks += _effects(study, report, figures.get(f"{prefix}effects"), level)
         blocks += _buckets(study, figures.get(f"{prefix}buckets"), level)
         blocks += _verification(study, figures, prefix, level)
-        blocks += _samples(study, level)
+        blocks += sample_blocks((samples or {}).get(study.name), level)
         blocks += _failures(study, level)
         blocks += _protocol(study, level)
     return blocks
@@ -284,17 +287,6 @@ def _verification(study: StudyAnalysis, figures: dict[str, Path], prefix: str, l
 
     return [Heading(f"{SECTION_TITLE} (`archsearch verify`)", level),
             *verify_blocks(study.verification, figures, level + 1, prefix)]
-
-
-def _samples(study: StudyAnalysis, level: int) -> list[Block]:
-    folder = study.input.folder
-    if folder is None:
-        return []
-    images = [Image(folder / "trials" / str(int(n)) / "samples.png", f"samples of trial {int(n)}", f"trial #{int(n)}")
-              for n in study.front["number"] if (folder / "trials" / str(int(n)) / "samples.png").exists()]
-    if not images:
-        return []
-    return [Heading("Samples from the front's models", level), *images]
 
 
 def _failures(study: StudyAnalysis, level: int) -> list[Block]:
