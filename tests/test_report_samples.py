@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 import archsearch.samples as samples_module
 from archsearch.cli import app
 from archsearch.report.build import make_report
-from archsearch.report.samples import NO_CHECKPOINT, SIDECAR_NAME, draw_grids, plan_grids, sample_blocks, weights_of
+from archsearch.report.samples import SIDECAR_NAME, draw_grids, plan_grids, sample_blocks, weights_of
 from archsearch.results import load_results
 from archsearch.samples import strip_caption
 from archsearch.search.storage import open_storage
@@ -91,12 +91,13 @@ def test_the_section_shows_each_grid_and_says_why_the_others_have_none(study, mo
            "each image enlarged ×4 (nearest neighbour), sampled on the CPU" in section
     assert "![samples of trial 0](trials/0/samples.png)" in section and "![samples of trial 1](trials/1/samples.png)" in section
     assert "*trial 1 · val_loss 0.2 · train_throughput 500 img/s*" in section
-    assert f"**#3**: {NO_CHECKPOINT}" in section
+    missing = "no checkpoint: study.checkpoints is front, but the trial ran before checkpoints were saved"
+    assert f"**#3**: {missing}" in section
     assert "**#5**: checkpoint: " in section and "is not a readable checkpoint" in section
     html = (study / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 + 2  # the five plots and two grids, embedded
     assert "trial 0 · val_loss 0.3 · train_throughput 900 img/s" in html and "trials/0/samples.png" not in html
-    assert NO_CHECKPOINT in html
+    assert missing in html
 
 
 def test_a_second_report_samples_nothing_unless_a_checkpoint_changes(study, monkeypatch):

@@ -14,7 +14,7 @@ one. Each model samples under the noise schedule and prediction target it was tr
 (its checkpoint's `train` settings; archsearch.samples.checkpoint_samples), on the CPU by
 default, so a report works on a machine without the study's GPU.
 
-The weights are a trial's `trials/<n>/checkpoint.pt` (archsearch.export.source.CHECKPOINT_NAME,
+The weights are a trial's `trials/<n>/checkpoint.pt` (archsearch.search.records.CHECKPOINT_NAME,
 kept when `study.checkpoints` asks for it); a reused duplicate trial (`reused_from`) has none of
 its own and is drawn with its origin's. A member without weights, or whose checkpoint does not
 load or fit its config, is listed in the section with why; it never stops the report. A member
@@ -97,7 +97,7 @@ class SampleGrids:
 def grid_path_for(checkpoint: Path) -> Path:
     """Where a checkpoint's grid goes by default: `samples.png` in its folder for a trial's
     `checkpoint.pt`, else `<stem>-samples.png` beside it."""
-    from ..export.source import CHECKPOINT_NAME
+    from ..search.records import CHECKPOINT_NAME
 
     checkpoint = Path(checkpoint)
     return checkpoint.with_name(GRID_NAME if checkpoint.name == CHECKPOINT_NAME else f"{checkpoint.stem}-{GRID_NAME}")
@@ -106,7 +106,7 @@ def grid_path_for(checkpoint: Path) -> Path:
 def weights_of(folder: Path, df: pd.DataFrame, number: int) -> tuple[Path | None, int | None]:
     """(the checkpoint, the trial it belongs to) for trial `number` of the study in `folder`: its
     own `trials/<n>/checkpoint.pt`, or for a reused trial its origin's; (None, origin) without."""
-    from ..export.source import CHECKPOINT_NAME
+    from ..search.records import CHECKPOINT_NAME
 
     reused = df.set_index("number")["reused_from"] if "reused_from" in df.columns else pd.Series(dtype=object)
     owner, seen = int(number), set()
