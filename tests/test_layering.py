@@ -32,7 +32,7 @@ LAYERS = [
     {"trial"},
     {"search"},
     {"results", "folder"},
-    {"report", "ablation", "export", "verify"},
+    {"report", "ablation", "export", "verify", "retrain"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
