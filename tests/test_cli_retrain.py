@@ -133,6 +133,22 @@ def test_resume_with_nothing_to_resume_says_so(runs, tmp_path):
     assert result.exit_code == 2 and "--resume: needs --out-dir" in result.stderr
 
 
+def test_sigterm_before_training_stops_at_once_and_exits_143(runs, tmp_path, monkeypatch):
+    root, space, _, _ = runs
+    real_measure = trial_module.measure
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the cost is measured: no step to wait for
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "measure", terminated)
+    result = invoke("train", space, "--device", "cpu", "--out-dir", tmp_path / "run")
+    assert result.exit_code == 143
+    assert "interrupted before training; nothing was saved to resume from" in result.stderr
+    assert not (tmp_path / "run").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+
+
 # --------------------------------------------------------------------------- a study's trial
 
 

@@ -22,7 +22,8 @@ It is one trial (archsearch.trial.run_trial: build, measure, train, evaluate, sa
   device it was saved with (its `run` entry) must all be this run's, and each field that differs
   is reported at its path. Without `resume`, a folder that holds a state is refused too (resume
   it, or delete it), so that a rerun cannot silently start over. The model is built and measured
-  afresh on resuming; its training continues bit for bit (on the CPU) from the state.
+  afresh on resuming; its training continues bit for bit (on the CPU) from the state. The
+  evaluation and save intervals may change on resuming: they do not touch the weights.
 
 Files of `out_dir`: `state.pt` while unfinished; at the end `checkpoint.pt` (archsearch.train's
 checkpoint format: the model evaluated, the EMA weights when EMA is on; what `archsearch sample`
