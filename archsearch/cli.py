@@ -384,25 +384,59 @@ def verify(
 @app.command()
 @handles_errors
 def train(
-    file: Annotated[Path, typer.Argument(help="A space file without distributions (one architecture).")],
-    out: Annotated[Optional[Path], typer.Option(help="Write every metric as JSON here.")] = None,
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="A space file without distributions; a U-Net config "
+                                                                   "(with --space, or a trial's config.yaml in its "
+                                                                   "study folder); or a study folder with --trial.")],
+    trial: Annotated[Optional[str], typer.Option(help="For a study folder: a trial number, or `knee` (the report's "
+                                                      "knee); trained with its own recorded settings.")] = None,
+    space: Annotated[Optional[Path], typer.Option(help="For a U-Net config: the space file whose data, train, eval "
+                                                       "and measure settings to train it under.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="The step budget (replaces train.steps, and drops a "
+                                                             "train.seconds limit unless --seconds is given).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(min=0.001, help="A training-time budget in seconds "
+                                                                     "(train.seconds).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Where state.pt, checkpoint.pt and metrics.json go (default "
+                                                         "for a study trial: STUDY_DIR/trials/<n>/train-<steps>/; "
+                                                         "for a file: none, and the run cannot be resumed).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run saved in the output folder.")] = False,
+    eval_every: Annotated[Optional[int], typer.Option(min=0, help="Steps between evaluations (default: a tenth of "
+                                                                  "the steps; 0: only the final one).")] = None,
+    save_every: Annotated[Optional[int], typer.Option(min=0, help="Steps between saves of the resumable state "
+                                                                  "(default: at every evaluation; 0: only on "
+                                                                  "Ctrl-C/SIGTERM).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write every metric as JSON here (default: the output "
+                                                     "folder's metrics.json).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     samples: Annotated[Optional[Path], typer.Option(help="Also write a PNG grid of generated samples here.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Also save the trained model here (for `archsearch sample`).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Save the trained model here (default: the output "
+                                                            "folder's checkpoint.pt; for `archsearch sample`).")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Train one architecture briefly; print and save its loss, throughput and cost metrics."""
+    """Train one network: from a space file, a U-Net config or a study's trial. Evaluates it on
+    the study's validation protocol at intervals, saves a resumable state periodically and on
+    Ctrl-C (then exits 130, printing the command that resumes), and writes its metrics and checkpoint."""
     from .report.console import metrics_table, print_data_lines, training_progress
     from .report.tables import show
-    from .schema.space import load_space
-    from .trial import train_fixed
+    from .retrain import RunInterrupted, run_job, train_job
 
-    space = load_space(file, parse_sets(set_))
-    with training_progress(console, enabled=console.is_terminal) as progress:
-        run = train_fixed(space, device, source=str(file), metrics_path=out, samples_path=samples,
-                          checkpoint_path=checkpoint, on_load=functools.partial(print_data_lines, err_console),
-                          on_progress=progress)
-    show(console, metrics_table(run.result.metrics.to_dict(), title=f"{file} on {run.result.metrics.device}"))
+    job = train_job(source, trial, space, parse_sets(set_), steps, seconds)
+    out_dir = out_dir or job.out_dir
+    where = f", into {out_dir}/" if out_dir else ""
+    err_console.print(f"{job.label}: {job.train.steps} steps{where}", style="dim", markup=False, highlight=False,
+                      soft_wrap=True)
+    try:
+        with training_progress(console, enabled=console.is_terminal, batch_size=job.train.batch_size) as display:
+            run = run_job(job, device, out_dir=out_dir, resume=resume, eval_every=eval_every, save_every=save_every,
+                          checkpoint_path=checkpoint, metrics_path=out, samples_path=samples,
+                          on_load=functools.partial(print_data_lines, err_console), on_progress=display,
+                          on_evaluated=display.evaluated)
+    except RunInterrupted as exc:
+        _print_interrupted(exc, _resume_command(ctx))
+        raise typer.Exit(exc.code) from None
+    if run.resumed_from is not None:
+        console.print(f"resumed from step {run.resumed_from}")
+    show(console, metrics_table(run.result.metrics.to_dict(), title=f"{job.label} on {run.result.metrics.device}"))
     if run.result.reason:
         console.print(f"[red]{run.result.reason}[/red]")
     for label, path in run.files.items():
@@ -411,11 +445,38 @@ def train(
         raise typer.Exit(1)
 
 
+def _print_interrupted(exc, command: str) -> None:
+    at = f"at step {exc.step} of {exc.total}" if exc.step is not None else "before training"
+    if exc.state_path is None:
+        typer.echo(f"interrupted {at}; nothing was saved to resume from (a run is resumable with --out-dir, "
+                   "as a study trial's is by default)", err=True)
+        return
+    saved = f"at step {exc.saved_step}" if exc.saved_step is not None else "earlier"
+    typer.echo(f"interrupted {at}; the training state saved {saved} is in {exc.state_path}. Resume with:", err=True)
+    typer.echo(f"  {command}", err=True)
+
+
+def _resume_command(ctx: typer.Context) -> str:
+    """The running command as typed (rebuilt from its parsed options), with --resume."""
+    import shlex
+
+    words = ["archsearch", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif value not in (None, False, (), []) and value != param.default:
+            flag = max(param.opts, key=len)
+            values = [] if param.is_flag else list(value) if param.multiple else [value]
+            words += [flag] if param.is_flag else [w for v in values for w in (flag, str(v))]
+    return shlex.join(words + ([] if "--resume" in words else ["--resume"]))
+
+
 @app.command()
 @handles_errors
 def sample(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint: `archsearch train --checkpoint`'s, or a study's "
-                                                    "trials/<n>/checkpoint.pt.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint: `archsearch train`'s (its checkpoint.pt, or "
+                                                    "--checkpoint), or a study's trials/<n>/checkpoint.pt.")],
     out: Annotated[Optional[Path], typer.Option(help="The PNG grid to write (default: beside the checkpoint, samples.png "
                                                      "for a checkpoint.pt, else <name>-samples.png).")] = None,
     sampler: Annotated[str, typer.Option(help="ddim or ddpm.")] = "ddim",

@@ -35,6 +35,11 @@
 - Determinism: `seed` seeds torch's global RNG (dropout) and a device generator for timesteps,
   noise and label dropout; the same model init, config, seed and device give the same losses
   (bit for bit on CPU; on CUDA up to nondeterministic kernels such as cuDNN autotuning picks).
+- Resuming: `on_step(step, snapshot)` hears every step boundary but the last; `snapshot()` is the
+  run's whole state there (archsearch.train_state: weights, EMA, AdamW, RNGs, the data position,
+  the curves). `train(..., resume=state)` continues such a state: on the CPU, a run interrupted
+  and resumed ends with the same weights and curves as one run straight through. The time the
+  callback takes (writing a state) is not training time.
 """
 
 from __future__ import annotations
@@ -58,13 +63,15 @@ from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classe
 from archsearch.io import atomic_write
 from archsearch.schema.train import TrainConfig
 from archsearch.settings import RunSettings
+from archsearch.train_state import Position, capture, restore
 
 __all__ = [
-    "TrainResult", "ProgressFn", "train", "learning_rate", "save_checkpoint", "load_checkpoint",
+    "TrainResult", "ProgressFn", "StepFn", "train", "learning_rate", "save_checkpoint", "load_checkpoint",
 ]
 
 Batches = Iterable[tuple[Tensor, Tensor | None]]
 EvalFn = Callable[[int, EvalResult], bool | None]  # (step, result) -> True to stop the run
+StepFn = Callable[[int, Callable[[], dict]], None]  # (step, snapshot): snapshot() is the resumable state
 
 
 class ProgressFn(Protocol):
@@ -114,11 +121,16 @@ def train(
     on_progress: ProgressFn | None = None,
     on_eval: EvalFn | None = None,
     eval_steps: Iterable[int] = (),
+    resume: dict | None = None,
+    on_step: StepFn | None = None,
 ) -> TrainResult:
     """Train `model` (moved to `settings.device` in place) on `batches`; evaluate it under `protocol`.
 
     `on_eval(step, result)` hears every intermediate evaluation (the curve points and
     `eval_steps`, those below `cfg.steps`); returning True ends the run there as `stopped`.
+    `on_step(step, snapshot)` hears every step but the last (it may raise to end the run, say on
+    Ctrl-C, after saving `snapshot()`); `resume` is such a snapshot to continue from, taken with
+    the same model, config and batches (`batches` then needs `load_state_dict`, as DeviceBatches has).
 
     `settings` is `resolve_run_settings(cfg, device)`, made by the caller so that measuring,
     evaluating and sampling the same model run under the same resolved choices.
@@ -132,7 +144,8 @@ def train(
     result = TrainResult(outcome="completed", steps=0)
     oom = ""
     try:
-        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval, eval_steps)
+        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval, eval_steps, resume,
+             on_step)
     except RuntimeError as exc:  # torch.OutOfMemoryError, or the plain RuntimeError of older kernels and the CPU
         if not is_out_of_memory(exc):
             raise
@@ -159,6 +172,8 @@ def _run(
     on_progress: ProgressFn,
     on_eval: EvalFn | None,
     eval_steps: Iterable[int] = (),
+    resume: dict | None = None,
+    on_step: StepFn | None = None,
 ) -> None:
     """The training loop; fills `result` as it goes, so that an OOM keeps the curves so far."""
     device = s.device
@@ -197,10 +212,26 @@ def _run(
     fractions = [k / (protocol.cfg.curve_points + 1) for k in range(1, protocol.cfg.curve_points + 1)]
     at_steps = sorted({int(s) for s in eval_steps if 0 < s < cfg.steps})  # and after these exact steps
     window_sum, window_n = torch.zeros((), device=device), 0
-    train_seconds, segment_start = 0.0, time.perf_counter()
+    train_seconds = 0.0
     last_loss: float | None = None  # the last window's mean, as read at a log point
-    on_progress("training", 0, cfg.steps, last_loss)
-    step, done = 0, False
+    step = 0
+    if resume is not None:
+        at = restore(resume, model, ema, optimizer, generator, batches, result)
+        step, window_n, last_loss, train_seconds = at.step, at.window_n, at.last_loss, at.train_seconds
+        window_sum.copy_(at.window_sum)
+        del fractions[:at.fractions_done]
+        at_steps = [s for s in at_steps if s > step]
+    num_fractions = protocol.cfg.curve_points
+
+    def snapshot() -> dict:
+        synchronize(device)
+        at = Position(step, window_sum, window_n, last_loss, train_seconds + time.perf_counter() - segment_start,
+                      num_fractions - len(fractions))
+        return capture(at, model, ema, optimizer, generator, batches, result)
+
+    segment_start = time.perf_counter()
+    on_progress("training", step, cfg.steps, last_loss)
+    done = step >= cfg.steps
     while not done:
         try:
             x0, labels = next(batches)
@@ -254,6 +285,10 @@ def _run(
             if on_eval is not None and on_eval(step, res):
                 result.outcome, result.reason, result.final = "stopped", f"stopped by on_eval at step {step}", res
                 break
+        if on_step is not None and not done:
+            paused = time.perf_counter()
+            on_step(step, snapshot)
+            segment_start += time.perf_counter() - paused  # saving a state is not training time
     if window_n and not _log_window(result, step, window_sum / window_n):  # the data ran out mid-window
         return
     synchronize(device)
@@ -289,7 +324,7 @@ def _log_window(result: TrainResult, step: int, mean_loss: Tensor) -> bool:
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, train_cfg: dict, data: dict) -> Path:
     """Write {"config", "state_dict", "train", "data"} with `torch.save` (plain types and tensors
-    only), atomically: a run killed while writing leaves the previous file, or none, never a torn one."""
+    only), atomically: a reader never sees half a checkpoint, and a failed write keeps the old one."""
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     payload = {"format": _FORMAT, "config": config, "state_dict": state, "train": train_cfg, "data": data}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))

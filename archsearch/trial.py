@@ -54,7 +54,7 @@ from .schema.train import EvalConfig, TrainConfig
 from .schema.unet import UNetConfig
 from .settings import RunSettings, resolve_run_settings
 from .timing import ReferenceCache
-from .train import ProgressFn, save_checkpoint, train
+from .train import ProgressFn, StepFn, save_checkpoint, train
 
 __all__ = ["TrialContext", "LazyContext", "TrialResult", "run_trial", "FixedRun", "train_fixed", "training_state_bytes",
            "METRIC_KEYS"]
@@ -130,6 +130,8 @@ def run_trial(
     checkpoint_path: Path | None = None,
     eval_steps: Sequence[int] = (),
     speed_anchor: Callable[[TrialMetrics], float | None] | None = None,
+    resume: dict | None = None,
+    on_step: StepFn | None = None,
 ) -> TrialResult:
     """Build, measure, train and evaluate one architecture; see the module docstring.
 
@@ -138,7 +140,9 @@ def run_trial(
     throughput, FLOPs, ...). Returning True stops the run there: the trial's outcome is
     `stopped`, with its steps and learning curve but no final score (`val_loss` stays None).
     `speed_anchor(metrics)`, asked once the cost is measured, gives the reference images/s that
-    normalizes the speed (None: the trial's own).
+    normalizes the speed (None: the trial's own). `resume` and `on_step` go to `train`: a state
+    to continue from (archsearch.train_state; the model is built and measured afresh first), and
+    the callback that hears every step with the means to snapshot one.
     """
     progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
@@ -182,7 +186,7 @@ def run_trial(
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
     hook = None if on_eval is None else lambda step, res: on_eval(step, res, metrics)
     result = train(model, batches, train_cfg, context.protocol, settings, on_progress=progress, on_eval=hook,
-                   eval_steps=eval_steps)
+                   eval_steps=eval_steps, resume=resume, on_step=on_step)
 
     metrics.outcome, metrics.steps_trained, metrics.train_seconds = result.outcome, result.steps, result.train_seconds
     metrics.learning_curve = [[int(s), float(v)] for s, v in result.learning_curve]
@@ -234,8 +238,10 @@ def train_fixed(
     on_load: Callable[[list[str]], None] | None = None,
     on_progress: ProgressFn | None = None,
 ) -> FixedRun:
-    """`archsearch train`: run the one architecture of a space without distributions as a
-    trial and write its metrics (as JSON, even for a failed run), samples and checkpoint.
+    """Run the one architecture of a space without distributions as a trial and write its
+    metrics (as JSON, even for a failed run), samples and checkpoint. (`archsearch train` runs
+    the same trial through archsearch.retrain.run_job, which adds evaluations at intervals and a
+    resumable state.)
 
     `source` locates the space in errors (its file); `on_load` hears `ImageData.describe()` once
     the data is read, before the first `on_progress` event.

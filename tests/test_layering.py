@@ -1,8 +1,8 @@
 """The import direction of archsearch, checked over every module (DESIGN.md, STYLE.md habit 1).
 
     errors/io/urls/metrics/load -> schema -> plan -> nn -> data, diffusion, device, settings,
-    timing, measure, train, evaluate, samples -> trial -> search -> results, folder -> report,
-    ablation, export, verify -> cli
+    timing, measure, train, train_state, evaluate, samples -> trial -> search -> results, folder ->
+    report, ablation, export, verify, retrain -> cli
 
 A module may import its own layer and the layers before it, never one after: imports inside
 functions count as much as those at the top (a lazy import is still a dependency). The package
@@ -28,11 +28,11 @@ LAYERS = [
     {"schema"},
     {"plan"},
     {"nn"},
-    {"data", "diffusion", "device", "settings", "timing", "measure", "train", "evaluate", "samples"},
+    {"data", "diffusion", "device", "settings", "timing", "measure", "train", "train_state", "evaluate", "samples"},
     {"trial"},
     {"search"},
     {"results", "folder"},
-    {"report", "ablation", "export", "verify"},
+    {"report", "ablation", "export", "verify", "retrain"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

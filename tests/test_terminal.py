@@ -59,6 +59,30 @@ def test_the_training_progress_bar_appears_at_the_first_event():
     assert console.file.getvalue() == out  # no event, no bar and no blank line
 
 
+def test_a_long_run_shows_images_per_second_the_eta_and_evaluation_lines():
+    console, now = terminal(width=120), [100.0]
+    with training_progress(console, batch_size=64) as update:
+        update.progress.get_time = lambda: now[0]  # rich's clock, moved by hand
+        update("measuring", 0, 600)
+        update("training", 300, 600, 0.25)  # a resumed run: its first step is 300, at no speed yet
+        for step in range(301, 311):
+            now[0] += 0.5  # 2 steps/s: 128 images/s, 290 steps left: 2:25
+            update("training", step, 600, 0.25)
+        update.progress.refresh()
+        update.evaluated(310, 600, 0.1234)
+    out = console.file.getvalue()
+    assert "310/600" in out and "128 img/s" in out and "0:02:25" in out
+    assert "step 310/600  val_loss 0.1234" in out
+
+
+def test_evaluation_lines_are_printed_without_the_bar():
+    console = Console(file=io.StringIO(), width=100)
+    with training_progress(console, enabled=False, batch_size=8) as update:
+        update("training", 5, 60, 0.5)
+        update.evaluated(6, 60, 0.25)
+    assert console.file.getvalue() == "step  6/60  val_loss 0.25\n"
+
+
 # --------------------------------------------------------------------------- tables that fit
 
 FRONT = pd.DataFrame({

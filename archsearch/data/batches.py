@@ -17,6 +17,10 @@ straddles two epochs takes the end of one and the start of the next, so every ba
 (static shapes for torch.compile and CUDA graphs). The permutations come from a CPU generator
 seeded with `seed` (one per epoch, copied asynchronously), so the batch sequence is the same on
 every device and on both paths: a trial's data order does not depend on where it runs.
+
+`state_dict()` is the position in that sequence (the generator's state, the current epochs'
+order and the index into it; plain tensors and ints), and `load_state_dict` goes back to it:
+a resumed training run (archsearch.train_state) draws exactly the batches it would have drawn.
 """
 
 from __future__ import annotations
@@ -90,6 +94,20 @@ class DeviceBatches(Iterator[tuple[torch.Tensor, torch.Tensor | None]]):
         else:
             images, labels = self._gather_on_host(index)
         return to_signed(images), labels
+
+    def state_dict(self) -> dict:
+        """Where the sequence is: what `load_state_dict` needs to continue it batch for batch."""
+        return {"generator": self._generator.get_state(), "order": self._order.cpu(), "pos": self._pos,
+                "epoch": self.epoch, "num_images": self.num_images, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()` of batches over the same images and batch size."""
+        for key in ("num_images", "batch_size"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"the saved position is for {key}={state[key]}, these batches have {getattr(self, key)}")
+        self._generator.set_state(state["generator"])
+        self._order = state["order"].to(self._order.device)
+        self._pos, self.epoch = int(state["pos"]), int(state["epoch"])
 
     def _refill(self) -> None:
         # Keep the unused tail of the current epoch and append whole new epochs after it.

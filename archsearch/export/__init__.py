@@ -13,12 +13,12 @@ plan, schema, ...); nothing imports it but the CLI.
 
 from .check import TOLERANCE, max_abs_difference, random_weights
 from .diffusers import diffusers_config, from_diffusers, to_diffusers
-from .source import Source, file_source, select_trial, study_source
+from .source import Source, file_source, select_trial, study_source, study_trial
 from .targets import TARGETS, ExportMismatch, ExportResult, export
 
 __all__ = [
     "TOLERANCE", "max_abs_difference", "random_weights",
     "diffusers_config", "from_diffusers", "to_diffusers",
-    "Source", "file_source", "select_trial", "study_source",
+    "Source", "file_source", "select_trial", "study_source", "study_trial",
     "TARGETS", "ExportMismatch", "ExportResult", "export",
 ]

@@ -24,7 +24,7 @@ from ..schema.paths import ARCHITECTURE
 from ..schema.unet import UNetConfig
 from ..search.records import CHECKPOINT_NAME, checkpoint_path
 
-__all__ = ["Source", "study_source", "file_source", "select_trial", "CHECKPOINT_NAME"]
+__all__ = ["Source", "study_source", "file_source", "select_trial", "study_trial", "CHECKPOINT_NAME"]
 
 
 
@@ -77,12 +77,17 @@ def select_trial(study, which: str) -> int:
     return int(which)
 
 
+def study_trial(study_dir: str | Path, which: str):
+    """(number, FrozenTrial) of trial `which` (a number or `knee`) of the study in `study_dir`."""
+    study = open_study(Path(study_dir))
+    number = select_trial(study, which)
+    return number, next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
 def study_source(study_dir: str | Path, which: str) -> Source:
     """Trial `which` (a number or `knee`) of the study in `study_dir`."""
     study_dir = Path(study_dir)
-    study = open_study(study_dir)
-    number = select_trial(study, which)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    number, trial = study_trial(study_dir, which)
     config = trial.user_attrs.get("config")
     if not isinstance(config, dict):
         raise ConfigErrors([ConfigError("--trial", f"{number}: the trial records no config (it failed before "

@@ -9,7 +9,9 @@ from typing import Any
 import pandas as pd
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from ..metrics import METRICS
 from .tables import Column, TextTable, markdown, show
@@ -90,28 +92,61 @@ def print_data_lines(console: Console, lines: list[str]) -> None:
 
 
 @contextmanager
-def training_progress(console: Console, enabled: bool = True):
-    """A progress bar fed by the trial's `on_progress(phase, step, total, loss)` callback; rich
-    redraws it 10 times a second, so the elapsed time runs between steps. The bar appears at the
-    first event, so what is printed before the trial starts (the data read) stays above it."""
-    if not enabled:
-        yield lambda *event: None
-        return
-    progress = Progress(
-        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(), console=console, transient=True,
-    )
-    tasks = []
+def training_progress(console: Console, enabled: bool = True, batch_size: int | None = None):
+    """A progress bar for one training run: steps done of the total, the latest training loss,
+    images/s (with `batch_size`) and the time left, fed by the trial's `on_progress(phase, step,
+    total, loss)` callback, which is what this yields; its `evaluated(step, total, val_loss)`
+    prints an evaluation as a line above the bar (as a plain line when the bar is off).
 
-    def update(phase: str, step: int, total: int, loss: float | None = None) -> None:
-        if not tasks:
-            progress.start()
-            tasks.append(progress.add_task("building", total=None, loss=""))
-        progress.update(tasks[0], description=phase, completed=step, total=total if phase == "training" else None,
-                        loss=f"loss {loss:.4g}" if loss is not None else "")
-
+    Rich redraws the bar 10 times a second, so the elapsed time runs between steps. The bar
+    appears at the first event, so what is printed before the run starts (the data read) stays
+    above it. Rich's speed leaves out the first advance it sees, so a resumed run's jump from 0
+    to its step does not count as steps done in no time (nor throw the ETA)."""
+    display = _TrainingDisplay(console, enabled, batch_size)
     try:
-        yield update
+        yield display
     finally:
-        if tasks:
-            progress.stop()
+        display.stop()
+
+
+class _ImagesPerSecond(ProgressColumn):
+    """Training images per second: rich's steps/s estimate times the batch size."""
+
+    def __init__(self, batch_size: int | None):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def render(self, task) -> Text:
+        speed = task.speed if task.fields.get("phase") == "training" else None
+        if speed is None or not self.batch_size:
+            return Text("")
+        return Text(f"{speed * self.batch_size:,.0f} img/s")
+
+
+class _TrainingDisplay:
+    def __init__(self, console: Console, enabled: bool, batch_size: int | None):
+        self.console, self.enabled = console, enabled
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            _ImagesPerSecond(batch_size), TextColumn("eta"), TimeRemainingColumn(), TimeElapsedColumn(),
+            console=console, transient=True,
+        )
+        self.task = None
+
+    def __call__(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
+        if not self.enabled:
+            return
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("building", total=None, loss="", phase="")
+        fields = {"description": phase, "total": total if phase == "training" else None, "phase": phase,
+                  "loss": f"loss {loss:.4g}" if loss is not None else ""}
+        self.progress.update(self.task, completed=step, **fields)
+
+    def evaluated(self, step: int, total: int, val_loss: float) -> None:
+        """One line above the bar: the step and its validation loss."""
+        self.console.print(f"step {step:>{len(str(total))}}/{total}  val_loss {val_loss:.4g}", highlight=False)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
