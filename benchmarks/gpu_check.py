@@ -201,7 +201,7 @@ def workers_sharing(dry: bool, tmp: Path) -> dict:
         out[str(k)] = {"rc": rc, "trials": trials, "seconds": seconds, "trials_per_minute": 60 * trials / seconds}
         if rc:
             out[str(k)]["log"] = tail
-    return out
+    return {"runs": out}
 
 
 def forced_oom(dry: bool, tmp: Path) -> dict:

@@ -28,6 +28,6 @@ def test_the_dry_run_writes_every_figure(tmp_path):
     assert report["ddpm"]["ours"]["images_per_s"] > 0 and 0 < report["ddpm"]["ours"]["mfu"] < 1
     if importlib.util.find_spec("diffusers") is not None:  # the diffusers extra: ours beside UNet2DModel
         assert report["ddpm"]["ratio_ours_to_diffusers"] > 0
-    assert all(run["rc"] == 0 and run["trials_per_minute"] > 0 for run in report["workers"].values())
+    assert all(run["rc"] == 0 and run["trials_per_minute"] > 0 for run in report["workers"]["runs"].values())
     assert report["oom"]["ok"], report["oom"]  # the too-big trial is `oom`, the other completes
     assert "== ddpm-study: exit 0" in log
