@@ -328,6 +328,16 @@ def test_bad_proxy_options_are_exit_2(tmp_path, monkeypatch, args, says):
     assert "hunter2" not in result.output and not list(tmp_path.iterdir())
 
 
+def test_a_proxy_whose_database_does_not_answer_is_exit_1_without_its_password(tmp_path, monkeypatch):
+    pytest.importorskip("grpc", reason=NEEDS_GRPC)
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql+psycopg://archsearch:hunter2@127.0.0.1:1/nothing"  # nothing listens on port 1
+    result = runner.invoke(app, ["storage-proxy", "--storage", url, "--host", "127.0.0.1", "--port", str(free_port())])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: RuntimeError: cannot open storage postgresql+psycopg://archsearch:***@")
+    assert "hunter2" not in result.output and "storage proxy on" not in result.output
+
+
 # --- URLs and failures -------------------------------------------------------------------------
 
 BAD_URLS = [

@@ -18,8 +18,10 @@ What Optuna 5's proxy does (read in optuna/storages/_grpc), and what archsearch 
 - **Caching.** The client caches trials: `get_all_trials` asks only for trials newer than the
   newest finished one it holds, and again for every one it holds unfinished. A running trial's
   heartbeat and phase are always read fresh; a finished trial, which cannot change, is read once.
-  `get_trial` is not cached. Behind the server, `get_storage` puts Optuna's trial cache in front
-  of the RDBStorage, as Optuna's docs advise.
+  `get_trial` is not cached. (It takes trial ids to appear in order: a trial created before
+  one that is already finished, but committed after it, would stay unseen by that client; here
+  that would need a trial's creation to take longer than another trial's training.) Behind the
+  server, `get_storage` puts Optuna's trial cache in front of the RDBStorage, as its docs advise.
 - **Connecting.** The channel connects lazily and a call to a proxy that is down fails at once
   with `grpc.RpcError` UNAVAILABLE. `open_grpc_storage` first waits up to `CONNECT_TIMEOUT`
   seconds (`wait_server_ready`), so that jobs started with their proxy do not race it, then says
