@@ -292,7 +292,7 @@ def test_a_killed_workers_trial_is_failed_and_retried_through_the_proxy(proxy, t
 
 # --- the proxy server ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_the_proxy_refuses_a_taken_port_and_stops_cleanly(tmp_path, sig):
     pytest.importorskip("grpc", reason=NEEDS_GRPC)
     first = start_proxy(f"sqlite:///{tmp_path / 'backend.db'}")
