@@ -192,7 +192,7 @@ def run(
     space_file: Annotated[Path, typer.Argument(metavar="SPACE", help="The space file.")],
     trials: Annotated[Optional[int], typer.Option(help="Total trials of the study (default: study.trials).")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where study folders are written.")] = Path("results"),
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (postgresql://, mysql://); default: the study folder's journal.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (postgresql://, mysql://, or grpc://HOST:PORT for a storage-proxy); default: the study folder's journal.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study (at least 1).")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3 (worker i gets the i-th).")] = None,
@@ -289,6 +289,21 @@ def results(
     df, folder = regenerate_tables(study_dir, storage, study, out)
     print_results(df, format, console)
     err_console.print(f"wrote {folder / 'trials.csv'} and trials.parquet", style="dim")
+
+
+@app.command("storage-proxy")
+@handles_errors
+def storage_proxy(
+    storage: Annotated[str, typer.Option(help="The database the proxy fronts: postgresql://, mysql:// (or sqlite:/// on one machine).")],
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 13000,
+    host: Annotated[str, typer.Option(help="The address to listen on (0.0.0.0: every interface of this machine).")] = "0.0.0.0",
+) -> None:
+    """Serve a database storage to many workers through Optuna's gRPC proxy, until Ctrl-C or
+    SIGTERM: workers run with --storage grpc://THIS_HOST:PORT and hold no database connection."""
+    from .search.proxy import serve_proxy
+
+    stopped_by = serve_proxy(storage, port, host, on_ready=lambda line: typer.echo(line))
+    err_console.print(f"storage proxy stopped{f' ({stopped_by})' if stopped_by else ''}", style="dim")
 
 
 def _parse_gpus(text: str | None) -> list[int] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from archsearch.errors import ConfigError
-from archsearch.urls import check_storage_url, redact
+from archsearch.urls import check_storage_url, grpc_address, redact
 
 
 @pytest.mark.parametrize("url,secret", [
@@ -15,6 +15,7 @@ from archsearch.urls import check_storage_url, redact
     ("postgresql://user@db/archsearch?sslmode=require&password=hunter2", "hunter2"),
     ("postgresql://db/archsearch?PASSWORD=hunter2", "hunter2"),
     ("mysql+pymysql://root:%40secret@127.0.0.1/x?token=abc", "secret"),
+    ("grpc://user:hunter2@proxy-host:13000", "hunter2"),
 ])
 def test_passwords_are_hidden_wherever_they_sit(url, secret):
     text = f"error: OperationalError: connection to {url} failed: ({url})"
@@ -24,7 +25,8 @@ def test_passwords_are_hidden_wherever_they_sit(url, secret):
 
 
 def test_urls_without_secrets_are_left_alone():
-    for text in ("journal:///tmp/x/optuna.journal", "sqlite:///study.db", "see https://optuna.org/a@b", "plain text"):
+    for text in ("journal:///tmp/x/optuna.journal", "sqlite:///study.db", "see https://optuna.org/a@b", "plain text",
+                 "grpc://127.0.0.1:13000"):
         assert redact(text) == text
     assert redact("postgresql://user@db/x?sslmode=require") == "postgresql://user@db/x?sslmode=require"
 
@@ -35,6 +37,9 @@ def test_urls_without_secrets_are_left_alone():
     ("postgresql+nodriver://db/x", "unknown driver"),
     ("redis://127.0.0.1:6379", "unknown database 'redis'"),
     ("journal://", "names no journal file"),
+    ("grpc://proxy-host", "names no port"),
+    ("grpc://proxy-host:13000x", "the port '13000x' is not a number from 1 to 65535"),
+    ("grpc://user:pw@proxy-host:13000", "takes no user or password"),
 ])
 def test_malformed_urls(url, says):
     with pytest.raises(ConfigError) as exc:
@@ -52,6 +57,22 @@ def test_malformed_urls_hide_their_password():
                                  "sqlite:///study.db", "journal:///tmp/study/optuna.journal", "postgresql:///test"])
 def test_wellformed_urls(url):
     check_storage_url(url)
+
+
+@pytest.mark.parametrize("url,address", [
+    ("grpc://127.0.0.1:13000", ("127.0.0.1", 13000)),
+    ("grpc://proxy.internal:1/", ("proxy.internal", 1)),
+    ("grpc://[::1]:65535", ("[::1]", 65535)),  # brackets kept: gRPC's target is host:port
+])
+def test_wellformed_grpc_urls(url, address):
+    assert grpc_address(url) == address
+    check_storage_url(url)
+
+
+def test_a_bad_grpc_url_is_located_where_it_was_given():
+    with pytest.raises(ConfigError) as exc:
+        grpc_address("grpc://proxy-host", path="study.storage")
+    assert exc.value.path == "study.storage"
 
 
 def test_a_password_with_a_raw_at_sign_is_bad_input():

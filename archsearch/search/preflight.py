@@ -6,7 +6,8 @@ up front, instead of as one failed trial after another:
 
 - the results folder can be created (`--results-dir` is not a file, the study folder neither);
 - the storage URL is well formed (whether its server answers is found when it is opened: an
-  unreachable server is a failure, exit 1, but still before anything is written);
+  unreachable server is a failure, exit 1, but still before anything is written), and a
+  grpc:// one has grpcio to speak to its proxy;
 - the device exists (`cuda` on a machine without a GPU is bad input, not an `error:` trial);
 - the data can be read (a missing folder, an empty one, a missing `.npy` file...) and the
   validation protocol can be built from it (enough held-out images for `eval.timesteps`).
@@ -55,6 +56,10 @@ def preflight(results_dir: str | Path, name: str, storage: str | None, data_cfg,
             check_storage_url(storage)
         except ConfigError as exc:
             raise ConfigErrors([exc]) from None
+        if storage.startswith("grpc://"):
+            from .proxy import require_grpc
+
+            require_grpc("--storage", "a grpc:// storage")
     return study_dir, check_inputs(data_cfg, eval_cfg, train_settings, device, device_path, on_load)
 
 

@@ -4,7 +4,7 @@ A database connection dropped for a second, or a disk full for a moment, must no
 trial into a lost one, nor end a worker. `RetryingStorage` wraps the storage `open_storage`
 returns and repeats any call (reads and writes alike) that fails with what a storage raises when
 it is briefly unreachable (`archsearch.search.storage.is_transient`: sqlalchemy's
-OperationalError, a journal write's ENOSPC or EIO), pausing `RETRY_DELAYS` seconds between
+OperationalError, a storage proxy's gRPC UNAVAILABLE, a journal write's ENOSPC or EIO), pausing `RETRY_DELAYS` seconds between
 attempts. Anything else (a finished trial updated, a study that does not exist) is an answer,
 not an outage, and goes through at once.
 

@@ -7,6 +7,9 @@
 - `--storage postgresql+psycopg://user:pass@host/db` (or mysql+pymysql://, sqlite:///):
   `RDBStorage`, for many machines. Without Optuna's heartbeat: archsearch.search.worker writes
   its own for every storage, and Optuna's would only warn outside `study.optimize`.
+- `--storage grpc://HOST:PORT`: Optuna's `GrpcStorageProxy`, a client of the proxy server that
+  `archsearch storage-proxy` runs in front of a database (archsearch.search.proxy), for more
+  workers than a database takes connections.
 
 Either way the storage is wrapped in `RetryingStorage` (archsearch.search.retry): a call that
 meets a moment's outage (`is_transient`) is repeated a few times before the error goes on.
@@ -25,6 +28,7 @@ archsearch.search.journal (the journal file's lock and record format) only.
 from __future__ import annotations
 
 import errno
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +103,9 @@ def describe_error(exc: BaseException) -> str:
 
     if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
         exc = exc.__cause__
+    if _grpc_code(exc) is not None:  # its text is a multi-line repr; its details say what happened
+        details = redact(exc.details() or "").strip()
+        return f"gRPC {_grpc_code(exc).name}: {details.splitlines()[0] if details else 'no details'}"
     text = redact(str(exc)).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
@@ -120,6 +127,10 @@ def open_storage(url: str | None, study_dir: Path):
         return RetryingStorage(JournalStorage(JournalFile(str(study_dir / JOURNAL_NAME))))
     if url.startswith(("journal://", "file://")):
         return RetryingStorage(JournalStorage(JournalFile(url.split("://", 1)[1])))
+    if url.startswith("grpc://"):
+        from .proxy import open_grpc_storage
+
+        return RetryingStorage(open_grpc_storage(url))
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001 - driver errors carry the URL; never show it raw
@@ -132,12 +143,24 @@ def open_storage(url: str | None, study_dir: Path):
 _TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EAGAIN, errno.EINTR}
 
 
+def _grpc_code(exc: BaseException):
+    """The status code of a gRPC error (grpc is looked up, never imported: only a grpc:// storage loads it)."""
+    grpc = sys.modules.get("grpc")
+    if grpc is None or not isinstance(exc, grpc.RpcError) or not callable(getattr(exc, "code", None)):
+        return None
+    return exc.code()
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for what a storage raises while it is briefly unreachable: a database connection
-    lost or refused (sqlalchemy's OperationalError, also wrapped in Optuna's StorageInternalError)
-    or a journal write failing for want of space or I/O."""
+    lost or refused (sqlalchemy's OperationalError, also wrapped in Optuna's StorageInternalError),
+    a storage proxy unavailable (gRPC UNAVAILABLE: restarting, or its network dropped), or a
+    journal write failing for want of space or I/O."""
     if isinstance(exc, OSError):
         return exc.errno in _TRANSIENT_ERRNOS
+    code = _grpc_code(exc)
+    if code is not None:
+        return code.name == "UNAVAILABLE"
     try:
         from sqlalchemy.exc import OperationalError
     except ImportError:  # pragma: no cover - Optuna depends on SQLAlchemy
