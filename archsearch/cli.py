@@ -438,6 +438,7 @@ def train(
     job = train_job(source, trial, space, parse_sets(set_), steps, seconds)
     out_dir = out_dir or job.out_dir
     where = f", into {out_dir}/" if out_dir else ""
+    where += ", resuming from its state.pt" if resume and out_dir else ""
     err_console.print(f"{job.label}: {job.train.steps} steps{where}", style="dim", markup=False, highlight=False,
                       soft_wrap=True)
     try:

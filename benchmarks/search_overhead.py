@@ -247,6 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timed", type=int, default=5, help="trials timed per sampler and size")
     parser.add_argument("--postgres", default=os.environ.get("ARCHSEARCH_TEST_POSTGRES_URL"),
                         help="a PostgreSQL URL to time as well (default: $ARCHSEARCH_TEST_POSTGRES_URL; none: skip)")
+    parser.add_argument("--no-journal", action="store_true", help="time PostgreSQL only")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
 
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
           flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        storages = [("journal", None)] + ([("postgresql", args.postgres)] if args.postgres else [])
+        storages = ([] if args.no_journal else [("journal", None)]) + ([("postgresql", args.postgres)] if args.postgres else [])
         for label, storage in storages:
             rows += measure_storage(label, storage, sizes, args.timed, Path(tmp) / label, records, timers)
             shutil.rmtree(Path(tmp) / label, ignore_errors=True)

@@ -66,3 +66,35 @@ def test_the_duplicate_lookup_finds_the_one_match_among_thousands(position):
     assert match is not None and match.number == position
     assert _find_duplicate(trials, f"c{position}", "other settings") is None
     assert _find_duplicate(trials, "no such config", "s") is None
+
+
+def test_a_trial_asked_past_the_target_gives_way_and_does_not_count():
+    """Workers that counted at once all saw room for one more: the trials past the target, ranked
+    by number among those that count, are failed as surplus before they train."""
+    from archsearch.search.engine import SearchSource, surplus
+    from archsearch.search.worker import count_trials
+
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for _ in range(3):
+        study.tell(study.ask(), [1.0, 1.0])
+    racing = [study.ask(), study.ask()]  # two workers asked when 3 of 4 were done
+    assert not surplus(study, racing[0].number, 4) and surplus(study, racing[1].number, 4)
+    retried = study.ask()  # a retried failure does not count, so it takes no place
+    retried.set_user_attr("retried", True)
+    study.tell(retried, state=optuna.trial.TrialState.FAIL)
+    assert not surplus(study, racing[0].number, 4)
+    # through the source: a worker whose count is stale asks one more; it is given back at once
+    import archsearch.search.engine as engine
+
+    study.tell(racing[1], [1.0, 1.0])
+    study.tell(racing[0], [1.0, 1.0])  # 5 count now
+    real = engine.count_trials
+    engine.count_trials = lambda s: (4, 0, 0)  # what it read before the others' tells
+    try:
+        assert SearchSource(space=None, target=5).next(study) is engine.WAIT
+    finally:
+        engine.count_trials = real
+    given_back = study.get_trials(deepcopy=False)[-1]
+    assert given_back.state == optuna.trial.TrialState.FAIL and given_back.user_attrs["surplus"] is True
+    assert given_back.user_attrs["fail_reason"].startswith("skipped: the study reached its 5 trials")
+    assert count_trials(study)[0] == 5 and SearchSource(space=None, target=5).next(study) is None

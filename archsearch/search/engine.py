@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..schema.paths import format_version
 from .events import Observer
-from .objective import run_search_trial
+from .objective import failure_attrs, run_search_trial
 from .records import checkpoint_path, record_outcome, write_result
 from .storage import StorageWarning, StoredTrial, is_transient
-from .worker import Heartbeat, Interrupted, count_trials, fail_and_retry, reap_stale_trials
+from .worker import Heartbeat, Interrupted, count_trials, counts, fail_and_retry, reap_stale_trials
 
 if TYPE_CHECKING:
     from ..schema.space import SearchSpace
@@ -79,7 +79,11 @@ class SearchSource:
             return None
         if finished + running >= self.target:
             return WAIT  # the others' trials may still finish, or die and need a retry
-        return study.ask()
+        trial = study.ask()
+        if surplus(study, trial.number, self.target):
+            _give_back(study, trial, self.target)
+            return WAIT
+        return trial
 
     def space_for(self, trial) -> SearchSpace:
         return self.space
@@ -248,6 +252,23 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
         fail_and_retry(study, stored.current(), "interrupted", max_retries)
         raise
     return outcome
+
+
+def surplus(study, number: int, target: int) -> bool:
+    """Whether trial `number`, just asked, is one too many: workers that counted at the same time
+    all saw room for one more trial. The trials that count (finished ones that are not retried
+    or surplus, and running ones) are ranked by number, and those past the `target`-th give way."""
+    counting = sorted(t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING" or counts(t))
+    return number not in counting[:target]
+
+
+def _give_back(study, trial, target: int) -> None:
+    """Fail a surplus trial before it trains; it does not count (archsearch.search.worker.count_trials)."""
+    stored = StoredTrial.of(study, trial)
+    for key, value in failure_attrs(f"skipped: the study reached its {target} trials as this one was asked").items():
+        stored.set_attr(key, value)
+    stored.set_attr("surplus", True)
+    stored.mark_failed()
 
 
 def _skip(study, trial, reason: str) -> None:

@@ -7,7 +7,9 @@ study; the storage is the only thing they share. This module holds what that loo
 - **The count is the study's.** A worker starts a trial only while finished + running trials
   are below the target; at the target it waits for running trials to end (or to be found dead),
   then stops. Trials failed because their worker died or was interrupted do not count: their
-  retry does.
+  retry does. Workers that count at the same moment can each ask one more trial; a trial asked
+  past the target (ranked by number among the trials that count) is failed at once as
+  `skipped: ...`, marked `surplus`, and does not count either (archsearch.search.engine.surplus).
 - **Heartbeats.** While a trial runs, a thread writes the user attribute `heartbeat` (UTC
   seconds) every `study.heartbeat_interval` seconds, for every storage alike (Optuna's own
   heartbeats exist only for RDB storages inside `study.optimize`). Before asking for a trial,
@@ -39,7 +41,7 @@ from .objective import failure_attrs
 from .records import FINISHED, recover_result
 from .storage import StoredTrial
 
-__all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "Heartbeat", "WORKER_ID"]
+__all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "counts", "Heartbeat", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -175,12 +177,18 @@ def fail_and_retry(study, trial, reason: str, max_retries: int) -> bool:
     return True
 
 
+def counts(trial) -> bool:
+    """Whether a finished trial counts towards the study's total: not one that was retried (its
+    retry counts) nor a surplus one (asked when the study was full; archsearch.search.engine)."""
+    return trial.state.name in FINISHED and not trial.user_attrs.get("retried") and not trial.user_attrs.get("surplus")
+
+
 def count_trials(study) -> tuple[int, int, int]:
     """(finished that count, running, waiting) trials of the study."""
     finished = running = waiting = 0
     for t in study.get_trials(deepcopy=False):
         state = t.state.name
-        if state in FINISHED and not t.user_attrs.get("retried"):
+        if counts(t):
             finished += 1
         elif state == "RUNNING":
             running += 1
