@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from archsearch.cli import app
 from archsearch.search.proxy import proxy_line
+
+from test_workers import write_space
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("ARCHSEARCH_TEST_POSTGRES_URL")
@@ -146,10 +147,6 @@ def space(name: str, trials: int, steps: int = 4) -> dict:
     }
 
 
-def write_space(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / f"{data['study']['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def direct_trials(proxy: Proxy, name: str):

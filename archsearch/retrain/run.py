@@ -183,12 +183,10 @@ class _Saver:
                 signal.signal(sig, signal.SIG_IGN)
             raise self.interrupted(None)
 
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        from ..search.worker import signal_handler
+
+        with signal_handler(note):
             yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def _check_protected(job: TrainJob, out_dir: Path | None, outputs: dict[str, Path | None]) -> None:

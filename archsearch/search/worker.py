@@ -41,7 +41,7 @@ from .objective import failure_attrs
 from .records import FINISHED, recover_result
 from .storage import StoredTrial
 
-__all__ = ["Interrupted", "handle_signals", "reap_stale_trials", "fail_and_retry", "count_trials", "counts", "Heartbeat", "WORKER_ID"]
+__all__ = ["Interrupted", "handle_signals", "signal_handler", "reap_stale_trials", "fail_and_retry", "count_trials", "counts", "Heartbeat", "WORKER_ID"]
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -60,12 +60,19 @@ def handle_signals():
             signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with signal_handler(raise_interrupted):
+        yield
+
+
+@contextmanager
+def signal_handler(handler):
+    """`handler` for SIGINT and SIGTERM while inside; the previous handlers afterwards (main thread only)."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Heartbeat:
