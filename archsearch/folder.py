@@ -20,8 +20,9 @@ its worker processes and `archsearch ablate` keep their folders alike.
 The tables are rewritten after every trial, unless a rewrite takes longer than
 `TABLE_ALWAYS_S` and rewriting after every trial would take more than `TABLE_SHARE` of the
 study's time: a study of thousands of fast trials (rewriting 5,000 rows takes about a second)
-then rewrites them as often as keeps them within that share, and always when the study stops. The rows of finished trials are cached between rewrites
-(`trials_dataframe(rows=...)`), so only new and running trials are read again.
+then rewrites them as often as keeps them within that share, and always when the study stops.
+The rows of finished trials are cached between rewrites (`trials_dataframe(rows=...)`), so only
+new and running trials are read again.
 """
 
 from __future__ import annotations
