@@ -37,7 +37,7 @@ from typing import Any
 from .metrics import METRICS
 from .results import front_of, trials_dataframe, write_tables
 from .search.events import Observer
-from .search.records import CHECKPOINT_NAME, write_trial_files
+from .search.records import CHECKPOINT_NAME, FINISHED, write_trial_files
 from .search.study import run_search
 
 __all__ = ["StudyFolder", "StudySummary", "run_study", "prune_checkpoints", "TABLE_SHARE"]
@@ -92,7 +92,7 @@ def prune_checkpoints(study_dir: Path, df, objectives: list[str], directions: li
     if df.empty or not kept:
         return []
     front = set(front_of(df, objectives, directions)["number"].astype(int))
-    finished = set(df[df["state"].isin(("COMPLETE", "PRUNED", "FAIL"))]["number"].astype(int))
+    finished = set(df[df["state"].isin(FINISHED)]["number"].astype(int))
     deleted = sorted(number for number in kept if number in finished and number not in front)
     for number in deleted:
         kept[number].unlink(missing_ok=True)  # another worker may be pruning the same folder

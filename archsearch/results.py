@@ -38,6 +38,7 @@ from .io import atomic_write
 from .metrics import METRICS, bucket_columns, table_metrics
 from .pareto import pareto_front
 from .schema.paths import ARCHITECTURE, SECTIONS, TRAIN, flatten, qualified, section_of
+from .search.records import FINISHED
 from .search.rungs import rung_loss_columns, rung_losses
 from .search.speed import speed_columns
 
@@ -93,9 +94,6 @@ def trials_dataframe(trials: list, objectives: list[str] | None = None, rows: di
     return df[ordered + rest].sort_values("number").reset_index(drop=True)
 
 
-_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
-
-
 def _cached_row(trial, objectives: list[str], rows: dict | None) -> dict[str, Any]:
     if rows is None:
         return _row(trial, objectives)
@@ -104,7 +102,7 @@ def _cached_row(trial, objectives: list[str], rows: dict | None) -> dict[str, An
     if cached is not None and cached[0] == state:
         return cached[1]
     row = _row(trial, objectives)
-    if state in _FINISHED:
+    if state in FINISHED:
         rows[trial.number] = (state, row)
     return row
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
@@ -47,6 +48,7 @@ from archsearch.schema.loading import load_unet_config, unet_config_from_dict  #
 from archsearch.schema.measure import MeasureConfig  # noqa: E402
 from archsearch.schema.train import TrainConfig  # noqa: E402
 from archsearch.settings import resolve_run_settings  # noqa: E402
+from vs_diffusers import DiffusersAdapter  # noqa: E402 - archsearch's call convention around UNet2DModel
 
 PRESET = ROOT / "archsearch" / "presets" / "ddpm-cifar10.yaml"
 SMALL = {"image_size": 32, "in_channels": 3, "levels": [{"width": 32, "blocks": 1}, {"width": 64, "blocks": 1,
@@ -86,7 +88,7 @@ def ddpm_step(device, settings, dry: bool, peak: float) -> dict:
     try:
         from diffusers import UNet2DModel
 
-        models["diffusers"] = _Adapter(UNet2DModel(**diffusers_config(config)))
+        models["diffusers"] = DiffusersAdapter(UNet2DModel(**diffusers_config(config)))
     except ImportError:
         pass
     runs: dict[str, list] = {k: [] for k in models}
@@ -102,17 +104,6 @@ def ddpm_step(device, settings, dry: bool, peak: float) -> dict:
     if "diffusers" in out:
         out["ratio_ours_to_diffusers"] = out["ours"]["images_per_s"] / out["diffusers"]["images_per_s"]
     return out
-
-
-class _Adapter(torch.nn.Module):
-    """diffusers' UNet2DModel called as archsearch calls a denoiser: model(x, t, labels) -> tensor."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, t, class_labels=None):
-        return self.model(x, t, class_labels=class_labels).sample
 
 
 def timed_steps(model, device, settings, batch: int, shape, steps: int) -> tuple[float, float]:

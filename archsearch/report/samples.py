@@ -106,14 +106,14 @@ def grid_path_for(checkpoint: Path) -> Path:
 def weights_of(folder: Path, df: pd.DataFrame, number: int) -> tuple[Path | None, int | None]:
     """(the checkpoint, the trial it belongs to) for trial `number` of the study in `folder`: its
     own `trials/<n>/checkpoint.pt`, or for a reused trial its origin's; (None, origin) without."""
-    from ..search.records import CHECKPOINT_NAME
+    from ..search.records import checkpoint_path
 
     reused = df.set_index("number")["reused_from"] if "reused_from" in df.columns else pd.Series(dtype=object)
     owner, seen = int(number), set()
     while owner in reused.index and pd.notna(reused[owner]) and owner not in seen:  # a chain of reuses
         seen.add(owner)
         owner = int(reused[owner])
-    path = Path(folder) / "trials" / str(owner) / CHECKPOINT_NAME
+    path = checkpoint_path(folder, owner)
     return (path if path.is_file() else None), (owner if owner != int(number) else None)
 
 
