@@ -138,9 +138,17 @@ def test_state_dict_reads_like_the_architecture():
         assert key in keys, key
 
 
-@pytest.mark.parametrize("name,count", [("seed", 4_530_243), ("ddpm-cifar10", 35_746_307), ("adm-imagenet64", 295_904_454)])
+@pytest.mark.parametrize(
+    "name,count",
+    [("seed", 4_530_243), ("ddpm-cifar10", 35_746_307), ("adm-imagenet64", 295_904_454), ("edm-adm-imagenet64", 295_899_267)],
+)
 def test_preset_parameter_counts(name, count):
     # guided-diffusion's create_model for the ImageNet-64 README flags counts 295,904,454.
+    # EDM's DhariwalUNet (NVlabs/edm 008a4e5, training/networks.py), instantiated with
+    # img_resolution=64, in_channels=out_channels=3, label_dim=1000, model_channels=192,
+    # channel_mult=[1,2,3,4], num_blocks=3, attn_resolutions=[32,16,8], dropout=0.1 (train.py
+    # --arch=adm) and summed with sum(p.numel()), counts 295,899,267: ADM's count less the 3
+    # learned-sigma output channels of the head conv (192*3*9 + 3 = 5,187).
     with torch.device("meta"):
         model = build_unet(unet_config_from_dict(preset_dict(name)))
     assert sum(p.numel() for p in model.parameters()) == count

@@ -1,0 +1,49 @@
+"""Parameter counts of EDM's own networks, for the presets that reproduce them.
+
+EDM (Karras et al. 2022, NVlabs/edm) is not pip-installable and is under CC BY-NC-SA, so its
+code is only run here, from a checkout extracted by the user, never imported by the package or
+the tests; the tests pin the figures this script prints.
+
+    git --git-dir=EDM.git archive HEAD training torch_utils dnnlib | tar -x -C /tmp/edm-ref
+    python benchmarks/edm_counts.py --edm /tmp/edm-ref > benchmarks/data/edm_counts.json
+
+The settings are those of EDM's train.py: --arch=ddpmpp and --arch=ncsnpp for unconditional
+CIFAR-10 (with and without the 9-wide augmentation label that --augment adds), --arch=adm for
+class-conditional ImageNet-64 (trained with --augment=0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+CIFAR10 = dict(img_resolution=32, in_channels=3, out_channels=3, label_dim=0, model_channels=128, channel_mult=[2, 2, 2])
+DDPMPP = dict(embedding_type="positional", encoder_type="standard", decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1])
+NCSNPP = dict(embedding_type="fourier", encoder_type="residual", decoder_type="standard", channel_mult_noise=2, resample_filter=[1, 3, 3, 1])
+IMAGENET64_ADM = dict(
+    img_resolution=64, in_channels=3, out_channels=3, label_dim=1000, model_channels=192,
+    channel_mult=[1, 2, 3, 4], num_blocks=3, attn_resolutions=[32, 16, 8], dropout=0.1,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--edm", required=True, help="an extracted NVlabs/edm checkout (holds training/networks.py)")
+    args = parser.parse_args()
+    sys.path.insert(0, args.edm)
+    from training.networks import DhariwalUNet, SongUNet  # EDM's code, run only to count
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    counts = {}
+    for name, arch in (("edm-ddpmpp-cifar10", DDPMPP), ("edm-ncsnpp-cifar10", NCSNPP)):
+        for augment_dim in (0, 9):
+            counts[f"{name} augment_dim={augment_dim}"] = count(SongUNet(**CIFAR10, **arch, augment_dim=augment_dim))
+    counts["edm-adm-imagenet64 augment_dim=0"] = count(DhariwalUNet(**IMAGENET64_ADM))
+    print(json.dumps(counts, indent=1))
+
+
+if __name__ == "__main__":
+    main()
