@@ -26,7 +26,9 @@ Strategies, each on the same seeds:
 - `full`: TPE, every trial trains its whole budget (today's default);
 - `mo-asha`: TPE + MO-ASHA on (val_loss, train_throughput): min_steps 20, eta 3, 3 trials/rung;
 - `loss-asha`: TPE + ASHA on the loss alone, same rungs (what a single-objective scheduler does);
-- `random`: random search, no stopping.
+- `random`: random search, no stopping;
+- with `--asha MIN_STEPS:ETA ...`, MO-ASHA again at other rung settings (`mo-asha 10:4`...), a
+  sensitivity check of the scheduler's two settings on the same seeds (the default rows stay).
 
 Printed per W: the median (over seeds) hypervolume at 1/3, 2/3 and all of the budget; the
 compute each needs to reach 95% (and 100%) of the `full` search's final hypervolume, as a
@@ -62,8 +64,39 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "benchmarks" / "data" / "curves.parquet"
 SPACE = ROOT / "search_spaces" / "digits.yaml"
 STEPS, MIN_STEPS, ETA, MIN_TRIALS = 300, 20, 3, 3
+RECORDED_EVERY = 10  # the table's losses are at every 10th step: rungs must fall on them
 DIRECTIONS = ["minimize", "maximize"]
-STRATEGIES = ("full", "mo-asha", "loss-asha", "random")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    stopping: str | None = None  # "mo" (every objective) or "loss" (val_loss alone)
+    min_steps: int = MIN_STEPS
+    eta: int = ETA
+    random: bool = False
+
+    @property
+    def rungs(self) -> list[int]:
+        return rung_steps(self.min_steps, self.eta, STEPS) if self.stopping else []
+
+
+STRATEGIES = (Strategy("full"), Strategy("mo-asha", "mo"), Strategy("loss-asha", "loss"), Strategy("random", random=True))
+
+
+def asha_variant(text: str) -> Strategy:
+    """`MIN_STEPS:ETA` -> an MO-ASHA strategy with those rungs (argparse type)."""
+    try:
+        min_steps, eta = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN_STEPS:ETA, e.g. 10:4") from None
+    if eta < 2 or not 0 < min_steps < STEPS or min_steps % RECORDED_EVERY:
+        raise argparse.ArgumentTypeError(f"{text!r}: eta must be >= 2 and min_steps a multiple of "
+                                         f"{RECORDED_EVERY} below {STEPS} (the table's recorded steps)")
+    if any(step % RECORDED_EVERY for step in rung_steps(min_steps, eta, STEPS)):
+        raise argparse.ArgumentTypeError(f"{text!r}: rungs {rung_steps(min_steps, eta, STEPS)} fall between "
+                                         f"the table's recorded steps (every {RECORDED_EVERY})")
+    return Strategy(f"mo-asha {min_steps}:{eta}", "mo", min_steps, eta)
 
 
 class Table:
@@ -93,6 +126,10 @@ class Table:
     def loss(self, row: int, step: int) -> float:
         return float(self.df.at[row, f"val_loss_at_{step}"])
 
+    def rank_agreement(self, step: int) -> float:
+        """Spearman correlation of the loss at `step` with the final loss, over every recorded row."""
+        return float(self.df[f"val_loss_at_{step}"].corr(self.df[f"val_loss_at_{STEPS}"], method="spearman"))
+
     def hypervolume(self, rows: list[int]) -> float:
         if not rows:
             return 0.0
@@ -119,10 +156,10 @@ class Run:
         return next((s for s, hv in self.history if hv >= target - 1e-12), float("inf"))
 
 
-def replay(table: Table, space, strategy: str, seed: int, workers: int, budget_steps: int, batch: int) -> Run:
-    sampler = optuna.samplers.RandomSampler(seed=seed) if strategy == "random" else make_sampler(space, seed_offset=seed)
+def replay(table: Table, space, strategy: Strategy, seed: int, workers: int, budget_steps: int, batch: int) -> Run:
+    sampler = optuna.samplers.RandomSampler(seed=seed) if strategy.random else make_sampler(space, seed_offset=seed)
     study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
-    rungs = rung_steps(MIN_STEPS, ETA, STEPS) if strategy.endswith("asha") else []
+    rungs = strategy.rungs
     at_rung: dict[int, list[tuple[float, ...]]] = {s: [] for s in rungs}
     run, spent, order = Run(), 0.0, itertools.count()
     max_asks = 200  # asks in a row that only find trained rows: the table is exhausted
@@ -165,9 +202,10 @@ def replay(table: Table, space, strategy: str, seed: int, workers: int, budget_s
         spent += step - last.get(trial.number, 0)
         last[trial.number] = step
         if step < STEPS:  # a rung
-            vector = (table.loss(row, step), table.speed[row]) if strategy == "mo-asha" else (table.loss(row, step),)
-            directions = DIRECTIONS if strategy == "mo-asha" else DIRECTIONS[:1]
-            decision = should_stop(vector, at_rung[step], directions, ETA, MIN_TRIALS)
+            every = strategy.stopping == "mo"
+            vector = (table.loss(row, step), table.speed[row]) if every else (table.loss(row, step),)
+            directions = DIRECTIONS if every else DIRECTIONS[:1]
+            decision = should_stop(vector, at_rung[step], directions, strategy.eta, MIN_TRIALS)
             at_rung[step].append(vector)
             if not decision.stop:
                 schedule(now, trial, row, step, k + 1)
@@ -185,21 +223,23 @@ def replay(table: Table, space, strategy: str, seed: int, workers: int, budget_s
     return finish()
 
 
-def summarize(table: Table, runs: dict, seeds: range, workers: int, budget_steps: int) -> list[str]:
+def summarize(table: Table, strategies, runs: dict, seeds: range, workers: int, budget_steps: int) -> list[str]:
     lines = [f"W = {workers} simulated workers, budget {budget_steps} training steps "
              f"({budget_steps // STEPS} full trials), median over {len(seeds)} seeds:",
-             f"{'strategy':<10} {'trained':>7} {'stopped':>7} {'HV@1/3':>7} {'HV@2/3':>7} {'HV@1':>7} "
+             f"{'strategy':<13} {'trained':>7} {'stopped':>7} {'HV@1/3':>7} {'HV@2/3':>7} {'HV@1':>7} "
              f"{'to 95% of full':>15} {'to 100% of full':>16} {'fastest found':>14} {'exact lookups':>14}"]
-    if any(r.exhausted for r in runs.values()):
-        lines.insert(1, "  (some runs ran out of untrained rows before the budget: record more architectures)")
-    for strategy in STRATEGIES:
-        rs = [runs[strategy, seed] for seed in seeds]
+    short = [s.name for s in strategies if any(runs[s.name, seed].exhausted for seed in seeds)]
+    if short:
+        lines.insert(1, f"  ({', '.join(short)}: some runs ran out of untrained rows before the budget; "
+                        "record more architectures)")
+    for strategy in strategies:
+        rs = [runs[strategy.name, seed] for seed in seeds]
         targets = [runs["full", seed].hv_at(budget_steps) for seed in seeds]
         hv = [statistics.median(r.hv_at(f * budget_steps) for r in rs) for f in (1 / 3, 2 / 3, 1)]
         reach = [statistics.median(r.steps_to(q * t) / budget_steps for r, t in zip(rs, targets)) for q in (0.95, 1.0)]
         found = sum(table.fastest in r.completed for r in rs)
         exact = sum(r.exact for r in rs) / max(1, sum(r.trials for r in rs))
-        lines.append(f"{strategy:<10} {statistics.median(r.trained for r in rs):>7.0f} "
+        lines.append(f"{strategy.name:<13} {statistics.median(r.trained for r in rs):>7.0f} "
                      f"{statistics.median(r.stopped for r in rs):>7.0f} {hv[0]:>7.4f} {hv[1]:>7.4f} {hv[2]:>7.4f} "
                      f"{_fraction(reach[0]):>15} {_fraction(reach[1]):>16} {found:>8}/{len(rs):<5} {exact:>14.0%}")
     return lines
@@ -216,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=16, help="compute, in full-length trials (300 steps each); small "
                         "against the table, so that no search runs out of recorded architectures")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--asha", type=asha_variant, nargs="+", default=[], metavar="MIN_STEPS:ETA",
+                        help="also replay MO-ASHA with these rung settings (a sensitivity check)")
     args = parser.parse_args(argv)
+    strategies = STRATEGIES + tuple(args.asha)
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(SPACE, {"train.steps": str(STEPS)})
@@ -229,13 +272,17 @@ def main(argv: list[str] | None = None) -> int:
           f"fastest {table.speed[table.fastest]:.0f} img/s at val_loss {table.final[table.fastest]:.4f}")
     print(f"# rungs at steps {rung_steps(MIN_STEPS, ETA, STEPS)} (min_steps {MIN_STEPS}, eta {ETA}, "
           f"min_trials_at_rung {MIN_TRIALS}); {qualified('train', 'steps')} = {STEPS}")
+    steps = sorted({step for s in strategies for step in s.rungs})
+    print(f"# how rung losses rank the architectures as their step-{STEPS} losses do (Spearman over the table): "
+          + ", ".join(f"step {step} {table.rank_agreement(step):.2f}" for step in steps))
     batch = space.fixed_train().batch_size
     budget_steps = args.budget * STEPS
     seeds = range(args.seeds)
     for workers in args.workers:
-        runs = {(s, seed): replay(table, space, s, seed, workers, budget_steps, batch) for s in STRATEGIES for seed in seeds}
+        runs = {(s.name, seed): replay(table, space, s, seed, workers, budget_steps, batch)
+                for s in strategies for seed in seeds}
         print()
-        print("\n".join(summarize(table, runs, seeds, workers, budget_steps)))
+        print("\n".join(summarize(table, strategies, runs, seeds, workers, budget_steps)))
     return 0
 
 
