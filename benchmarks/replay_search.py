@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = {(s.name, seed): replay(table, space, s, seed, workers, budget_steps, batch)
                 for s in strategies for seed in seeds}
         print()
-        print("\n".join(summarize(table, strategies, runs, seeds, workers, budget_steps)))
+        print("\n".join(summarize(table, strategies, runs, seeds, workers, budget_steps)), flush=True)  # one W at a time
     return 0
 
 
