@@ -25,11 +25,8 @@ def replay():
 def table(replay):
     import pandas as pd
 
-    from archsearch.schema.paths import ARCHITECTURE
-
     df = pd.read_parquet(replay.TABLE)
-    searched = [c for c in df.columns if c.startswith(ARCHITECTURE + ".") and df[c].astype(str).nunique() > 1]
-    return replay.Table(df, searched)
+    return replay.Table(df, replay.searched_fields(df))
 
 
 @pytest.mark.parametrize("text", ["10:1", "15:3", "0:3", "300:3", "ten:3", "10"])
