@@ -1,13 +1,15 @@
-"""Regenerate the README's seed ablation: the table in "Does this choice matter?" and its forest plot.
+"""Regenerate an ablation's block of the README: its table and its forest plot.
 
-    python docs/readme_ablation.py                          # run the ablation afresh (~6 minutes on 2 CPU cores)
+    python docs/readme_ablation.py                          # the seed ablation afresh (~7 minutes on 2 CPU cores)
     python docs/readme_ablation.py --results-dir results    # reuse results/seed_design_choices/, train nothing
+    python docs/readme_ablation.py --ablation search_spaces/ablations/modern_unet.yaml \
+        --marker modern-ablation --plot docs/modern_unet_forest.png   # the modern-U-Net ablation
 
 A fresh run is `archsearch ablate search_spaces/ablations/seed_design_choices.yaml --results-dir
 <a temporary folder>`. The table is rendered by the function that writes the study's ablation.md
 (`archsearch.ablation.report.comparison_markdown_table`) and replaces everything between the
-`<!-- ablation:begin -->` and `<!-- ablation:end -->` lines of README.md; the study's
-plots/forest.png is copied to docs/seed_ablation_forest.png.
+`<!-- MARKER:begin -->` and `<!-- MARKER:end -->` lines of README.md (`--marker`, default
+`ablation`); the study's plots/forest.png is copied to `--plot`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 ABLATION = ROOT / "search_spaces" / "ablations" / "seed_design_choices.yaml"
-BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+MARKER = "ablation"
+
+
+def markers(name: str = MARKER) -> tuple[str, str]:
+    """The README lines that enclose the block named `name`."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+BEGIN, END = markers()
 
 
 def run_fresh(ablation: Path, results_dir: Path) -> None:
@@ -49,18 +59,19 @@ def render(ablation: Path, results_dir: Path, plot_link: str) -> tuple[str, Path
         "",
         comparison_markdown_table(report.comparisons),
         "",
-        f"![seed ablation forest plot]({plot_link})",
+        f"![forest plot of the {spec.study.name} ablation]({plot_link})",
     ]
     return "\n".join(lines), report.study_dir / "plots" / "forest.png"
 
 
-def replace_block(text: str, block: str) -> str:
-    """`text` with the lines between the markers replaced by `block`."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise SystemExit(f"the README needs one {BEGIN} line followed by one {END} line")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+def replace_block(text: str, block: str, name: str = MARKER) -> str:
+    """`text` with the lines between the markers of `name` replaced by `block`."""
+    begin, end = markers(name)
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise SystemExit(f"the README needs one {begin} line followed by one {end} line")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", type=Path, default=ABLATION, help="the ablation file (default: %(default)s)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "seed_ablation_forest.png")
+    parser.add_argument("--marker", default=MARKER, help="the README block to rewrite: <!-- MARKER:begin --> (default: %(default)s)")
     args = parser.parse_args(argv)
 
     link = Path(os.path.relpath(args.plot.resolve(), args.readme.resolve().parent)).as_posix()
@@ -80,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         block, forest = render(args.ablation, results_dir, link)
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(forest, args.plot)
-    args.readme.write_text(replace_block(args.readme.read_text(), block))
-    print(f"wrote {args.readme} (between {BEGIN} and {END}) and {args.plot}")
+    args.readme.write_text(replace_block(args.readme.read_text(), block, args.marker))
+    print(f"wrote {args.readme} (between {' and '.join(markers(args.marker))}) and {args.plot}")
     return 0
 
 

@@ -90,9 +90,31 @@ def test_the_readme_ablation_script_rewrites_only_its_block(tmp_path, fresh):
     assert head == "# title\n\nbefore\n\n" and tail == "\n\nafter\n"
     lines = block.splitlines()
     assert lines[0].startswith(f"(`archsearch ablate {ablation.as_posix()}`: {3 * seeds} trainings, ")
-    assert lines[-1] == "![seed ablation forest plot](docs/forest.png)"
+    assert lines[-1] == "![forest plot of the tiny ablation](docs/forest.png)"
     assert "| add-skips | add skips instead of concat |" in block and "| relu | ReLU instead of SiLU |" in block
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if not fresh:  # the very table of the study's ablation.md
         table = "\n".join(lines[2:-2])
         assert table.startswith("Base: val loss ") and table in (results / "tiny" / "ablation.md").read_text()
+
+
+def test_the_readme_ablation_script_rewrites_the_named_block_only(tmp_path):
+    from test_ablation_cli import TINY
+    from typer.testing import CliRunner
+
+    from archsearch.cli import app
+
+    script = _script()
+    ablation = tmp_path / "tiny.yaml"
+    ablation.write_text(yaml.safe_dump({**TINY, "seeds": 1}, sort_keys=False))
+    results = tmp_path / "results"
+    assert CliRunner().invoke(app, ["ablate", str(ablation), "--results-dir", str(results)]).exit_code == 0
+    readme = tmp_path / "README.md"
+    seed_block = f"{script.BEGIN}\nseed table\n{script.END}"
+    readme.write_text(f"{seed_block}\n\n<!-- other:begin -->\nold\n<!-- other:end -->\n")
+    args = ["--ablation", str(ablation), "--readme", str(readme), "--plot", str(tmp_path / "f.png"),
+            "--results-dir", str(results), "--marker", "other"]
+    assert script.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith(seed_block + "\n\n<!-- other:begin -->\n(`archsearch ablate ")
+    assert "old" not in text and text.endswith("<!-- other:end -->\n")
