@@ -127,6 +127,44 @@ def test_a_preset_base_with_searched_overrides():
     assert space.architecture["image_size"] == 16 and space.architecture["in_channels"] == 3  # from data
 
 
+def test_the_base_itself_may_be_a_choice_of_presets():
+    """`base: {choice: [...]}` searches between whole presets; the overrides apply to the one drawn."""
+    from archsearch.search.sampling import instantiate
+    from archsearch.schema.loading import unet_config_from_dict
+
+    space = space_from_dict({"data": {"image_size": 32, "channels": 3},
+                             "architecture": {"base": {"choice": ["seed", "ddpm-cifar10"]},
+                                              "block": {"dropout": {"choice": [0.0, 0.2]}}}})
+    assert [p for p, _ in walk_distributions(space.architecture)] == ["base", "block.dropout"]
+    asked = []
+
+    def suggest(name, dist):
+        asked.append(name)
+        return dist.choices[-1] if name.endswith("dropout") else base
+
+    for base, stem in (("seed", "none"), ("ddpm-cifar10", "conv3x3")):
+        asked.clear()
+        config = unet_config_from_dict(instantiate(space.architecture, suggest))
+        assert asked == ["architecture.base", "architecture.block.dropout"]  # the base first
+        assert (config.stem, config.block.dropout, config.image_size) == (stem, 0.2, 32)
+
+
+@pytest.mark.parametrize("base,line", [
+    ({"choice": ["seed", "nope"]}, "architecture.base.choice.1: unknown preset 'nope'"),
+    ({"int": [1, 2]}, "architecture.base: a base is chosen from presets with {choice: [...]}"),
+])
+def test_a_bad_base_choice_names_the_candidate(base, line):
+    assert any(e.startswith(line) for e in errors_of({"architecture": {"base": base}}))
+
+
+def test_an_override_that_fails_on_one_base_says_which():
+    # 128 groups divide the ddpm preset's widths (128, 256) but not the seed's first level (64)
+    lines = errors_of({"architecture": {"base": {"choice": ["seed", "ddpm-cifar10"]},
+                                        "block": {"norm": {"groups": 128}}}})
+    assert len(lines) == 1 and lines[0].startswith("architecture.block.norm.groups: 128 does not divide the 64 channels")
+    assert lines[0].endswith("(with base 'seed')")
+
+
 def test_loading_never_reads_the_data(tmp_path):
     """Validation is instant and works before the dataset is downloaded."""
     space = space_from_dict({"data": {"source": "folder", "path": str(tmp_path / "missing")}, **with_arch()})

@@ -8,7 +8,8 @@
     objectives:   [{metric: val_loss}, {metric: train_throughput}]   (the default)
     constraints:  ["params <= 5e6", "train_throughput >= 200"]
     architecture: a UNetConfig, optionally `base: PRESET` + overrides; any field may be a
-                  distribution; `depth` (a space-only key) keeps the first `depth` levels.
+                  distribution, `base` too (`{choice: [PRESET, ...]}`: the overrides apply to
+                  the one drawn); `depth` (a space-only key) keeps the first `depth` levels.
 
 A file without distributions describes one trial (`archsearch train FILE`). Loading checks
 every fixed value and every candidate of every distribution against the field it sets, so a
@@ -60,7 +61,8 @@ class SearchSpace(Model):
     )
     constraints: list[Constraint] = Field(default_factory=list, description="Feasibility rules, e.g. 'params <= 5e6'.")
     architecture: dict[str, Any] = Field(
-        default_factory=dict, description="A UNetConfig (or `base: PRESET` + overrides); values may be distributions."
+        default_factory=dict, description="A UNetConfig (or `base: PRESET` + overrides); values may be distributions, "
+                                          "the base too: {choice: [PRESET, ...]}."
     )
 
     @model_validator(mode="before")
@@ -105,8 +107,11 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     """Validate a space mapping: sections, then every field and distribution candidate."""
     space = validate_model(SearchSpace, data)
     errors: list[ConfigError] = []
-    arch = _complete_architecture(space, errors)
-    errors += _check_tree(UNetConfig, arch, ARCHITECTURE, space_only={"depth"})
+    if is_distribution(space.architecture.get("base")):
+        arch = _check_base_choice(space, errors)
+    else:
+        arch = _complete_architecture(space, errors)
+        errors += _check_tree(UNetConfig, arch, ARCHITECTURE, space_only={"depth"})
     errors += _check_depth(arch)
     if not errors and not any(True for _ in walk_distributions(arch)):
         # A fixed architecture is planned now, so its cross-field problems come with the rest.
@@ -152,6 +157,37 @@ def _complete_architecture(space: SearchSpace, errors: list[ConfigError]) -> dic
                 ConfigError(qualified(ARCHITECTURE, key), f"{value} but data.{data_key} is {data_value}; make them equal or drop this field")
             )
     return arch
+
+
+def _check_base_choice(space: SearchSpace, errors: list[ConfigError]) -> dict[str, Any]:
+    """`base: {choice: [PRESET, ...]}`: the overrides are checked on top of every candidate base
+    (an error says which), and the architecture is kept unmerged, `base` a parameter decided
+    first, so that a trial merges the overrides into the base it drew."""
+    where = qualified(ARCHITECTURE, "base")
+    try:
+        dist = as_distribution(space.architecture["base"])
+    except (ValidationError, ValueError) as exc:
+        errors.append(ConfigError(where, f"malformed distribution: {exc}"))
+        return {}
+    if dist.kind != "choice":
+        errors.append(ConfigError(where, f"a base is chosen from presets with {{choice: [...]}}, not drawn from a {dist.kind} range"))
+        return {}
+    for k, base in enumerate(dist.choices):
+        one = space.model_copy(update={ARCHITECTURE: {**space.architecture, "base": base}})
+        found: list[ConfigError] = []
+        arch = _complete_architecture(one, found)
+        found += _check_tree(UNetConfig, arch, ARCHITECTURE, space_only={"depth"})
+        if not found and not any(True for _ in walk_distributions(arch)):
+            from .loading import unet_config_from_dict
+
+            try:
+                unet_config_from_dict(_without_depth(arch), prefix=ARCHITECTURE)
+            except ConfigErrors as exc:
+                found += exc.errors
+        for e in found:
+            path = f"{where}.choice.{k}" if e.path == "base" or e.path == where else e.path
+            errors.append(ConfigError(path, e.message if path != e.path else f"{e.message} (with base {base!r})"))
+    return {"image_size": space.data.image_size, "in_channels": space.data.channels, **space.architecture}
 
 
 def _check_tree(model: type[BaseModel], tree: dict[str, Any], prefix: str, space_only=frozenset()) -> list[ConfigError]:

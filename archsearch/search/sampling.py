@@ -6,7 +6,8 @@ distribution. A parameter is named by its field's one name (archsearch.schema.pa
 `architecture.levels.1.attention`, `architecture.block.norm.groups`, `train.lr`). Parameters
 that do not apply are never asked for:
 
-- `depth` is decided first; `levels.N.*` beyond it do not exist;
+- `base` (a choice of presets) is decided first, merged with the overrides when the trial's
+  config is validated; then `depth`, and `levels.N.*` beyond it do not exist;
 - in a mapping with a `kind` (norm, down, up, embedding.encoding), `kind` is decided first and
   only the chosen variant's fields are kept;
 - `attention.*` only when some level or the middle has attention; `attention.heads` only when
