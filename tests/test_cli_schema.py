@@ -25,6 +25,18 @@ def test_build_preset_prints_the_parameter_count(name, count):
     assert "resolution" in result.output
 
 
+def test_every_shipped_preset_is_registered_and_listed_in_the_help():
+    from importlib import resources
+
+    from archsearch.schema import PRESETS
+
+    files = {f.name[:-5] for f in resources.files("archsearch.presets").iterdir() if f.name.endswith(".yaml")}
+    assert files == set(PRESETS)
+    help_text = " ".join(invoke("build", "--help").output.split())
+    for name in PRESETS:
+        assert name in help_text
+
+
 def test_build_adm_preset(tmp_path):
     result = invoke("build", "--preset", "adm-imagenet64")
     assert result.exit_code == 0
