@@ -25,7 +25,7 @@ from torch import nn
 from ..plan import TransformerPlan
 from .layers import zero_
 
-__all__ = ["TransformerMiddle", "TransformerBlock"]
+__all__ = ["TransformerBlock", "TransformerMiddle"]
 
 
 class SelfAttention(nn.Module):
