@@ -148,3 +148,34 @@ def test_build_prints_the_transformer():
     rows = [list(col.cells) for col in level_table(plan).columns]
     assert [col[-1] for col in rows] == ["middle", "8×8", "32→48→32", "2 transformer", "3 heads", ""]
     assert middle_summary(plan_unet(unet_config_from_dict({**BASE, "middle": {}}))) is None
+
+
+def test_a_space_searches_the_middle_kind_and_asks_only_the_chosen_kinds_fields():
+    from archsearch.schema.space import space_from_dict
+    from archsearch.search.sampling import instantiate, random_suggester
+
+    arch = deep_merge(BASE, {"middle": {
+        "kind": {"choice": ["resblocks", "transformer"]},
+        "blocks": {"int": [1, 2]},                        # resblocks only
+        "depth": {"int": [1, 3]}, "time": {"choice": ["add", "token"]},  # transformer only
+    }})
+    space = space_from_dict({"data": {"source": "digits", "image_size": 16}, "architecture": arch})
+    kinds = set()
+    for seed in range(12):
+        asked, inner = {}, random_suggester(seed)
+        sampled = instantiate(space.architecture, lambda name, dist: asked.setdefault(name, inner(name, dist)))
+        kind = asked["architecture.middle.kind"]
+        kinds.add(kind)
+        own = {"resblocks": {"blocks"}, "transformer": {"depth", "time"}}[kind]
+        assert {n.rsplit(".", 1)[1] for n in asked if n.startswith("architecture.middle.")} == own | {"kind"}
+        build_unet(unet_config_from_dict(sampled))  # every sample plans and builds
+    assert kinds == {"resblocks", "transformer"}
+
+
+def test_flops_count_every_transformer_block():
+    from archsearch.report.network import network_summary
+
+    # One more block at 64 tokens of 32 channels, MLP 128: 2·N·(3D² + D² + 2·D·M) for the linears
+    # and 2·2·N²·D for q·k and attn·v.
+    per_block = 2 * 64 * (3 * 32 * 32 + 32 * 32 + 2 * 32 * 128) + 4 * 64 * 64 * 32
+    assert network_summary(config(depth=3))["flops"] - network_summary(config(depth=2))["flops"] == per_block

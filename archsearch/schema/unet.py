@@ -92,8 +92,8 @@ class Level(Model):
     )
     heads: Heads | None = Field(
         None,
-        description="Attention heads at this level, in place of the `attention` section's heads and "
-        "head_channels. Default: the attention section's.",
+        description="Attention heads at this level (when it has attention), in place of the `attention` "
+        "section's heads and head_channels. Default: the attention section's.",
     )
     head_channels: Width | None = Field(
         None,
@@ -176,7 +176,9 @@ class TransformerMiddle(Model):
         "(a 1x1 conv on the map) projects the map's channels in.",
     )
     heads: Heads | None = Field(
-        None, description="Attention heads. Default: the attention section's heads / head_channels."
+        None,
+        description="Attention heads. Default: the attention section's heads / head_channels (its "
+        "qkv_bias applies too; its qkv_order does not: q, k, v are always [q | k | v]).",
     )
     head_channels: Width | None = Field(
         None,
@@ -191,7 +193,8 @@ class TransformerMiddle(Model):
         description="How the timestep (and class) embedding enters: add: projected to the token width "
         "and added to every token (simple diffusion); token: projected and prepended as one extra "
         "token, dropped after the last block (U-ViT, which prepends time and class as two tokens; "
-        "here they are summed into one, as everywhere else in the U-Net).",
+        "here they are summed into one, as everywhere else in the U-Net). The embedding passes the "
+        "activation first when block.time_activation, as in the res blocks.",
     )
     pos_embedding: bool = Field(
         True, description="A learned positional embedding added to the tokens (U-ViT; init N(0, 0.02²))."
