@@ -150,6 +150,14 @@ def test_build_prints_the_transformer():
     assert middle_summary(plan_unet(unet_config_from_dict({**BASE, "middle": {}}))) is None
 
 
+def recorder(asked: dict, inner):
+    def suggest(name, dist):
+        asked[name] = inner(name, dist)
+        return asked[name]
+
+    return suggest
+
+
 def test_a_space_searches_the_middle_kind_and_asks_only_the_chosen_kinds_fields():
     from archsearch.schema.space import space_from_dict
     from archsearch.search.sampling import instantiate, random_suggester
@@ -162,8 +170,8 @@ def test_a_space_searches_the_middle_kind_and_asks_only_the_chosen_kinds_fields(
     space = space_from_dict({"data": {"source": "digits", "image_size": 16}, "architecture": arch})
     kinds = set()
     for seed in range(12):
-        asked, inner = {}, random_suggester(seed)
-        sampled = instantiate(space.architecture, lambda name, dist: asked.setdefault(name, inner(name, dist)))
+        asked: dict = {}
+        sampled = instantiate(space.architecture, recorder(asked, random_suggester(seed)))
         kind = asked["architecture.middle.kind"]
         kinds.add(kind)
         own = {"resblocks": {"blocks"}, "transformer": {"depth", "time"}}[kind]
