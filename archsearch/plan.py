@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError, ConfigErrors
 from .schema.unet import GroupNorm, UNetConfig
 
-__all__ = ["BlockPlan", "LevelPlan", "UNetPlan", "plan_unet", "norm_groups"]
+__all__ = ["BlockPlan", "LevelPlan", "TransformerPlan", "UNetPlan", "plan_unet", "norm_groups"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class BlockPlan:
     skip_mode: str = "none"  # none | concat | add | add_projected (a 1x1 conv maps the skip to h's width)
     attention_heads: int = 0  # 0: no attention after this block
     tap: bool = False  # encoder: the output (after attention) is kept as a skip
+    dropout: float = 0.0  # the block's dropout (its level's, or block.dropout)
 
     @property
     def block_in_channels(self) -> int:
@@ -54,6 +55,33 @@ class LevelPlan:
     taps: tuple[int, ...] = ()  # widths of the skips tapped at this resolution
     tap_after_blocks: bool = False  # skip.taps=level: the output of the level's blocks is a skip
     tap_after_down: bool = False  # skip.taps=block: the downsample's output is a skip (of the next level)
+    dropout: float = 0.0  # of the level's res blocks, and of its res-block resampling
+
+
+@dataclass(frozen=True)
+class TransformerPlan:
+    """A transformer middle (middle.kind: transformer) over the map's pixels: `tokens` tokens of
+    `width` channels (the pixels, plus `extra_tokens` embedding tokens), `depth` blocks."""
+
+    channels: int  # the map's width, entering and leaving
+    width: int  # token width; a projection maps channels -> width when they differ
+    depth: int
+    heads: int
+    mlp_channels: int
+    resolution: int
+    tokens: int
+    extra_tokens: int  # 1 with time: token
+    time: str  # add | token
+    pos_embedding: bool
+    dropout: float
+
+    @property
+    def project_in(self) -> bool:
+        return self.width != self.channels
+
+    @property
+    def head_channels(self) -> int:
+        return self.width // self.heads
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,7 @@ class UNetPlan:
     embedding_out_dim: int
     downsamples: int = field(default=0)
     tap_stem: bool = False  # skip.taps=block: the stem's output is the first skip
+    middle_transformer: TransformerPlan | None = None  # middle.kind: transformer (then `middle` is empty)
 
     @property
     def skip_combine(self) -> str:
@@ -121,11 +150,12 @@ class _Planner:
 
         encoder: list[tuple[BlockPlan, ...]] = []
         down: list[int] = []
+        dropouts = [cfg.block.dropout if level.dropout is None else level.dropout for level in self.levels]
         for i, level in enumerate(self.levels):
-            heads = self._heads(level.width, f"{self._level_path(i)}.attention") if level.attention else 0
+            heads = self._level_heads(i, level.width) if level.attention else 0
             blocks = []
             for _ in range(level.blocks):
-                blocks.append(BlockPlan(ch, level.width, attention_heads=heads, tap=by_block))
+                blocks.append(BlockPlan(ch, level.width, attention_heads=heads, tap=by_block, dropout=dropouts[i]))
                 ch = level.width
             taps[i] += [b.out_channels for b in blocks if b.tap]
             if not by_block:  # tap_after_blocks
@@ -137,11 +167,13 @@ class _Planner:
                 taps[i + 1].append(ch)
 
         middle_channels = ch
-        middle_heads = self._heads(ch, "middle.attention") if cfg.middle.attention else 0
-        middle = tuple(
-            BlockPlan(ch, ch, attention_heads=middle_heads if j == 0 else 0) for j in range(cfg.middle.blocks)
-        )
         middle_resolution = cfg.image_size >> downsamples
+        transformer = self._transformer(ch, middle_resolution) if cfg.middle.kind == "transformer" else None
+        middle_heads = self._heads(ch, "middle.attention") if not transformer and cfg.middle.attention else 0
+        middle = () if transformer else tuple(
+            BlockPlan(ch, ch, attention_heads=middle_heads if j == 0 else 0, dropout=cfg.block.dropout)
+            for j in range(cfg.middle.blocks)
+        )
 
         decoder: list[tuple[BlockPlan, ...]] = [()] * n_levels
         up: list[int] = [0] * n_levels
@@ -149,13 +181,13 @@ class _Planner:
             level = self.levels[i]
             width = level.decoder_width or level.width
             n_blocks = self._decoder_blocks(i, len(taps[i]))
-            heads = self._heads(width, f"{self._level_path(i)}.attention") if level.attention else 0
+            heads = self._level_heads(i, width) if level.attention else 0
             pending = list(taps[i])
             blocks = []
             for j in range(n_blocks):
                 skip = pending.pop() if pending else 0
                 attn = heads if (cfg.attention.decoder_blocks == "all" or j == n_blocks - 1) else 0
-                blocks.append(self._decoder_block(i, j, ch, skip, width, attn))
+                blocks.append(self._decoder_block(i, j, ch, skip, width, attn, dropouts[i]))
                 ch = width
             decoder[i] = tuple(blocks)
             up[i] = ch if i > 0 else 0
@@ -183,6 +215,7 @@ class _Planner:
                     taps=tuple(taps[i]),
                     tap_after_blocks=not by_block,
                     tap_after_down=by_block and i < n_levels - 1,
+                    dropout=dropouts[i],
                 )
                 for i, level in enumerate(self.levels)
             ),
@@ -198,6 +231,7 @@ class _Planner:
             embedding_out_dim=emb_out,
             downsamples=downsamples,
             tap_stem=by_block,
+            middle_transformer=transformer,
         )
         self._check_norm_groups(plan)
         if self.errors:
@@ -230,25 +264,52 @@ class _Planner:
                     f"no level has resolution {res}; the levels are {', '.join(map(str, existing))} pixels",
                 )
 
-    def _heads(self, width: int, where: str) -> int:
-        att = self.config.attention
-        if att.head_channels is not None:
-            if width % att.head_channels:
+    def _heads(self, width: int, where: str, heads: int | None = None, head_channels: int | None = None,
+               owner: str = "attention") -> int:
+        """Heads at a site of `width` channels: `owner`'s heads / head_channels when it sets one
+        (a level, the transformer middle), else the attention section's."""
+        if heads is not None and head_channels is not None:
+            self.error(f"{owner}.head_channels", f"give {owner}.heads or {owner}.head_channels, not both; drop one")
+        if heads is None and head_channels is None:
+            att, owner = self.config.attention, "attention"
+            heads, head_channels = att.heads, att.head_channels
+        if head_channels is not None:
+            if width % head_channels:
                 self.error(
-                    "attention.head_channels",
-                    f"{att.head_channels} does not divide width {width} at {where}; "
-                    f"use a divisor of {width} such as {_divisors_hint(width, att.head_channels)}",
+                    f"{owner}.head_channels",
+                    f"{head_channels} does not divide width {width} at {where}; "
+                    f"use a divisor of {width} such as {_divisors_hint(width, head_channels)}",
                 )
                 return 1
-            return width // att.head_channels
-        if width % att.heads:
+            return width // head_channels
+        if width % heads:
             self.error(
-                "attention.heads",
-                f"{att.heads} heads do not divide width {width} at {where}; "
-                f"use {_divisors_hint(width, att.heads)} heads",
+                f"{owner}.heads",
+                f"{heads} heads do not divide width {width} at {where}; "
+                f"use {_divisors_hint(width, heads)} heads",
             )
             return 1
-        return att.heads
+        return heads
+
+    def _level_heads(self, i: int, width: int) -> int:
+        level, path = self.levels[i], self._level_path(i)
+        return self._heads(width, f"{path}.attention", level.heads, level.head_channels, owner=path)
+
+    def _transformer(self, channels: int, resolution: int) -> TransformerPlan:
+        mid = self.config.middle
+        width = mid.width or channels
+        where = "the transformer middle" + (f" (middle.width {width})" if mid.width else "")
+        heads = self._heads(width, where, mid.heads, mid.head_channels, owner="middle")
+        mlp_channels = int(width * mid.mlp_ratio)
+        if mlp_channels < 1:
+            self.error("middle.mlp_ratio", f"{mid.mlp_ratio} gives an MLP of {mlp_channels} channels at width {width}; "
+                                           f"use at least {1 / width:.3g}")
+        extra = 1 if mid.time == "token" else 0
+        return TransformerPlan(
+            channels=channels, width=width, depth=mid.depth, heads=heads, mlp_channels=mlp_channels,
+            resolution=resolution, tokens=resolution * resolution + extra, extra_tokens=extra, time=mid.time,
+            pos_embedding=mid.pos_embedding, dropout=mid.dropout,
+        )
 
     def _decoder_blocks(self, i: int, n_taps: int) -> int:
         level = self.levels[i]
@@ -268,11 +329,11 @@ class _Planner:
             )
         return n
 
-    def _decoder_block(self, i: int, j: int, ch: int, skip: int, width: int, heads: int) -> BlockPlan:
+    def _decoder_block(self, i: int, j: int, ch: int, skip: int, width: int, heads: int, dropout: float) -> BlockPlan:
         if not skip:
-            return BlockPlan(ch, width, attention_heads=heads)
+            return BlockPlan(ch, width, attention_heads=heads, dropout=dropout)
         if self.config.skip.combine == "concat":
-            return BlockPlan(ch, width, skip_channels=skip, skip_mode="concat", attention_heads=heads)
+            return BlockPlan(ch, width, skip_channels=skip, skip_mode="concat", attention_heads=heads, dropout=dropout)
         # add-skips: h + skip needs equal widths, or a projection of the skip.
         project = skip != ch
         if project and not self.config.skip.project:
@@ -283,7 +344,7 @@ class _Planner:
                 f"use equal widths at neighbouring levels, or skip.combine: concat",
             )
         mode = "add_projected" if project else "add"
-        return BlockPlan(ch, width, skip_channels=skip, skip_mode=mode, attention_heads=heads)
+        return BlockPlan(ch, width, skip_channels=skip, skip_mode=mode, attention_heads=heads, dropout=dropout)
 
     def _check_norm_groups(self, plan: UNetPlan) -> None:
         norm = self.config.block.norm

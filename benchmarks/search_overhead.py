@@ -64,7 +64,7 @@ def synthetic_result(config, train_cfg):
     from archsearch.trial import TrialResult
 
     levels = config.resolved_levels()
-    size = sum(lv.width ** 2 * (lv.blocks + 1) for lv in levels) * (2 if config.middle.attention else 1)
+    size = sum(lv.width ** 2 * (lv.blocks + 1) for lv in levels) * (2 if getattr(config.middle, "attention", True) else 1)  # a transformer middle attends
     lr_term = (math.log10(train_cfg.lr) + 2.7) ** 2
     loss = 0.05 + 2.0 / math.log(size + 10) + 0.02 * lr_term
     speed = 4e6 / (size + 500)

@@ -163,6 +163,13 @@ def test_every_field_diffusers_cannot_express_is_listed():
     ({"down": {"kind": "avgpool"}}, "down.kind"),
     ({"up": {"kind": "transposed"}}, "up.kind"),
     ({"middle": {"blocks": 1}}, "middle.blocks"),
+    ({"middle": {"kind": "transformer", "depth": 2}}, "middle.kind"),
+    ({"levels": [{"width": 64, "blocks": 1}, {"width": 128, "blocks": 1, "attention": True, "dropout": 0.1}]},
+     "levels.1.dropout"),
+    ({"levels": None, "compact": {"base_width": 64, "multipliers": [1, 2], "blocks": 1, "attention_resolutions": [8],
+                                  "dropout_resolutions": [8]}, "block": {"dropout": 0.1}}, "compact.dropout_resolutions"),
+    ({"levels": [{"width": 64, "blocks": 1}, {"width": 128, "blocks": 1, "attention": True, "heads": 2}]},
+     "levels.1.heads"),  # 64 channels per head at levels.1, 128 (one head) in the middle
 ])
 def test_one_unsupported_field_is_the_one_listed(override, path):
     base = {"image_size": 16, "levels": [{"width": 64, "blocks": 1}, {"width": 128, "blocks": 1, "attention": True}]}
@@ -170,6 +177,17 @@ def test_one_unsupported_field_is_the_one_listed(override, path):
     with pytest.raises(ConfigErrors) as info:
         diffusers_config(config)
     assert [e.path for e in info.value.errors] == [path]
+
+
+@pytest.mark.parametrize("override,field,value", [
+    ({"levels": [{"width": 64, "blocks": 1, "dropout": 0.1}, {"width": 128, "blocks": 1, "attention": True}],
+      "block": {"dropout": 0.1}}, "dropout", 0.1),  # the level's dropout is block.dropout's
+    ({"levels": [{"width": 64, "blocks": 1}, {"width": 128, "blocks": 1, "attention": True, "head_channels": 64}],
+      "attention": {"heads": 2}}, "attention_head_dim", 64),  # 64 per head at levels.1 and in the middle
+], ids=["dropout", "heads"])
+def test_per_level_values_diffusers_can_express_export(override, field, value):
+    base = {"image_size": 16, "levels": [{"width": 64, "blocks": 1}, {"width": 128, "blocks": 1, "attention": True}]}
+    assert diffusers_config(unet_config_from_dict({**base, **override}))[field] == value
 
 
 def test_heads_become_channels_per_head():

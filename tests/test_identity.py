@@ -41,13 +41,21 @@ def _defaults(section: str) -> dict:
 
     make = {"architecture": lambda: unet_config_from_dict({}), "train": TrainConfig, "eval": EvalConfig,
             "measure": MeasureConfig}[section]  # `data` has no default source: give one here when a field is added
-    return make().model_dump(mode="json")
+    dump = make().model_dump(mode="json")
+    if section == "architecture":  # the default is written `compact`; per-level fields need `levels` too
+        dump["levels"] = unet_config_from_dict(ARCH).model_dump(mode="json")["levels"]
+    return dump
 
 
 @pytest.mark.parametrize("section", sorted(s for s, fields in LATER_FIELDS.items() if fields))
 def test_later_fields_name_real_fields_at_their_real_defaults(section):
     for path, default in LATER_FIELDS[section].items():
-        node = _defaults(section)
+        nodes = [_defaults(section)]
         for key in path.split("."):
-            node = node[key]
-        assert node == default, f"{section}.{path}: its default is {node!r}, not {default!r}"
+            nodes = [item for node in nodes for item in node] if key == "*" else [node[key] for node in nodes]
+        assert nodes and all(node == default for node in nodes), f"{section}.{path}: its defaults are {nodes!r}, not {default!r}"
+
+
+def test_a_later_per_level_field_away_from_its_default_changes_the_identity():
+    dropped = {**ARCH, "levels": [{"width": 32, "dropout": 0.0}, {"width": 64, "attention": True}]}
+    assert config_hash(unet_config_from_dict(dropped)) != config_hash(unet_config_from_dict(ARCH))

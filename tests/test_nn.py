@@ -28,6 +28,9 @@ SMALL = {
 COMPANIONS = {
     ("skip.combine", "add"): {"skip": {"project": True}},
     ("stem", "none"): {"in_channels": 4},  # pre-norm on the raw image needs channels divisible by the groups
+    # the transformer middle's own knobs need its kind (SMALL's middle is the res-block one)
+    ("middle.time", "token"): {"middle": {"kind": "transformer", "time": "token"}},
+    ("middle.pos_embedding", False): {"middle": {"kind": "transformer", "pos_embedding": False}},
 }
 
 
@@ -67,7 +70,8 @@ def test_the_knob_list_covers_the_schema():
     paths = {p for p, _ in KNOBS}
     for expected in ("skip.combine", "skip.taps", "block.order", "block.activation", "block.time_injection",
                      "block.norm", "down", "up", "embedding.encoding", "attention.decoder_blocks", "head", "stem",
-                     "zero_init", "learn_sigma", "middle.downsample", "block.rescale", "block.shortcut"):
+                     "zero_init", "learn_sigma", "middle.downsample", "block.rescale", "block.shortcut", "middle",
+                     "middle.time", "middle.pos_embedding"):
         assert expected in paths
 
 
@@ -104,6 +108,9 @@ def test_every_knob_value_builds_and_trains(path, value):
     {"middle": {"blocks": 3, "attention": False}},
     {"block": {"norm": {"groups": 32, "min_channels_per_group": 4}}},
     {"compact": {"base_width": 8, "multipliers": [1, 1.5, 2], "blocks": 1, "attention_resolutions": [8]}, "levels": None},
+    {"middle": {"kind": "transformer", "width": 24, "heads": 3, "downsample": True, "dropout": 0.1}, "num_classes": 10},
+    {"levels": [{"width": 16, "blocks": 1, "dropout": 0.0, "heads": 4, "attention": True},
+                {"width": 32, "blocks": 1, "dropout": 0.3, "head_channels": 8, "attention": True}], "block": {"dropout": 0.1}},
 ], ids=lambda e: ",".join(e))
 def test_other_shapes_build_and_train(extra):
     data = deep_merge(SMALL, extra)

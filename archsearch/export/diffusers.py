@@ -130,7 +130,9 @@ def _unsupported(config: UNetConfig, plan: UNetPlan) -> list[tuple[str, str]]:
                                           "up blocks run at the down blocks' widths")
     if cfg.middle.downsample:
         no("middle.downsample", "true: UNet2DModel runs its middle at the lowest level's resolution")
-    if (cfg.middle.blocks, cfg.middle.attention) not in ((2, True), (2, False), (0, False)):
+    if cfg.middle.kind == "transformer":
+        no("middle.kind", "transformer: UNet2DModel's middle is UNetMidBlock2D (res-[attention]-res); use kind: resblocks")
+    elif (cfg.middle.blocks, cfg.middle.attention) not in ((2, True), (2, False), (0, False)):
         no("middle.blocks" if cfg.middle.blocks not in (0, 2) else "middle.attention",
            f"{cfg.middle.blocks} block{'' if cfg.middle.blocks == 1 else 's'}{' with attention' if cfg.middle.attention else ''}: UNetMidBlock2D is "
            "res-[attention]-res, or none at all (mid_block_type null)")
@@ -154,10 +156,22 @@ def _unsupported(config: UNetConfig, plan: UNetPlan) -> list[tuple[str, str]]:
     if sites and not att.qkv_bias:
         no("attention.qkv_bias", "false: diffusers' attention projections always have a bias")
     per_head = {w // h for w, h in sites}
-    if any(h > 1 for _, h in sites) and len(per_head) > 1:
+    per_level = [(i, "heads" if lv.heads is not None else "head_channels") for i, lv in enumerate(levels)
+                 if lv.attention and (lv.heads is not None or lv.head_channels is not None)]
+    if any(h > 1 for _, h in sites) and len(per_head) > 1 and per_level:
+        i, name = per_level[0]
+        no(f"{lp}.{i}.{name}", f"{getattr(levels[i], name)} gives {', '.join(map(str, sorted(per_head)))} channels per head "
+                               "across the attention layers; diffusers' attention_head_dim is one number")
+    elif any(h > 1 for _, h in sites) and len(per_head) > 1:
         no("attention.heads", f"{att.heads} heads at widths {', '.join(str(w) for w in sorted({w for w, _ in sites}))} "
                               "give different channels per head; diffusers' attention_head_dim is one number "
                               "(use attention.head_channels)")
+    dropouts = [lv.dropout for lv in plan.levels]
+    if any(d != blk.dropout for d in dropouts):
+        where = (f"{lp}.{next(i for i, d in enumerate(dropouts) if d != blk.dropout)}.dropout" if cfg.levels is not None
+                 else "compact.dropout_resolutions")
+        no(where, f"per-level dropout {', '.join(map(str, dropouts))}: diffusers' dropout is one number for every res "
+                  f"block (block.dropout, {blk.dropout})")
     enc = emb.encoding
     if enc.kind == "fourier":
         no("embedding.encoding.kind", "fourier: diffusers' fourier embedding takes log σ and divides the output by σ")

@@ -6,7 +6,8 @@
 Module names follow the config, so a state dict reads like the architecture:
 `encoder.1.blocks.0.conv1.weight` is the first res block of `levels.1`,
 `decoder.1.attentions.2.qkv.weight` the attention after its third decoder block,
-`middle.attention.proj.weight`, `embedding.mlp.0.weight`, `head.conv.weight`.
+`middle.attention.proj.weight`, `embedding.mlp.0.weight`, `head.conv.weight`; a transformer
+middle's are `middle.blocks.3.attn.qkv.weight` and the like (archsearch.nn.transformer).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .layers import (
     Upsample,
     zero_,
 )
+from .transformer import TransformerMiddle
 
 __all__ = ["UNet", "build_unet", "meta_unet"]
 
@@ -111,7 +113,7 @@ class Stage(nn.Module):
         self.plans = blocks
         # Modules are made in this order (blocks, attentions, projections, resampling) so that a
         # seed gives the same initial weights as it always has.
-        self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels) for b in blocks)
+        self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels, dropout=b.dropout) for b in blocks)
         self.attentions = nn.ModuleDict(
             {str(j): make_attention(b.out_channels, b.attention_heads) for j, b in enumerate(blocks) if b.attention_heads}
         )
@@ -192,14 +194,14 @@ class UNet(nn.Module):
             rescale=blk.rescale, zero_init=cfg.zero_init,
         )
 
-        def make_down(ch: int) -> nn.Module:
+        def make_down(ch: int, dropout: float = blk.dropout) -> nn.Module:
             if cfg.down.kind == "resblock":
-                return make_block(ch, ch, resample="down")
+                return make_block(ch, ch, resample="down", dropout=dropout)
             return Downsample(ch, cfg.down.kind, getattr(cfg.down, "padding", "symmetric"))
 
-        def make_up(ch: int) -> nn.Module:
+        def make_up(ch: int, dropout: float = blk.dropout) -> nn.Module:
             if cfg.up.kind == "resblock":
-                return make_block(ch, ch, resample="up")
+                return make_block(ch, ch, resample="up", dropout=dropout)
             return Upsample(ch, cfg.up.kind)
 
         self.embedding = TimeEmbedding(plan)
@@ -209,14 +211,20 @@ class UNet(nn.Module):
         self.encoder, self.decoder = nn.ModuleList(), nn.ModuleList()
         for lv in plan.levels:  # encoder and decoder stage of a level, in turn (the order of initialization)
             self.encoder.append(Stage(lv.encoder, make_block, make_attention,
-                                      partial(make_down, lv.down_channels) if lv.down_channels else None,
+                                      partial(make_down, lv.down_channels, lv.dropout) if lv.down_channels else None,
                                       tap_after_blocks=lv.tap_after_blocks, tap_after_resample=lv.tap_after_down))
             self.decoder.append(Stage(lv.decoder, make_block, make_attention,
-                                      partial(make_up, lv.up_channels) if lv.up_channels else None))
+                                      partial(make_up, lv.up_channels, lv.dropout) if lv.up_channels else None))
         # The seed runs the middle one resolution lower, and upsamples back before the decoder.
-        lone = (plan.middle_channels, plan.middle_attention_heads) if not plan.middle else (0, 0)
-        self.middle = Stage(plan.middle, make_block, make_attention,
-                            partial(make_up, plan.middle_channels) if cfg.middle.downsample else None, lone_attention=lone)
+        up_after = partial(make_up, plan.middle_channels) if cfg.middle.downsample else None
+        if plan.middle_transformer is not None:
+            emb_act = ACTIVATIONS[blk.activation]() if blk.time_activation else nn.Identity()
+            self.middle = TransformerMiddle(plan.middle_transformer, plan.embedding_out_dim, emb_act=emb_act,
+                                            qkv_bias=cfg.attention.qkv_bias, zero_init=cfg.zero_init,
+                                            resample=up_after() if up_after else None)
+        else:
+            lone = (plan.middle_channels, plan.middle_attention_heads) if not plan.middle else (0, 0)
+            self.middle = Stage(plan.middle, make_block, make_attention, up_after, lone_attention=lone)
         self.head = Head(plan, norm)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:

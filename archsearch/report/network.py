@@ -19,7 +19,7 @@ from ..plan import UNetPlan, plan_unet
 from ..schema.paths import apply_sets
 from ..schema.unet import UNetConfig
 
-__all__ = ["Network", "level_table", "network_summary", "configs_to_build", "networks_to_build", "print_networks"]
+__all__ = ["Network", "level_table", "middle_summary", "dropout_summary", "network_summary", "configs_to_build", "networks_to_build", "print_networks"]
 
 
 def level_table(plan: UNetPlan, title: str = "") -> Table:
@@ -38,17 +38,39 @@ def level_table(plan: UNetPlan, title: str = "") -> Table:
             attention,
             str(len(lv.taps)),
         )
-    mid_attn = f"{plan.middle_attention_heads} head{'s' if plan.middle_attention_heads > 1 else ''}" if plan.middle_attention_heads else "–"
-    table.add_row(
-        "middle",
-        f"{plan.middle_resolution}×{plan.middle_resolution}",
-        str(plan.middle_channels),
-        str(len(plan.middle)),
-        mid_attn,
-        "",
-        style="dim",
-    )
+    table.add_row(*_middle_row(plan), style="dim")
     return table
+
+
+def _middle_row(plan: UNetPlan) -> tuple[str, ...]:
+    res = f"{plan.middle_resolution}×{plan.middle_resolution}"
+    tr = plan.middle_transformer
+    if tr is not None:  # a transformer: token width and blocks (middle_summary has the rest)
+        width = f"{tr.channels}→{tr.width}→{tr.channels}" if tr.project_in else str(tr.width)
+        return ("middle", res, width, f"{tr.depth} transformer", f"{tr.heads} head{'s' if tr.heads > 1 else ''}", "")
+    heads = plan.middle_attention_heads
+    attention = f"{heads} head{'s' if heads > 1 else ''}" if heads else "–"
+    return ("middle", res, str(plan.middle_channels), str(len(plan.middle)), attention, "")
+
+
+def middle_summary(plan: UNetPlan) -> str | None:
+    """A line on a transformer middle's tokens, heads and MLP; None for a res-block middle."""
+    tr = plan.middle_transformer
+    if tr is None:
+        return None
+    tokens = f"{tr.tokens} tokens ({tr.resolution}×{tr.resolution} pixels" + (" + the embedding)" if tr.extra_tokens else ")")
+    return (f"middle: transformer, {tr.depth} blocks over {tokens} of {tr.width} channels, {tr.heads} heads × "
+            f"{tr.head_channels}, MLP {tr.mlp_channels}, time: {tr.time}"
+            + (", learned positions" if tr.pos_embedding else "") + (f", dropout {tr.dropout:g}" if tr.dropout else ""))
+
+
+def dropout_summary(plan: UNetPlan) -> str | None:
+    """A line on per-level dropout when the levels differ; None when every res block has block.dropout."""
+    rates = [lv.dropout for lv in plan.levels]
+    if all(r == plan.config.block.dropout for r in rates):
+        return None
+    middle = f" (middle res blocks: {plan.config.block.dropout:g})" if plan.middle else ""
+    return f"dropout per level: {', '.join(f'{r:g}' for r in rates)}{middle}"
 
 
 def network_summary(config: UNetConfig) -> dict:
@@ -116,6 +138,9 @@ def print_networks(networks: list[Network], console: Console) -> None:
     """A level table, the parameter count and the forward GFLOPs of each network."""
     for network in networks:
         console.print(level_table(network.plan, network.title))
+        for line in (middle_summary(network.plan), dropout_summary(network.plan)):
+            if line:
+                console.print(line)
         console.print(f"parameters: {network.params:,}")
         console.print(f"forward GFLOPs per image: {network.flops / 1e9:.3f}")
         console.print()

@@ -5,7 +5,8 @@ network of the article this project started from. Every field names the conventi
 reference implementations it follows, so a user porting a config knows what to set:
 
     levels         per level: width, encoder and decoder res blocks, attention   (or `compact`)
-    middle         res blocks at the lowest resolution, attention after the first
+    middle         res blocks at the lowest resolution, attention after the first; or a
+                   transformer over its pixels (U-ViT, simple diffusion)
     skip           concat or add; tapped once per level (seed) or at every block (DDPM/ADM)
     stem / head    3x3 conv or none / GN-act-conv3 (DDPM) or a bare 1x1 / 3x3 conv (seed)
     block          the res block: norm, order, activation, dropout, time injection, rescale
@@ -30,6 +31,8 @@ __all__ = [
     "Level",
     "CompactLevels",
     "Middle",
+    "TransformerMiddle",
+    "MiddleKind",
     "Skip",
     "GroupNorm",
     "NoNorm",
@@ -81,6 +84,22 @@ class Level(Model):
         "network's decoder runs one level narrower (its decoder at 8x8 outputs 128, not 256).",
     )
     attention: bool = Field(False, description="Self-attention after the res blocks of this level.")
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(
+        None,
+        description="Dropout of this level's res blocks (encoder, decoder and res-block resampling). "
+        "Default: block.dropout. Simple diffusion (Hoogeboom et al. 2023) drops out only below the "
+        "top resolution: 0 at the first level(s), its rate elsewhere.",
+    )
+    heads: Heads | None = Field(
+        None,
+        description="Attention heads at this level (when it has attention), in place of the `attention` "
+        "section's heads and head_channels. Default: the attention section's.",
+    )
+    head_channels: Width | None = Field(
+        None,
+        description="Channels per head at this level (heads = width // head_channels), in place of the "
+        "attention section's. Default: the attention section's. Give heads or head_channels, not both.",
+    )
 
 
 class CompactLevels(Model):
@@ -101,22 +120,31 @@ class CompactLevels(Model):
         description="Resolutions in pixels whose levels get attention (DDPM `attn_resolutions`; ADM "
         "gives downsample factors, convert with image_size // factor).",
     )
+    dropout_resolutions: list[Pixels] | None = Field(
+        None,
+        max_length=MAX_LEVELS,
+        description="Resolutions in pixels whose levels' res blocks use block.dropout; the other levels "
+        "use none. Default (null): every level. Simple diffusion (Hoogeboom et al. 2023) drops out "
+        "only below the top resolution, e.g. [16, 8] at 32 pixels.",
+    )
 
     def expand(self, image_size: int) -> list[Level]:
-        """The per-level form (attention where the level's resolution is listed)."""
+        """The per-level form (attention and dropout where the level's resolution is listed)."""
         return [
             Level(
                 width=int(self.base_width * mult),
                 blocks=self.blocks,
                 attention=(image_size >> i) in self.attention_resolutions,
+                dropout=None if self.dropout_resolutions is None or (image_size >> i) in self.dropout_resolutions else 0.0,
             )
             for i, mult in enumerate(self.multipliers)
         ]
 
 
 class Middle(Model):
-    """The bottleneck between encoder and decoder."""
+    """The bottleneck between encoder and decoder: res blocks, attention after the first."""
 
+    kind: Literal["resblocks"] = "resblocks"
     blocks: Blocks = Field(2, description="Res blocks in the middle (DDPM/ADM: 2; the seed: 1).")
     attention: bool = Field(True, description="Self-attention after the first middle res block (Res-Attn-Res).")
     downsample: bool = Field(
@@ -124,6 +152,66 @@ class Middle(Model):
         description="Downsample once more after the last level and run the middle one resolution "
         "lower, upsampling after it (the seed network). DDPM/ADM run it at the last level's resolution.",
     )
+
+
+class TransformerMiddle(Model):
+    """A transformer over the pixels of the lowest resolution, one token per pixel: U-ViT (Bao
+    et al. 2023, "All are Worth Words") and simple diffusion's U-ViT (Hoogeboom et al. 2023),
+    whose convolutional levels hand a 16x16 map to a stack of transformer blocks.
+
+    tokens = map pixels (+ one embedding token) -> [+ positional embedding] -> depth x (pre-norm
+    LayerNorm -> self-attention -> residual; LayerNorm -> MLP (GELU) -> residual) -> LayerNorm
+    -> output projection, added to the map (a residual around the whole middle, so that with
+    zero_init the middle starts as the identity). The decoder receives the map at the width and
+    resolution it would get from the res-block middle.
+    """
+
+    kind: Literal["transformer"] = "transformer"
+    depth: Annotated[int, Field(ge=1, le=MAX_BLOCKS)] = Field(
+        4, description="Transformer blocks (U-ViT-S: 13, simple diffusion's U-ViT: 36 at 16x16)."
+    )
+    width: Width | None = Field(
+        None,
+        description="Token width. Default: the lowest level's width. When it differs, a linear map "
+        "(a 1x1 conv on the map) projects the map's channels in.",
+    )
+    heads: Heads | None = Field(
+        None,
+        description="Attention heads. Default: the attention section's heads / head_channels (its "
+        "qkv_bias applies too; its qkv_order does not: q, k, v are always [q | k | v]).",
+    )
+    head_channels: Width | None = Field(
+        None,
+        description="Channels per head (heads = width // head_channels; U-ViT and simple diffusion: "
+        "64). Give heads or head_channels, not both.",
+    )
+    mlp_ratio: Annotated[float, Field(gt=0, le=64)] = Field(
+        4.0, description="MLP hidden width = int(width * mlp_ratio) (ViT, U-ViT: 4)."
+    )
+    time: Literal["add", "token"] = Field(
+        "add",
+        description="How the timestep (and class) embedding enters: add: projected to the token width "
+        "and added to every token (simple diffusion); token: projected and prepended as one extra "
+        "token, dropped after the last block (U-ViT, which prepends time and class as two tokens; "
+        "here they are summed into one, as everywhere else in the U-Net). The embedding passes the "
+        "activation first when block.time_activation, as in the res blocks.",
+    )
+    pos_embedding: bool = Field(
+        True, description="A learned positional embedding added to the tokens (U-ViT; init N(0, 0.02²))."
+    )
+    dropout: float = Field(
+        0.0, ge=0, lt=1,
+        description="Dropout after the attention's output projection and after the MLP's activation "
+        "and output (timm's ViT proj_drop and MLP drop).",
+    )
+    downsample: bool = Field(
+        False,
+        description="As middle.downsample: downsample once more after the last level, run the "
+        "transformer one resolution lower, and upsample after it.",
+    )
+
+
+MiddleKind = tagged_union("resblocks", Middle, TransformerMiddle)
 
 
 class Skip(Model):
@@ -334,7 +422,11 @@ class UNetConfig(Model):
         None, min_length=1, max_length=MAX_LEVELS, description="The resolutions, highest first. Give either this or `compact`."
     )
     compact: CompactLevels | None = Field(None, description="Levels as base width × multipliers; expands into `levels`.")
-    middle: Middle = Field(default_factory=Middle, description="The bottleneck.")
+    middle: MiddleKind = Field(
+        default_factory=Middle,
+        description="The bottleneck: res blocks (kind: resblocks, DDPM/ADM) or a transformer (kind: "
+        "transformer, U-ViT / simple diffusion).",
+    )
     skip: Skip = Field(default_factory=Skip, description="Skip connections.")
     stem: Literal["conv3x3", "none"] = Field(
         "conv3x3", description="conv3x3: a 3x3 conv to the first width (everyone); none: the image enters the first block (seed)."

@@ -69,7 +69,8 @@ def _digest(payload: Any) -> str:
 # before the field existed still match its trials (duplicate reuse, ablation and verify resumes).
 # A field added with a default goes here; tests/test_identity.py pins hashes to catch one that does not.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
-    "architecture": {"attention.qkv_order": "new"},
+    "architecture": {"attention.qkv_order": "new", "middle.kind": "resblocks", "compact.dropout_resolutions": None,
+                     "levels.*.dropout": None, "levels.*.heads": None, "levels.*.head_channels": None},
     "train": {},
     "data": {},
     "eval": {},
@@ -81,11 +82,15 @@ def _identity(section: str, model) -> dict[str, Any]:
     dump = model.model_dump(mode="json")
     for path, default in LATER_FIELDS[section].items():
         *parents, leaf = path.split(".")
-        node = dump
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == default:
-            del node[leaf]
+        nodes = [dump]
+        for key in parents:  # `*`: every item of a list (`levels.*.dropout`)
+            if key == "*":
+                nodes = [item for node in nodes if isinstance(node, list) for item in node]
+            else:
+                nodes = [node.get(key) for node in nodes if isinstance(node, dict)]
+        for node in nodes:
+            if isinstance(node, dict) and leaf in node and node[leaf] == default:
+                del node[leaf]
     return dump
 
 

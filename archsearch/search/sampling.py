@@ -76,6 +76,8 @@ def _instantiate_architecture(spec: dict[str, Any], suggest: Suggest) -> dict[st
 
 def _uses_attention(arch: dict[str, Any]) -> bool:
     middle = arch.get("middle", {})
+    # A transformer middle (no `attention` key) reads the attention section: its heads when it
+    # sets none of its own, and qkv_bias.
     if middle.get("attention", True):
         return True
     if isinstance(arch.get("levels"), list):
