@@ -85,5 +85,5 @@ class InputPath(nn.Module):
         else:
             c = a.shape[1]
             a = F.conv2d(a, self.down.kernel.to(a.dtype).expand(c, 1, -1, -1), stride=2, groups=c)
-        h = (h + (a + self.conv.bias[None, :, None, None])) / math.sqrt(2)
+        h = (h + (a + self.conv.bias.to(a.dtype)[None, :, None, None])) / math.sqrt(2)
         return h, h

@@ -388,7 +388,8 @@ class UNetConfig(Model):
         "standard: none (DDPM++); skip: the image, FIR-downsampled to each level after the first, "
         "enters through a 1x1 conv added to the downsample's output (input_skip); residual: a 3x3 conv "
         "+ FIR-downsample of the previous level's input, averaged with the downsample's output by "
-        "(a + b) / sqrt(2) (NCSN++). The sum replaces the skip tapped there.",
+        "(a + b) / sqrt(2) (NCSN++). The sum replaces the skip tapped there (needs skip.taps: block). "
+        "middle.downsample's extra downsample gets no input path (EDM has none).",
     )
     decoder_type: Literal["standard", "skip"] = Field(
         "standard",
