@@ -131,6 +131,16 @@ def test_every_progressive_path_builds_and_trains(encoder, decoder, taps):
     assert "decoder_aux.0.conv" not in names  # level 0's head is `head`
 
 
+@pytest.mark.parametrize("head,kernel", [("norm_act_conv3x3", 3), ("conv3x3", 3), ("conv1x1", 1)])
+def test_the_decoder_paths_heads_are_built_like_the_head(head, kernel):
+    model = build({"decoder_type": "skip", "head": head})
+    aux = model.decoder_aux["1"]
+    assert aux.conv.kernel_size == (kernel, kernel) and type(aux.norm) is type(model.head.norm)
+    out = model(torch.randn(2, 3, 16, 16), torch.tensor([3.0, 700.0]))
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def widths(model, prefix: str) -> list[tuple[int, ...]]:
     return [tuple(p.shape) for n, p in model.named_parameters() if n.startswith(prefix) and n.endswith("conv.weight")]
 

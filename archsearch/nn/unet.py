@@ -6,7 +6,9 @@
 Module names follow the config, so a state dict reads like the architecture:
 `encoder.1.blocks.0.conv1.weight` is the first res block of `levels.1`,
 `decoder.1.attentions.2.qkv.weight` the attention after its third decoder block,
-`middle.attention.proj.weight`, `embedding.mlp.0.weight`, `head.conv.weight`.
+`middle.attention.proj.weight`, `embedding.mlp.0.weight`, `head.conv.weight`; the progressive
+paths of EDM-SongUNet are `encoder_aux.1.conv.weight` (encoder_type, joined after the downsample
+into level 1) and `decoder_aux.1.conv.weight` (decoder_type: skip, level 1's own head).
 """
 
 from __future__ import annotations
