@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError, ConfigErrors
 from .schema.unet import GroupNorm, UNetConfig
 
-__all__ = ["BlockPlan", "LevelPlan", "TransformerPlan", "UNetPlan", "plan_unet", "norm_groups"]
+__all__ = ["BlockPlan", "LevelPlan", "TransformerPlan", "AuxPlan", "UNetPlan", "plan_unet", "norm_groups", "is_box_filter"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,17 @@ class TransformerPlan:
 
 
 @dataclass(frozen=True)
+class AuxPlan:
+    """One layer of a progressive path (EDM-SongUNet encoder_type / decoder_type) at `level`:
+    encoder side, the image path's conv from `in_channels` to h's width `out_channels`; decoder
+    side, the head from h's width `in_channels` to the prediction's `out_channels`."""
+
+    level: int
+    in_channels: int
+    out_channels: int
+
+
+@dataclass(frozen=True)
 class UNetPlan:
     """Every derived number of a U-Net: what the builder, the CLI and reports read."""
 
@@ -103,6 +114,8 @@ class UNetPlan:
     downsamples: int = field(default=0)
     tap_stem: bool = False  # skip.taps=block: the stem's output is the first skip
     middle_transformer: TransformerPlan | None = None  # middle.kind: transformer (then `middle` is empty)
+    encoder_aux: tuple[AuxPlan, ...] = ()  # encoder_type skip/residual: joined after each level's downsample
+    decoder_aux: tuple[AuxPlan, ...] = ()  # decoder_type skip: a head at each level but the first (whose is `head`)
 
     @property
     def skip_combine(self) -> str:
@@ -143,7 +156,7 @@ class _Planner:
 
         taps: list[list[int]] = [[] for _ in range(n_levels)]
         by_block = cfg.skip.taps == "block"
-        ch = self.levels[0].width if cfg.stem == "conv3x3" else cfg.in_channels
+        ch = (cfg.stem_width or self.levels[0].width) if cfg.stem == "conv3x3" else cfg.in_channels
         stem_channels = ch if cfg.stem == "conv3x3" else 0
         if by_block:
             taps[0].append(ch)
@@ -233,6 +246,7 @@ class _Planner:
             tap_stem=by_block,
             middle_transformer=transformer,
         )
+        plan = self._song(plan)
         self._check_norm_groups(plan)
         if self.errors:
             raise ConfigErrors(_dedupe(self.errors))
@@ -346,6 +360,47 @@ class _Planner:
         mode = "add_projected" if project else "add"
         return BlockPlan(ch, width, skip_channels=skip, skip_mode=mode, attention_heads=heads, dropout=dropout)
 
+    def _song(self, plan: UNetPlan) -> UNetPlan:
+        """EDM-SongUNet's knobs: stem_width, resample_filter, resample_projection and the
+        progressive paths, with the widths of the latter."""
+        from dataclasses import replace
+
+        cfg, n = self.config, len(plan.levels)
+        if cfg.stem_width is not None and cfg.stem != "conv3x3":
+            self.error("stem_width", f"{cfg.stem_width}, but stem is {cfg.stem}; set stem: conv3x3 or leave stem_width out")
+        resblock_down = cfg.down.kind == "resblock" and any(lv.down_channels for lv in plan.levels)
+        resblock_up = cfg.up.kind == "resblock" and (n > 1 or cfg.middle.downsample)
+        if cfg.block.resample_projection and not (resblock_down or resblock_up):
+            self.error("block.resample_projection", "true, but no res block resamples; set down.kind or up.kind "
+                                                    "to resblock, or leave this false")
+        for path, kind in (("encoder_type", cfg.encoder_type), ("decoder_type", cfg.decoder_type)):
+            if kind != "standard" and n < 2:
+                self.error(path, f"{kind} needs at least 2 levels (its path joins each level after the first); "
+                                 "add a level or use standard")
+        if cfg.encoder_type != "standard" and cfg.skip.taps != "block":
+            self.error("encoder_type", f"{cfg.encoder_type} updates the skip tapped after each downsample (EDM), "
+                                       "which skip.taps: level does not tap; set skip.taps: block or encoder_type: standard")
+        taps = cfg.resample_filter
+        if len(taps) % 2:
+            self.error("resample_filter", f"{list(taps)} has {len(taps)} taps; resampling by 2 needs an even "
+                                          "number (an odd filter upsamples to 2n - 1 pixels), e.g. [1, 1] or [1, 3, 3, 1]")
+        progressive = cfg.encoder_type != "standard" or cfg.decoder_type != "standard"
+        if not is_box_filter(taps) and not (resblock_down or resblock_up or (progressive and n > 1)):
+            self.error("resample_filter", f"{list(taps)}, but nothing here resamples with it (res-block down/up "
+                                          "or a progressive path); set down/up kind: resblock, encoder_type or "
+                                          "decoder_type, or leave it [1, 1]")
+
+        encoder_aux, decoder_aux = [], []
+        if cfg.encoder_type != "standard":
+            aux = cfg.in_channels
+            for lv in plan.levels[1:]:
+                h = plan.levels[lv.index - 1].down_channels
+                encoder_aux.append(AuxPlan(lv.index, aux, h))
+                aux = h if cfg.encoder_type == "residual" else aux
+        if cfg.decoder_type == "skip":
+            decoder_aux = [AuxPlan(lv.index, lv.up_channels, plan.out_channels) for lv in plan.levels[1:]]
+        return replace(plan, encoder_aux=tuple(encoder_aux), decoder_aux=tuple(decoder_aux))
+
     def _check_norm_groups(self, plan: UNetPlan) -> None:
         norm = self.config.block.norm
         if not isinstance(norm, GroupNorm):
@@ -383,6 +438,11 @@ class _Planner:
                     f"{groups} does not divide the {channels} channels at {where}; "
                     f"use {_common_divisor_hint(widths, norm.groups)} groups, or widths divisible by {groups}",
                 )
+
+
+def is_box_filter(taps) -> bool:
+    """Whether a resample_filter is [c, c]: avg-pool down and nearest up, exactly."""
+    return len(taps) == 2 and taps[0] == taps[1]
 
 
 def _divisors_hint(n: int, near: int) -> str:

@@ -31,6 +31,7 @@ COMPANIONS = {
     # the transformer middle's own knobs need its kind (SMALL's middle is the res-block one)
     ("middle.time", "token"): {"middle": {"kind": "transformer", "time": "token"}},
     ("middle.pos_embedding", False): {"middle": {"kind": "transformer", "pos_embedding": False}},
+    ("block.resample_projection", True): {"down": {"kind": "resblock"}},  # it projects res-block resampling only
 }
 
 
@@ -147,17 +148,25 @@ def test_state_dict_reads_like_the_architecture():
 
 @pytest.mark.parametrize(
     "name,count",
-    [("seed", 4_530_243), ("ddpm-cifar10", 35_746_307), ("adm-imagenet64", 295_904_454), ("edm-adm-imagenet64", 295_899_267)],
+    [("seed", 4_530_243), ("ddpm-cifar10", 35_746_307), ("adm-imagenet64", 295_904_454), ("edm-adm-imagenet64", 295_899_267),
+     ("edm-ddpmpp-cifar10", 55_732_739), ("edm-ncsnpp-cifar10", 56_395_523),
+     ("edm-ddpmpp-cifar10 augment_dim=9", 55_733_891), ("edm-ncsnpp-cifar10 augment_dim=9", 56_397_827)],
 )
 def test_preset_parameter_counts(name, count):
+    # EDM's SongUNet (NVlabs/edm 008a4e5) at train.py's --arch=ddpmpp / --arch=ncsnpp settings
+    # for unconditional CIFAR-10, with augment_dim 0 and 9 (--augment), counted by
+    # benchmarks/edm_counts.py into benchmarks/data/edm_counts.json; "NAME augment_dim=9" is the
+    # preset with `embedding: {augment_dim: 9}`.
     # guided-diffusion's create_model for the ImageNet-64 README flags counts 295,904,454.
     # EDM's DhariwalUNet (NVlabs/edm 008a4e5, training/networks.py), instantiated with
     # img_resolution=64, in_channels=out_channels=3, label_dim=1000, model_channels=192,
     # channel_mult=[1,2,3,4], num_blocks=3, attn_resolutions=[32,16,8], dropout=0.1 (train.py
     # --arch=adm) and summed with sum(p.numel()), counts 295,899,267: ADM's count less the 3
     # learned-sigma output channels of the head conv (192*3*9 + 3 = 5,187).
+    name, _, augment = name.partition(" augment_dim=")
+    data = deep_merge(preset_dict(name), {"embedding": {"augment_dim": int(augment)}} if augment else {})
     with torch.device("meta"):
-        model = build_unet(unet_config_from_dict(preset_dict(name)))
+        model = build_unet(unet_config_from_dict(data))
     assert sum(p.numel() for p in model.parameters()) == count
 
 

@@ -188,7 +188,32 @@ def _unsupported(config: UNetConfig, plan: UNetPlan) -> list[tuple[str, str]]:
         no("down.kind", f"{cfg.down.kind}: UNet2DModel downsamples with a strided conv or a res block")
     if cfg.up.kind in ("nearest", "transposed"):
         no("up.kind", f"{cfg.up.kind}: UNet2DModel upsamples with nearest + conv or a res block")
+    _unsupported_song(cfg, plan, no)
     return out
+
+
+def _unsupported_song(cfg: UNetConfig, plan: UNetPlan, no) -> None:
+    """EDM-SongUNet's knobs (issue 15). diffusers' Skip*Block2D types come from score-SDE's NCSN++
+    too, but with their own layout and names; the weight maps here do not cover them."""
+    from ..plan import is_box_filter
+
+    first = cfg.resolved_levels()[0].width
+    if plan.stem_channels and plan.stem_channels != first:
+        no("stem_width", f"{plan.stem_channels} differs from the first level's width {first}: UNet2DModel's "
+                         "conv_in outputs block_out_channels[0]")
+    if not is_box_filter(cfg.resample_filter):
+        no("resample_filter", f"{list(cfg.resample_filter)}: UNet2DModel's res-block resampling is avg-pool and "
+                              "nearest ([1, 1]); this exporter does not map its FIR blocks")
+    if cfg.block.resample_projection:
+        no("block.resample_projection", "true: ResnetBlock2D has a shortcut conv only when the width changes")
+    if cfg.encoder_type != "standard":
+        no("encoder_type", f"{cfg.encoder_type}: the down blocks this exporter maps have no progressive input "
+                           "path (diffusers' Skip blocks are not mapped)")
+    if cfg.decoder_type != "standard":
+        no("decoder_type", f"{cfg.decoder_type}: the up blocks this exporter maps have no per-level output "
+                           "heads (diffusers' Skip blocks are not mapped)")
+    if cfg.embedding.augment_dim is not None:
+        no("embedding.augment_dim", f"{cfg.embedding.augment_dim}: UNet2DModel has no augmentation-label input")
 
 
 # --------------------------------------------------------------------------- weights

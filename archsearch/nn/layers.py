@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..plan import is_box_filter
+from .song import FIRResample
+
 __all__ = [
     "ACTIVATIONS",
     "NormFactory",
@@ -70,6 +73,8 @@ class ResBlock(nn.Module):
         shortcut: str = "conv1x1",  # "conv1x1" | "conv3x3", used when widths differ
         resample: str | None = None,  # None | "down" | "up"
         zero_init: bool = True,
+        resample_filter: tuple[int, ...] = (1, 1),  # FIR taps of the resampling; (1, 1): avg-pool / nearest
+        resample_projection: bool = False,  # a shortcut conv on resampling blocks even at equal widths (EDM)
     ):
         super().__init__()
         self.pre = order == "pre"
@@ -86,14 +91,17 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         if zero_init:
             zero_(self.conv2)
-        if in_channels == out_channels:
+        if in_channels == out_channels and not (resample_projection and resample):
             self.shortcut = nn.Identity()
         elif shortcut == "conv3x3":
             self.shortcut = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         else:
             self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
+        self.fir = FIRResample(resample_filter, resample) if resample and not is_box_filter(resample_filter) else None
 
     def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fir is not None:
+            return self.fir(x)
         if self.resample == "down":
             return F.avg_pool2d(x, 2)
         if self.resample == "up":

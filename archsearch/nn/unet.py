@@ -7,7 +7,9 @@ Module names follow the config, so a state dict reads like the architecture:
 `encoder.1.blocks.0.conv1.weight` is the first res block of `levels.1`,
 `decoder.1.attentions.2.qkv.weight` the attention after its third decoder block,
 `middle.attention.proj.weight`, `embedding.mlp.0.weight`, `head.conv.weight`; a transformer
-middle's are `middle.blocks.3.attn.qkv.weight` and the like (archsearch.nn.transformer).
+middle's are `middle.blocks.3.attn.qkv.weight` and the like (archsearch.nn.transformer); the progressive
+paths of EDM-SongUNet are `encoder_aux.1.conv.weight` (encoder_type, joined after the downsample
+into level 1) and `decoder_aux.1.conv.weight` (decoder_type: skip, level 1's own head).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .layers import (
     zero_,
 )
 from .transformer import TransformerMiddle
+from .song import FIRResample, InputPath
 
 __all__ = ["UNet", "build_unet", "meta_unet"]
 
@@ -69,9 +72,15 @@ class TimeEmbedding(nn.Module):
         )
         self.classes = nn.Embedding(cfg.num_classes, plan.embedding_out_dim) if cfg.num_classes else None
         self.post_act = act() if cfg.embedding.post_activation else nn.Identity()
+        augment = cfg.embedding.augment_dim  # EDM's map_augment: labels -> the raw encoding
+        self.augment = nn.Linear(augment, dim, bias=False) if augment else None
 
-    def forward(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.mlp(self.encoding(t))  # (B, E)
+    def forward(self, t: torch.Tensor, class_labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        enc = self.encoding(t)  # (B, dim)
+        if self.augment is not None and augment_labels is not None:
+            enc = enc + self.augment(augment_labels.to(enc.dtype))
+        emb = self.mlp(enc)  # (B, E)
         if self.classes is not None and class_labels is not None:
             # A negative label means "no label" (dropped for classifier-free guidance).
             keep = (class_labels >= 0).unsqueeze(-1).to(emb.dtype)
@@ -82,9 +91,10 @@ class TimeEmbedding(nn.Module):
 class Head(nn.Module):
     """norm -> act -> conv3x3 (DDPM/ADM), or a bare 3x3 / 1x1 conv (seed)."""
 
-    def __init__(self, plan: UNetPlan, norm):
+    def __init__(self, plan: UNetPlan, norm, channels: int | None = None):
+        """`channels`: h's width when it is not the top level's (decoder_type: skip's heads)."""
         super().__init__()
-        cfg, ch = plan.config, plan.head_in_channels
+        cfg, ch = plan.config, channels or plan.head_in_channels
         with_norm = cfg.head == "norm_act_conv3x3"
         self.norm = norm(ch) if with_norm else nn.Identity()
         self.act = ACTIVATIONS[cfg.block.activation]() if with_norm else nn.Identity()
@@ -138,7 +148,7 @@ class Stage(nn.Module):
                 skips.append(h)
         return h
 
-    def decode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def decode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor], resample: bool = True) -> torch.Tensor:
         for j, block in enumerate(self.blocks):
             mode = self.plans[j].skip_mode
             if mode == "concat":
@@ -148,7 +158,7 @@ class Stage(nn.Module):
             elif mode == "add_projected":
                 h = h + self.projections[str(j)](skips.pop())
             h = self._attend(j, block(h, emb))
-        return self.resample(h, emb) if self.resample is not None else h
+        return self.resample(h, emb) if self.resample is not None and resample else h
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The middle: blocks and attention (attention alone when it has no blocks), then resampling."""
@@ -188,6 +198,8 @@ class UNet(nn.Module):
             rescale=blk.rescale,
             shortcut=blk.shortcut,
             zero_init=cfg.zero_init,
+            resample_filter=tuple(cfg.resample_filter),
+            resample_projection=blk.resample_projection,
         )
         make_attention = partial(
             AttentionBlock, norm=norm, qkv_bias=cfg.attention.qkv_bias, qkv_order=cfg.attention.qkv_order,
@@ -226,17 +238,42 @@ class UNet(nn.Module):
             lone = (plan.middle_channels, plan.middle_attention_heads) if not plan.middle else (0, 0)
             self.middle = Stage(plan.middle, make_block, make_attention, up_after, lone_attention=lone)
         self.head = Head(plan, norm)
+        # EDM-SongUNet's progressive paths (encoder_type, decoder_type), after everything else so
+        # the modules above draw the same initial weights as without them.
+        self.encoder_aux = nn.ModuleDict(
+            {str(a.level): InputPath(cfg.encoder_type, a.in_channels, a.out_channels, cfg.resample_filter)
+             for a in plan.encoder_aux}
+        ) if plan.encoder_aux else None
+        self.decoder_aux = nn.ModuleDict(
+            {str(a.level): Head(plan, norm, a.in_channels) for a in plan.decoder_aux}
+        ) if plan.decoder_aux else None
+        self.aux_up = FIRResample(cfg.resample_filter, "up") if plan.decoder_aux else None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        # x: (B, C_in, H, W) noisy images; t: (B,) timesteps; class_labels: (B,) ints or None
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (B, C_in, H, W) noisy images; t: (B,) timesteps; class_labels: (B,) ints or None;
+        # augment_labels: (B, embedding.augment_dim) or None
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        emb = self.embedding(t, class_labels)  # (B, E)
+        emb = self.embedding(t, class_labels, augment_labels)  # (B, E)
         h = self.stem(x) if self.stem is not None else x  # (B, C0, H, W)
         skips = [h] if self.tap_stem else []
-        for stage in self.encoder:  # highest resolution first; each pushes the skips it taps
+        aux = x  # encoder_type: the progressive input path starts from the image
+        for i, stage in enumerate(self.encoder):  # highest resolution first; each pushes the skips it taps
             h = stage.encode(h, emb, skips)
+            if self.encoder_aux is not None and str(i + 1) in self.encoder_aux:
+                h, aux = self.encoder_aux[str(i + 1)](h, aux)
+                skips[-1] = h  # the skip tapped after the downsample becomes the sum (EDM)
         h = self.middle(h, emb)  # (B, C_mid, H_mid, W_mid)
-        for stage in reversed(self.decoder):  # lowest resolution first; each pops the skips it joins
-            h = stage.decode(h, emb, skips)
-        return self.head(h)  # (B, C_out, H, W)
+        if self.decoder_aux is None:
+            for stage in reversed(self.decoder):  # lowest resolution first; each pops the skips it joins
+                h = stage.decode(h, emb, skips)
+            return self.head(h)  # (B, C_out, H, W)
+        out = None  # decoder_type: skip sums a head's output per level, upsampled on the way up
+        for i in reversed(range(len(self.decoder))):
+            stage = self.decoder[i]
+            h = stage.decode(h, emb, skips, resample=False)
+            y = self.head(h) if i == 0 else self.decoder_aux[str(i)](h)
+            out = y if out is None else y + self.aux_up(out)
+            h = stage.resample(h, emb) if stage.resample is not None else h
+        return out  # (B, C_out, H, W)

@@ -26,6 +26,9 @@ from pydantic import Field, model_validator
 
 from ._base import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_HEADS, MAX_IMAGE_SIZE, MAX_LEVELS, Model, tagged_union
 
+MAX_FILTER_TAPS = 8  # resample_filter length: StyleGAN's and EDM's longest is 4
+MAX_FILTER_TAP = 1_000  # one tap of resample_filter (binomial taps of length 8 reach 35)
+
 __all__ = [
     "SCHEMA_VERSION",
     "Level",
@@ -284,6 +287,12 @@ class ResBlock(Model):
     shortcut: Literal["conv1x1", "conv3x3"] = Field(
         "conv1x1", description="Convolution on the residual path when the width changes (DDPM nin_shortcut: 1x1)."
     )
+    resample_projection: bool = Field(
+        False,
+        description="Give res-block downsamples and upsamples (down/up kind: resblock) a shortcut conv "
+        "(of kind `shortcut`) even when the width does not change (EDM-SongUNet resample_proj); off in "
+        "ADM, where their shortcut is the resampled input alone.",
+    )
 
 
 class Attention(Model):
@@ -350,12 +359,22 @@ class TimeEmbedding(Model):
     """Timestep -> embedding vector -> MLP -> (+ class embedding) -> each block's projection."""
 
     encoding: Embedding = Field(default_factory=Sinusoidal, description="How t becomes a vector.")
-    dim: Width | None = Field(None, description="Width of the raw encoding. Default: the first level's width.")
+    dim: Width | None = Field(
+        None,
+        description="Width of the raw encoding. Default: the first level's width (DDPM/ADM model_channels; "
+        "EDM-SongUNet: model_channels × channel_mult_noise, 128 for DDPM++ and 256 for NCSN++ on CIFAR-10).",
+    )
     hidden_dim: Width | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim.")
     out_dim: Width | None = Field(
         None, description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256)."
     )
     post_activation: bool = Field(False, description="Apply the activation after the MLP once (EDM).")
+    augment_dim: Annotated[int, Field(gt=0, le=MAX_CHANNELS)] | None = Field(
+        None,
+        description="Width of an augmentation-label input (EDM augment_dim: 9 with --augment): a bias-free "
+        "linear map from the labels added to the raw encoding, before the MLP. Pass the labels as "
+        "`model(x, t, augment_labels=...)`; without them nothing is added (as EDM).",
+    )
 
 
 # --------------------------------------------------------------------------- resampling
@@ -431,6 +450,11 @@ class UNetConfig(Model):
     stem: Literal["conv3x3", "none"] = Field(
         "conv3x3", description="conv3x3: a 3x3 conv to the first width (everyone); none: the image enters the first block (seed)."
     )
+    stem_width: Width | None = Field(
+        None,
+        description="Channels of the stem conv. Default: the first level's width (DDPM, ADM); EDM-SongUNet "
+        "stems to model_channels (128) while its first level is 256 wide (channel_mult [2, 2, 2]).",
+    )
     head: Literal["norm_act_conv3x3", "conv3x3", "conv1x1"] = Field(
         "norm_act_conv3x3",
         description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed).",
@@ -440,6 +464,31 @@ class UNetConfig(Model):
     embedding: TimeEmbedding = Field(default_factory=TimeEmbedding, description="The timestep embedding.")
     down: Downsample = Field(default_factory=ConvDown, description="Downsampling between levels.")
     up: Upsample = Field(default_factory=NearestConv, description="Upsampling between levels.")
+    resample_filter: list[Annotated[int, Field(gt=0, le=MAX_FILTER_TAP)]] = Field(
+        [1, 1],
+        min_length=2,
+        max_length=MAX_FILTER_TAPS,
+        description="FIR filter of res-block down/up-sampling (main path and shortcut) and of the "
+        "progressive paths (encoder_type, decoder_type): the normalized outer product of these taps "
+        "(EDM/StyleGAN convention), a depthwise stride-2 conv down and a transposed one (×4) up. "
+        "[1, 1] is avg-pool and nearest (DDPM++); [1, 3, 3, 1] is NCSN++'s. An even length keeps the "
+        "resolution exactly halved and doubled.",
+    )
+    encoder_type: Literal["standard", "skip", "residual"] = Field(
+        "standard",
+        description="Progressive input path (EDM-SongUNet encoder_type; score-SDE progressive_input). "
+        "standard: none (DDPM++); skip: the image, FIR-downsampled to each level after the first, "
+        "enters through a 1x1 conv added to the downsample's output (input_skip); residual: a 3x3 conv "
+        "+ FIR-downsample of the previous level's input, averaged with the downsample's output by "
+        "(a + b) / sqrt(2) (NCSN++). The sum replaces the skip tapped there (needs skip.taps: block). "
+        "middle.downsample's extra downsample gets no input path (EDM has none).",
+    )
+    decoder_type: Literal["standard", "skip"] = Field(
+        "standard",
+        description="Progressive output path (EDM-SongUNet decoder_type; score-SDE progressive=output_skip). "
+        "standard: one head at the top; skip: every level's decoder output goes through its own head "
+        "(of kind `head`) to the output channels, summed with the FIR-upsampled sum from the level below.",
+    )
     zero_init: bool = Field(
         True,
         description="Zero-initialize each res block's last conv, the attention output projection and "

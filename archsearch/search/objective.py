@@ -70,7 +70,10 @@ def _digest(payload: Any) -> str:
 # A field added with a default goes here; tests/test_identity.py pins hashes to catch one that does not.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
     "architecture": {"attention.qkv_order": "new", "middle.kind": "resblocks", "compact.dropout_resolutions": None,
-                     "levels.*.dropout": None, "levels.*.heads": None, "levels.*.head_channels": None},
+                     "levels.*.dropout": None, "levels.*.heads": None, "levels.*.head_channels": None,
+                     # EDM-SongUNet's knobs (issue 15)
+                     "stem_width": None, "resample_filter": [1, 1], "block.resample_projection": False,
+                     "encoder_type": "standard", "decoder_type": "standard", "embedding.augment_dim": None},
     "train": {},
     "data": {},
     "eval": {},
