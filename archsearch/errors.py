@@ -77,6 +77,10 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
             message = message[len("Value error, "):]
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling; `archsearch schema` lists the fields)"
+            parent = _node_at(loc[:-1], data)
+            if isinstance(parent, dict) and isinstance(parent.get("kind"), str):  # a field of another kind of a union
+                message = (f"unknown field for kind {parent['kind']!r} (check its spelling, or the kind; "
+                           "`archsearch schema` lists each kind's fields)")
         elif err["type"] == "missing":
             message = "required field is missing"
         elif err["type"] == "invalid_kind" and isinstance(err.get("input"), dict):
@@ -113,6 +117,13 @@ def _is_scalar(value) -> bool:
 def _short(value, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _node_at(loc, data):
+    node = data
+    for part in loc:
+        node = _child(node, part)
+    return node
 
 
 def _child(node, part):

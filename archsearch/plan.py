@@ -165,6 +165,8 @@ class _Planner:
         emb_dim = emb.dim or self.levels[0].width
         emb_hidden = emb.hidden_dim or 4 * emb_dim
         emb_out = emb.out_dim or emb_hidden
+        if cfg.block.kind == "mp":  # EDM2: one MP linear from the encoding to the widest level's width
+            emb_hidden, emb_out = 0, emb.out_dim or max(level.width for level in self.levels)
         if emb.encoding.kind in ("sinusoidal", "fourier") and emb_dim % 2:
             self.error("embedding.dim", f"{emb_dim} is odd; sinusoidal and Fourier encodings need an even width")
 
@@ -200,6 +202,8 @@ class _Planner:
             tap_stem=by_block,
         )
         self._check_norm_groups(plan)
+        if cfg.block.kind == "mp":
+            self._check_mp()
         if self.errors:
             raise ConfigErrors(_dedupe(self.errors))
         return plan
@@ -286,7 +290,7 @@ class _Planner:
         return BlockPlan(ch, width, skip_channels=skip, skip_mode=mode, attention_heads=heads)
 
     def _check_norm_groups(self, plan: UNetPlan) -> None:
-        norm = self.config.block.norm
+        norm = getattr(self.config.block, "norm", None)  # block.kind mp has none
         if not isinstance(norm, GroupNorm):
             return
         pre = self.config.block.order == "pre"
@@ -322,6 +326,31 @@ class _Planner:
                     f"{groups} does not divide the {channels} channels at {where}; "
                     f"use {_common_divisor_hint(widths, norm.groups)} groups, or widths divisible by {groups}",
                 )
+
+    def _check_mp(self) -> None:
+        # EDM2's network is magnitude preserving end to end: no group norm, no bias, one-layer embedding.
+        cfg, why = self.config, "under block.kind: mp (EDM2)"
+        if cfg.head == "norm_act_conv3x3":
+            self.error("head", f"norm_act_conv3x3 has a group norm, which {why} nothing uses; use conv3x3 (EDM2's "
+                               "MP conv with a learned gain) or conv1x1")
+        if cfg.stem == "none":
+            self.error("stem", f"none: {why} the image (and the ones channel) enters through an MP conv; use conv3x3")
+        if cfg.down.kind not in ("resblock", "avgpool"):
+            self.error("down.kind", f"{cfg.down.kind} is not magnitude preserving{' and has a bias' if cfg.down.kind == 'conv' else ''}; "
+                                    f"{why} use resblock (EDM2's down block) or avgpool (its [1, 1] filter alone)")
+        if cfg.up.kind not in ("resblock", "nearest"):
+            self.error("up.kind", f"{cfg.up.kind} has a biased conv that is not magnitude preserving; {why} use "
+                                  "resblock (EDM2's up block) or nearest (its [1, 1] filter alone)")
+        if cfg.attention.qkv_bias:  # the default, true, too: a dumped config must still say what is built
+            self.error("attention.qkv_bias", f"true: {why} the qkv projection is a bias-free MP conv; set it false")
+        if cfg.embedding.hidden_dim is not None:
+            self.error("embedding.hidden_dim", f"{why} the embedding is one MP linear from the encoding to out_dim, "
+                                               "without a hidden layer; drop hidden_dim (set out_dim for its width)")
+        if cfg.embedding.post_activation:
+            self.error("embedding.post_activation", f"true: {why} the embedding always ends with mp_silu; drop the field")
+        if cfg.skip.project and cfg.skip.combine == "concat":
+            self.error("skip.project", "true, but concat skips are never projected (mp_cat joins any widths); "
+                                       "drop the field or use skip.combine: add")
 
 
 def _divisors_hint(n: int, near: int) -> str:

@@ -34,9 +34,14 @@ __all__ = ["UNet", "build_unet", "meta_unet"]
 
 
 def build_unet(config: UNetConfig | dict) -> UNet:
-    """Build the torch model a config describes (validating and planning it first)."""
+    """Build the torch model a config describes (validating and planning it first); block.kind mp
+    builds EDM2's magnitude-preserving network (archsearch.nn.mp_unet)."""
     if not isinstance(config, UNetConfig):
         config = UNetConfig.model_validate(config)
+    if config.block.kind == "mp":
+        from .mp_unet import MPUNet
+
+        return MPUNet(plan_unet(config))
     return UNet(plan_unet(config))
 
 
@@ -57,6 +62,10 @@ class TimeEmbedding(nn.Module):
             self.encoding = SinusoidalEncoding(dim, enc.flip_sin_to_cos, enc.freq_shift, enc.max_period)
         elif enc.kind == "fourier":
             self.encoding = FourierEncoding(dim, enc.scale, enc.input_scale)
+        elif enc.kind == "mp_fourier":
+            from .mp import MPFourier
+
+            self.encoding = MPFourier(dim, enc.bandwidth, enc.input_scale)
         else:
             self.encoding = LearnedEncoding(dim, enc.num_timesteps)
         act = ACTIVATIONS[cfg.block.activation]
