@@ -78,7 +78,7 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling; `archsearch schema` lists the fields)"
             parent = _node_at(loc[:-1], data)
-            if isinstance(parent, dict) and isinstance(parent.get("kind"), str):  # a field of another kind of a union
+            if isinstance(parent, dict) and parent.get("kind") in OTHER_UNION_TAGS:  # a field of another kind?
                 message = (f"unknown field for kind {parent['kind']!r} (check its spelling, or the kind; "
                            "`archsearch schema` lists each kind's fields)")
         elif err["type"] == "missing":
@@ -95,6 +95,9 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
 # Tags of the discriminated unions of archsearch.schema (filled by schema._base.tagged_union),
 # so that error paths drop them and read like the user's file.
 UNION_TAGS: set[str] = set()
+# The tags that are not their union's default (`kind: mp`): an unknown field under one of them is
+# most likely a field of the default kind, and its message says which kind was written.
+OTHER_UNION_TAGS: set[str] = set()
 
 
 def _user_loc(loc: Sequence[str | int], data) -> list[str | int]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ._base import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_HEADS, MAX_IMAGE_SIZE, MAX_LEVELS, Model, tagged_union
 
@@ -208,6 +208,9 @@ class MPBlock(Model):
     Dynamics of Diffusion Models", Fig. 21): bias-free weight-normalized convs, mp_silu, mp_sum
     residuals, no group norm. Under it the whole network is EDM2's: an MP conv stem, an MP
     embedding, mp_cat / mp_sum skips and an MP conv head with a learned gain (see archsearch.nn.mp)."""
+
+    # Written without `kind`, a block is a resnet one: say so to JSON Schema validators (oneOf).
+    model_config = ConfigDict(**Model.model_config, json_schema_extra={"required": ["kind"]})
 
     kind: Literal["mp"] = "mp"
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the residual branch before its second conv (EDM2 dropout; 0 for most of its ImageNet models).")
