@@ -16,9 +16,10 @@ conv2 / emb_proj / shortcut. EDM2 lays its fused qkv out as (heads, channels, 3)
 qkv_order new as (3, heads, channels), so those rows are permuted. The preset is built with
 embedding.encoding.input_scale 1, so that both networks read EDM2's noise label ln(σ)/4.
 
-Both run in fp32 on the CPU in eval mode on the same inputs (x ~ N(0, 1), σ log-uniform in
-[0.002, 80], random classes); the script prints, per preset, the parameter counts, the output
-RMS and the max abs difference, as JSON. benchmarks/data/vs_edm2.json was recorded from the
+Both run in fp32 on the CPU on the same inputs (x ~ N(0, 1), σ log-uniform in [0.002, 80],
+random classes), in eval mode and then in training mode (dropout 0), where forced weight
+normalization rewrites the stored weights; the script prints, per preset, the parameter counts,
+the output RMS, the max abs differences of the outputs and of the rewritten weights, as JSON. benchmarks/data/vs_edm2.json was recorded from the
 checkout benchmarks/edm_counts.py counted (NVlabs/edm2 4bf8162), batch 2, seed 0.
 """
 
@@ -66,14 +67,22 @@ def main() -> None:
         sigma = torch.exp(torch.empty(args.batch_size).uniform_(math.log(0.002), math.log(80.0), generator=g))
         labels = torch.randint(0, 1000, (args.batch_size,), generator=g)
         noise_labels = sigma.log() / 4  # EDM2's Precond's c_noise
+        one_hot = torch.nn.functional.one_hot(labels, 1000).float()
         with torch.no_grad():
-            a = theirs(x, noise_labels, torch.nn.functional.one_hot(labels, 1000).float())
+            a = theirs(x, noise_labels, one_hot)
             b = ours(x, noise_labels, labels)
+            # Training mode: forced weight normalization rewrites both networks' stored weights first.
+            a_train = theirs.train()(x, noise_labels, one_hot)
+            b_train = ours.train()(x, noise_labels, labels)
+        rewritten = rename(theirs, ours)
+        weight_diff = max(float((rewritten[k] - v).abs().max()) for k, v in ours.state_dict().items())
         out[name] = {
             "edm2_params": sum(p.numel() for p in theirs.parameters()),
             "archsearch_params": sum(p.numel() for p in ours.parameters()),
             "output_rms": float(a.square().mean().sqrt()),
             "max_abs_diff_fp32": float((a - b).abs().max()),
+            "max_abs_diff_fp32_train_mode": float((a_train - b_train).abs().max()),
+            "max_abs_diff_of_rewritten_weights": weight_diff,
             "batch_size": args.batch_size,
         }
     out["edm2_checkout"] = args.edm2

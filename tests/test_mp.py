@@ -254,3 +254,32 @@ def test_the_exporter_refuses_mp_networks():
         diffusers_config(unet_config_from_dict(preset_dict("edm2-img512-xs")), prefix="architecture")
     assert {e.path for e in exc.value.errors} == {"architecture.block.kind", "architecture.head",
                                                   "architecture.attention.qkv_bias", "architecture.embedding.encoding.kind"}
+
+
+def test_archsearch_trains_an_mp_network_end_to_end_and_samples_from_its_checkpoint(tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from archsearch.cli import app
+
+    arch = deep_merge(MP_SMALL, {"image_size": 8, "in_channels": 1, "num_classes": None,
+                                 "levels": [{"width": 8, "blocks": 1}, {"width": 16, "blocks": 1, "attention": True}]})
+    spec = {"study": {"name": "mp", "device": "cpu"}, "data": {"source": "digits", "image_size": 8},
+            "train": {"steps": 3, "batch_size": 8, "warmup_steps": 0, "log_every": 1},
+            "eval": {"num_images": 16, "timesteps": 5, "curve_points": 1},
+            "measure": {"warmup_steps": 1, "repeats": 3, "latency_repeats": 3}, "architecture": arch}
+    (tmp_path / "mp.yaml").write_text(yaml.safe_dump(spec))
+    out, ckpt = tmp_path / "m.json", tmp_path / "m.pt"
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(tmp_path / "mp.yaml"), "--out", str(out), "--checkpoint", str(ckpt)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["outcome"] == "completed" and math.isfinite(metrics["val_loss"])
+    assert metrics["params"] == sum(p.numel() for p in build_unet(unet_config_from_dict(arch)).parameters())
+    result = runner.invoke(app, ["sample", str(ckpt), "--out", str(tmp_path / "g.png"), "--sampler", "ddim",
+                                 "--steps", "3", "--rows", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "g.png").exists()
