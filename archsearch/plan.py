@@ -331,8 +331,8 @@ class _Planner:
         # EDM2's network is magnitude preserving end to end: no group norm, no bias, one-layer embedding.
         cfg, why = self.config, "under block.kind: mp (EDM2)"
         if cfg.head == "norm_act_conv3x3":
-            self.error("head", f"norm_act_conv3x3 has a group norm, which {why} nothing uses; use conv3x3 (EDM2's "
-                               "MP conv with a learned gain) or conv1x1")
+            self.error("head", f"norm_act_conv3x3 has a group norm; {why} the head is an MP conv times a learned "
+                               "gain: use conv3x3 (EDM2's out_conv) or conv1x1")
         if cfg.stem == "none":
             self.error("stem", f"none: {why} the image (and the ones channel) enters through an MP conv; use conv3x3")
         if cfg.down.kind not in ("resblock", "avgpool"):

@@ -262,7 +262,7 @@ class Attention(Model):
         description="Which decoder blocks of an attention level get attention: all (DDPM, ADM) or "
         "only the last of the level (EDM-SongUNet).",
     )
-    qkv_bias: bool = Field(True, description="Bias in the qkv projection.")
+    qkv_bias: bool = Field(True, description="Bias in the qkv projection (false under block.kind mp: EDM2's MP convs have none).")
     qkv_order: Literal["new", "legacy"] = Field(
         "new",
         description="How the fused qkv projection's 3·C output channels split into heads. new: "
@@ -324,9 +324,13 @@ class TimeEmbedding(Model):
 
     encoding: Embedding = Field(default_factory=Sinusoidal, description="How t becomes a vector.")
     dim: Width | None = Field(None, description="Width of the raw encoding. Default: the first level's width.")
-    hidden_dim: Width | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim.")
+    hidden_dim: Width | None = Field(
+        None, description="Width of the MLP's hidden layer. Default: 4 × dim. Not under block.kind mp (EDM2's embedding is one layer)."
+    )
     out_dim: Width | None = Field(
-        None, description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256)."
+        None,
+        description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256); "
+        "under block.kind mp the widest level's width (EDM2 channel_mult_emb=None).",
     )
     post_activation: bool = Field(False, description="Apply the activation after the MLP once (EDM).")
 
@@ -402,7 +406,8 @@ class UNetConfig(Model):
     )
     head: Literal["norm_act_conv3x3", "conv3x3", "conv1x1"] = Field(
         "norm_act_conv3x3",
-        description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed).",
+        description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed; "
+        "under block.kind mp an MP conv times a learned gain, EDM2's out_conv).",
     )
     block: Block = Field(
         default_factory=ResBlock,
@@ -415,7 +420,8 @@ class UNetConfig(Model):
     zero_init: bool = Field(
         True,
         description="Zero-initialize each res block's last conv, the attention output projection and "
-        "the head's conv (DDPM, ADM, EDM), so the network starts as an identity-like map.",
+        "the head's conv (DDPM, ADM, EDM), so the network starts as an identity-like map; under block.kind mp, "
+        "start the head's gain and each block's embedding gain at 0 (EDM2), else at 1.",
     )
 
     @model_validator(mode="before")
