@@ -244,6 +244,24 @@ def test_a_resnet_field_under_mp_names_the_field_and_the_kind():
     assert errors_of({"block": {"kind": "mp", "res_balance": 1.5}})[0].startswith("block.res_balance: ")
 
 
+def test_an_unknown_field_of_any_other_kind_names_that_kind():
+    with pytest.raises(ConfigErrors) as exc:
+        unet_config_from_dict({"block": {"norm": {"kind": "none", "groups": 8}}})
+    assert exc.value.lines() == ["block.norm.groups: unknown field for kind 'none' (check its spelling, or the kind; "
+                                 "`archsearch schema` lists each kind's fields)"]
+
+
+def test_the_json_schema_tells_the_block_kinds_apart():
+    jsonschema = pytest.importorskip("jsonschema")
+    from archsearch.schema.files import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema("unet"))
+    for ok in ({"block": {"dropout": 0.2}}, {"block": {"kind": "mp", "clip": None}}, {"base": "edm2-img64-s"}):
+        validator.validate(ok)
+    for bad in ({"block": {"kind": "mp", "norm": {"kind": "group"}}}, {"block": {"res_balance": 0.3}}):
+        assert not validator.is_valid(bad), bad
+
+
 def test_the_embedding_is_one_layer_to_the_widest_level():
     plan = build().plan
     assert (plan.embedding_dim, plan.embedding_hidden_dim, plan.embedding_out_dim) == (16, 0, 32)

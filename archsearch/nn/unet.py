@@ -12,6 +12,7 @@ Module names follow the config, so a state dict reads like the architecture:
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,10 +31,13 @@ from .layers import (
     zero_,
 )
 
+if TYPE_CHECKING:
+    from .mp_unet import MPUNet
+
 __all__ = ["UNet", "build_unet", "meta_unet"]
 
 
-def build_unet(config: UNetConfig | dict) -> UNet:
+def build_unet(config: UNetConfig | dict) -> UNet | MPUNet:
     """Build the torch model a config describes (validating and planning it first); block.kind mp
     builds EDM2's magnitude-preserving network (archsearch.nn.mp_unet)."""
     if not isinstance(config, UNetConfig):
@@ -45,7 +49,7 @@ def build_unet(config: UNetConfig | dict) -> UNet:
     return UNet(plan_unet(config))
 
 
-def meta_unet(config: UNetConfig | dict) -> UNet:
+def meta_unet(config: UNetConfig | dict) -> UNet | MPUNet:
     """The same network on the 'meta' device: every shape and parameter, no memory, no math."""
     with torch.device("meta"):
         return build_unet(config)
