@@ -173,7 +173,7 @@ def schema(
 @handles_errors
 def build(
     file: Annotated[Optional[Path], typer.Argument(help="A U-Net config, or a train/space file (its architecture).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Build a shipped preset: seed, ddpm-cifar10, adm-imagenet64, edm-adm-imagenet64, edm-ddpmpp-cifar10, edm-ncsnpp-cifar10.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Build a shipped preset: seed, ddpm-cifar10, adm-imagenet64, edm-adm-imagenet64, edm-ddpmpp-cifar10, edm-ncsnpp-cifar10, edm2-img512-xs, edm2-img64-s.")] = None,
     sample: Annotated[int, typer.Option(help="For a space file: show this many sampled networks.")] = 0,
     set_: SetOption = None,
 ) -> None:

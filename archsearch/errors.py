@@ -77,6 +77,10 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
             message = message[len("Value error, "):]
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling; `archsearch schema` lists the fields)"
+            parent = _node_at(loc[:-1], data)
+            if isinstance(parent, dict) and parent.get("kind") in OTHER_UNION_TAGS:  # a field of another kind?
+                message = (f"unknown field for kind {parent['kind']!r} (check its spelling, or the kind; "
+                           "`archsearch schema` lists each kind's fields)")
         elif err["type"] == "missing":
             message = "required field is missing"
         elif err["type"] == "invalid_kind" and isinstance(err.get("input"), dict):
@@ -91,6 +95,9 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
 # Tags of the discriminated unions of archsearch.schema (filled by schema._base.tagged_union),
 # so that error paths drop them and read like the user's file.
 UNION_TAGS: set[str] = set()
+# The tags that are not their union's default (`kind: mp`): an unknown field under one of them is
+# most likely a field of the default kind, and its message says which kind was written.
+OTHER_UNION_TAGS: set[str] = set()
 
 
 def _user_loc(loc: Sequence[str | int], data) -> list[str | int]:
@@ -113,6 +120,13 @@ def _is_scalar(value) -> bool:
 def _short(value, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _node_at(loc, data):
+    node = data
+    for part in loc:
+        node = _child(node, part)
+    return node
 
 
 def _child(node, part):

@@ -210,6 +210,8 @@ class _Planner:
         emb_dim = emb.dim or self.levels[0].width
         emb_hidden = emb.hidden_dim or 4 * emb_dim
         emb_out = emb.out_dim or emb_hidden
+        if cfg.block.kind == "mp":  # EDM2: one MP linear from the encoding to the widest level's width
+            emb_hidden, emb_out = 0, emb.out_dim or max(level.width for level in self.levels)
         if emb.encoding.kind in ("sinusoidal", "fourier") and emb_dim % 2:
             self.error("embedding.dim", f"{emb_dim} is odd; sinusoidal and Fourier encodings need an even width")
 
@@ -248,6 +250,8 @@ class _Planner:
         )
         plan = self._song(plan)
         self._check_norm_groups(plan)
+        if cfg.block.kind == "mp":
+            self._check_mp()
         if self.errors:
             raise ConfigErrors(_dedupe(self.errors))
         return plan
@@ -370,7 +374,7 @@ class _Planner:
             self.error("stem_width", f"{cfg.stem_width}, but stem is {cfg.stem}; set stem: conv3x3 or leave stem_width out")
         resblock_down = cfg.down.kind == "resblock" and any(lv.down_channels for lv in plan.levels)
         resblock_up = cfg.up.kind == "resblock" and (n > 1 or cfg.middle.downsample)
-        if cfg.block.resample_projection and not (resblock_down or resblock_up):
+        if getattr(cfg.block, "resample_projection", False) and not (resblock_down or resblock_up):  # resnet only
             self.error("block.resample_projection", "true, but no res block resamples; set down.kind or up.kind "
                                                     "to resblock, or leave this false")
         for path, kind in (("encoder_type", cfg.encoder_type), ("decoder_type", cfg.decoder_type)):
@@ -402,7 +406,7 @@ class _Planner:
         return replace(plan, encoder_aux=tuple(encoder_aux), decoder_aux=tuple(decoder_aux))
 
     def _check_norm_groups(self, plan: UNetPlan) -> None:
-        norm = self.config.block.norm
+        norm = getattr(self.config.block, "norm", None)  # block.kind mp has none
         if not isinstance(norm, GroupNorm):
             return
         pre = self.config.block.order == "pre"
@@ -438,6 +442,41 @@ class _Planner:
                     f"{groups} does not divide the {channels} channels at {where}; "
                     f"use {_common_divisor_hint(widths, norm.groups)} groups, or widths divisible by {groups}",
                 )
+
+    def _check_mp(self) -> None:
+        # EDM2's network is magnitude preserving end to end: no group norm, no bias, one-layer embedding.
+        cfg, why = self.config, "under block.kind: mp (EDM2)"
+        if cfg.head == "norm_act_conv3x3":
+            self.error("head", f"norm_act_conv3x3 has a group norm; {why} the head is an MP conv times a learned "
+                               "gain: use conv3x3 (EDM2's out_conv) or conv1x1")
+        if cfg.stem == "none":
+            self.error("stem", f"none: {why} the image (and the ones channel) enters through an MP conv; use conv3x3")
+        if cfg.down.kind not in ("resblock", "avgpool"):
+            self.error("down.kind", f"{cfg.down.kind} is not magnitude preserving{' and has a bias' if cfg.down.kind == 'conv' else ''}; "
+                                    f"{why} use resblock (EDM2's down block) or avgpool (its [1, 1] filter alone)")
+        if cfg.up.kind not in ("resblock", "nearest"):
+            self.error("up.kind", f"{cfg.up.kind} has a biased conv that is not magnitude preserving; {why} use "
+                                  "resblock (EDM2's up block) or nearest (its [1, 1] filter alone)")
+        if cfg.attention.qkv_bias:  # the default, true, too: a dumped config must still say what is built
+            self.error("attention.qkv_bias", f"true: {why} the qkv projection is a bias-free MP conv; set it false")
+        if cfg.embedding.hidden_dim is not None:
+            self.error("embedding.hidden_dim", f"{why} the embedding is one MP linear from the encoding to out_dim, "
+                                               "without a hidden layer; drop hidden_dim (set out_dim for its width)")
+        if cfg.embedding.post_activation:
+            self.error("embedding.post_activation", f"true: {why} the embedding always ends with mp_silu; drop the field")
+        if cfg.skip.project and cfg.skip.combine == "concat":
+            self.error("skip.project", "true, but concat skips are never projected (mp_cat joins any widths); "
+                                       "drop the field or use skip.combine: add")
+        if cfg.middle.kind == "transformer":
+            self.error("middle.kind", f"transformer: its LayerNorms and biased linears are not magnitude preserving, "
+                                      f"and {why} every layer is; use kind: resblocks, or block.kind: resnet")
+        for path, kind in (("encoder_type", cfg.encoder_type), ("decoder_type", cfg.decoder_type)):
+            if kind != "standard":
+                self.error(path, f"{kind}: EDM-SongUNet's progressive paths are biased convs (and group-normed "
+                                 f"heads), not built {why}; use standard, or block.kind: resnet")
+        if cfg.embedding.augment_dim is not None:
+            self.error("embedding.augment_dim", f"EDM's augmentation-label input is not built {why} (EDM2 trains "
+                                                "without it); drop the field, or use block.kind: resnet")
 
 
 def is_box_filter(taps) -> bool:

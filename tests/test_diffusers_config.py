@@ -159,6 +159,7 @@ def test_every_field_diffusers_cannot_express_is_listed():
     ({"attention": {"qkv_bias": False}}, "attention.qkv_bias"),
     ({"attention": {"decoder_blocks": "last"}}, "attention.decoder_blocks"),
     ({"embedding": {"encoding": {"kind": "fourier"}}}, "embedding.encoding.kind"),
+    ({"embedding": {"encoding": {"kind": "mp_fourier"}}}, "embedding.encoding.kind"),
     ({"embedding": {"post_activation": True}}, "embedding.post_activation"),
     ({"down": {"kind": "avgpool"}}, "down.kind"),
     ({"up": {"kind": "transposed"}}, "up.kind"),

@@ -19,12 +19,14 @@ SMALL = {
     "in_channels": 3,
     "levels": [{"width": 16, "blocks": 1, "attention": True}, {"width": 32, "blocks": 1, "attention": True}],
     "middle": {"blocks": 1, "attention": True},
-    "block": {"norm": {"kind": "group", "groups": 4}},
+    "block": {"kind": "resnet", "norm": {"kind": "group", "groups": 4}},
     "attention": {"heads": 2},
     "embedding": {"dim": 16},
 }
 
-# Knob values that need a companion setting to form a valid network on SMALL.
+# Knob values that need a companion setting to form a valid network on SMALL. A union variant
+# is keyed by its kind (or by None for every variant of the union).
+MP = {"head": "conv3x3", "down": {"kind": "resblock"}, "up": {"kind": "resblock"}, "attention": {"qkv_bias": False}}
 COMPANIONS = {
     ("skip.combine", "add"): {"skip": {"project": True}},
     ("stem", "none"): {"in_channels": 4},  # pre-norm on the raw image needs channels divisible by the groups
@@ -32,7 +34,16 @@ COMPANIONS = {
     ("middle.time", "token"): {"middle": {"kind": "transformer", "time": "token"}},
     ("middle.pos_embedding", False): {"middle": {"kind": "transformer", "pos_embedding": False}},
     ("block.resample_projection", True): {"down": {"kind": "resblock"}},  # it projects res-block resampling only
+    ("block", "mp"): MP,  # EDM2's network: no group norm, no biases
+    **{("block." + field, False): {**MP, "block": {"kind": "mp", field: False}}  # the mp block's own toggles
+       for field in ("pixel_norm", "qkv_pixel_norm", "input_ones", "forced_weight_norm")},
 }
+
+
+def companion(path: str, value) -> dict:
+    if isinstance(value, dict):
+        return COMPANIONS.get((path, value.get("kind")), COMPANIONS.get((path, None), {}))
+    return COMPANIONS.get((path, value), {})
 
 
 def knob_values(model: type[BaseModel] = UNetConfig, prefix: str = ""):
@@ -72,7 +83,8 @@ def test_the_knob_list_covers_the_schema():
     for expected in ("skip.combine", "skip.taps", "block.order", "block.activation", "block.time_injection",
                      "block.norm", "down", "up", "embedding.encoding", "attention.decoder_blocks", "head", "stem",
                      "zero_init", "learn_sigma", "middle.downsample", "block.rescale", "block.shortcut", "middle",
-                     "middle.time", "middle.pos_embedding"):
+                     "middle.time", "middle.pos_embedding", "block", "block.pixel_norm",
+                     "block.forced_weight_norm"):
         assert expected in paths
 
 
@@ -89,7 +101,7 @@ def run_forward_backward(config: UNetConfig, batch: int = 2, num_classes: int | 
 @pytest.mark.parametrize("path,value", KNOBS, ids=[f"{p}={v!r}" for p, v in KNOBS])
 def test_every_knob_value_builds_and_trains(path, value):
     data = deep_merge(SMALL, nested(path, value))
-    data = deep_merge(data, COMPANIONS.get((path, value if not isinstance(value, dict) else None), {}))
+    data = deep_merge(data, companion(path, value))
     config = unet_config_from_dict(data)
     model, out = run_forward_backward(config)
     channels = config.in_channels * (2 if config.learn_sigma else 1)
@@ -150,7 +162,9 @@ def test_state_dict_reads_like_the_architecture():
     "name,count",
     [("seed", 4_530_243), ("ddpm-cifar10", 35_746_307), ("adm-imagenet64", 295_904_454), ("edm-adm-imagenet64", 295_899_267),
      ("edm-ddpmpp-cifar10", 55_732_739), ("edm-ncsnpp-cifar10", 56_395_523),
-     ("edm-ddpmpp-cifar10 augment_dim=9", 55_733_891), ("edm-ncsnpp-cifar10 augment_dim=9", 56_397_827)],
+     ("edm-ddpmpp-cifar10 augment_dim=9", 55_733_891), ("edm-ncsnpp-cifar10 augment_dim=9", 56_397_827),
+
+     ("edm2-img512-xs", 124_713_125), ("edm2-img64-s", 280_209_253)],
 )
 def test_preset_parameter_counts(name, count):
     # EDM's SongUNet (NVlabs/edm 008a4e5) at train.py's --arch=ddpmpp / --arch=ncsnpp settings
@@ -163,6 +177,11 @@ def test_preset_parameter_counts(name, count):
     # channel_mult=[1,2,3,4], num_blocks=3, attn_resolutions=[32,16,8], dropout=0.1 (train.py
     # --arch=adm) and summed with sum(p.numel()), counts 295,899,267: ADM's count less the 3
     # learned-sigma output channels of the head conv (192*3*9 + 3 = 5,187).
+    # EDM2's UNet (NVlabs/edm2 4bf8162, training/networks_edm2.py), instantiated through its
+    # Precond with img_resolution=64, label_dim=1000 and img_channels=4, model_channels=128
+    # (img512-xs) or img_channels=3, model_channels=192 (img64-s), counted without Precond's
+    # logvar layer by benchmarks/edm_counts.py (benchmarks/data/edm_counts.json): 124,713,125
+    # and 280,209,253, every one a weight of a bias-free MP conv or one of the scalar gains.
     name, _, augment = name.partition(" augment_dim=")
     data = deep_merge(preset_dict(name), {"embedding": {"augment_dim": int(augment)}} if augment else {})
     with torch.device("meta"):

@@ -135,7 +135,8 @@ def test_the_attention_section_is_named_when_the_middle_sets_no_heads():
 
 def test_each_kind_takes_only_its_own_fields():
     assert errors_of(deep_merge(BASE, {"middle": {"blocks": 2}})) == [
-        "middle.blocks: unknown field (check its spelling; `archsearch schema` lists the fields)"]
+        "middle.blocks: unknown field for kind 'transformer' (check its spelling, or the kind; `archsearch schema` "
+        "lists each kind's fields)"]
     assert errors_of({"middle": {"time": "token"}}) == [  # no kind: the res-block middle
         "middle.time: unknown field (check its spelling; `archsearch schema` lists the fields)"]
     assert errors_of({"middle": {"kind": "vit"}}) == ["middle.kind: unknown kind; use one of 'resblocks', 'transformer' (got 'vit')"]

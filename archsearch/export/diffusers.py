@@ -136,19 +136,22 @@ def _unsupported(config: UNetConfig, plan: UNetPlan) -> list[tuple[str, str]]:
         no("middle.blocks" if cfg.middle.blocks not in (0, 2) else "middle.attention",
            f"{cfg.middle.blocks} block{'' if cfg.middle.blocks == 1 else 's'}{' with attention' if cfg.middle.attention else ''}: UNetMidBlock2D is "
            "res-[attention]-res, or none at all (mid_block_type null)")
-    if not isinstance(blk.norm, GroupNorm):
+    if blk.kind == "mp":  # none of the resnet fields below exist on it
+        no("block.kind", "mp: diffusers has no magnitude-preserving layers (weight-normalized bias-free convs, "
+                         "mp_silu, mp_sum, mp_cat, learned output gain)")
+    elif not isinstance(blk.norm, GroupNorm):
         no("block.norm.kind", f"{blk.norm.kind}: diffusers' blocks always normalize with GroupNorm")
     elif blk.norm.min_channels_per_group is not None:
         no("block.norm.min_channels_per_group", "diffusers' norm_num_groups is one number for every layer")
-    if blk.order != "pre":
+    if blk.kind == "resnet" and blk.order != "pre":
         no("block.order", f"{blk.order}: diffusers' ResnetBlock2D is pre-norm (norm -> act -> conv)")
-    if blk.activation != "silu":
+    if blk.kind == "resnet" and blk.activation != "silu":
         no("block.activation", f"{blk.activation}: UNet2DModel's head and time MLP are SiLU whatever act_fn says")
-    if not blk.time_activation:
+    if blk.kind == "resnet" and not blk.time_activation:
         no("block.time_activation", "false: UNet2DModel applies act_fn to the embedding in every block")
-    if blk.rescale:
+    if blk.kind == "resnet" and blk.rescale:
         no("block.rescale", "true: UNet2DModel's down and up blocks do not rescale residual sums")
-    if blk.shortcut != "conv1x1":
+    if blk.kind == "resnet" and blk.shortcut != "conv1x1":
         no("block.shortcut", f"{blk.shortcut}: ResnetBlock2D's shortcut is a 1x1 conv")
     sites = _sites(plan)
     if sites and any(lv.attention for lv in levels) and att.decoder_blocks != "all":
@@ -175,11 +178,13 @@ def _unsupported(config: UNetConfig, plan: UNetPlan) -> list[tuple[str, str]]:
     enc = emb.encoding
     if enc.kind == "fourier":
         no("embedding.encoding.kind", "fourier: diffusers' fourier embedding takes log σ and divides the output by σ")
+    elif enc.kind == "mp_fourier":
+        no("embedding.encoding.kind", "mp_fourier: diffusers has no cosine features with random phases")
     elif enc.kind == "sinusoidal" and enc.max_period != 10000:
         no("embedding.encoding.max_period", f"{enc.max_period}: diffusers' sinusoids have max_period 10000")
     if plan.embedding_dim != levels[0].width:
         no("embedding.dim", f"{plan.embedding_dim}: diffusers' encoding is block_out_channels[0] = {levels[0].width} wide")
-    if plan.embedding_out_dim != plan.embedding_hidden_dim:
+    if blk.kind == "resnet" and plan.embedding_out_dim != plan.embedding_hidden_dim:
         no("embedding.out_dim", f"{plan.embedding_out_dim} differs from hidden_dim {plan.embedding_hidden_dim}: "
                                 "diffusers' TimestepEmbedding is time_embedding_dim wide on both layers")
     if emb.post_activation:
@@ -204,7 +209,7 @@ def _unsupported_song(cfg: UNetConfig, plan: UNetPlan, no) -> None:
     if not is_box_filter(cfg.resample_filter):
         no("resample_filter", f"{list(cfg.resample_filter)}: UNet2DModel's res-block resampling is avg-pool and "
                               "nearest ([1, 1]); this exporter does not map its FIR blocks")
-    if cfg.block.resample_projection:
+    if getattr(cfg.block, "resample_projection", False):  # resnet blocks only
         no("block.resample_projection", "true: ResnetBlock2D has a shortcut conv only when the width changes")
     if cfg.encoder_type != "standard":
         no("encoder_type", f"{cfg.encoder_type}: the down blocks this exporter maps have no progressive input "

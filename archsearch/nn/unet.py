@@ -15,6 +15,7 @@ into level 1) and `decoder_aux.1.conv.weight` (decoder_type: skip, level 1's own
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -35,17 +36,25 @@ from .layers import (
 from .transformer import TransformerMiddle
 from .song import FIRResample, InputPath
 
+if TYPE_CHECKING:
+    from .mp_unet import MPUNet
+
 __all__ = ["UNet", "build_unet", "meta_unet"]
 
 
-def build_unet(config: UNetConfig | dict) -> UNet:
-    """Build the torch model a config describes (validating and planning it first)."""
+def build_unet(config: UNetConfig | dict) -> UNet | MPUNet:
+    """Build the torch model a config describes (validating and planning it first); block.kind mp
+    builds EDM2's magnitude-preserving network (archsearch.nn.mp_unet)."""
     if not isinstance(config, UNetConfig):
         config = UNetConfig.model_validate(config)
+    if config.block.kind == "mp":
+        from .mp_unet import MPUNet
+
+        return MPUNet(plan_unet(config))
     return UNet(plan_unet(config))
 
 
-def meta_unet(config: UNetConfig | dict) -> UNet:
+def meta_unet(config: UNetConfig | dict) -> UNet | MPUNet:
     """The same network on the 'meta' device: every shape and parameter, no memory, no math."""
     with torch.device("meta"):
         return build_unet(config)
@@ -62,6 +71,10 @@ class TimeEmbedding(nn.Module):
             self.encoding = SinusoidalEncoding(dim, enc.flip_sin_to_cos, enc.freq_shift, enc.max_period)
         elif enc.kind == "fourier":
             self.encoding = FourierEncoding(dim, enc.scale, enc.input_scale)
+        elif enc.kind == "mp_fourier":
+            from .mp import MPFourier
+
+            self.encoding = MPFourier(dim, enc.bandwidth, enc.input_scale)
         else:
             self.encoding = LearnedEncoding(dim, enc.num_timesteps)
         act = ACTIVATIONS[cfg.block.activation]

@@ -59,10 +59,11 @@ def tagged_union(default: str, *variants: type[Model], key: str = "kind"):
 
     from pydantic import Discriminator, Tag
 
-    from ..errors import UNION_TAGS
+    from ..errors import OTHER_UNION_TAGS, UNION_TAGS
 
     tags = [variant.model_fields[key].default for variant in variants]
     UNION_TAGS.update(tags)
+    OTHER_UNION_TAGS.update(tag for tag in tags if tag != default)
 
     def pick(value):
         if isinstance(value, dict):

@@ -34,7 +34,7 @@ __all__ = [
     "read_study_file",
 ]
 
-PRESETS = ("seed", "ddpm-cifar10", "adm-imagenet64", "edm-adm-imagenet64", "edm-ddpmpp-cifar10", "edm-ncsnpp-cifar10")
+PRESETS = ("seed", "ddpm-cifar10", "adm-imagenet64", "edm-adm-imagenet64", "edm-ddpmpp-cifar10", "edm-ncsnpp-cifar10", "edm2-img512-xs", "edm2-img64-s")
 
 
 def preset_dict(name: str) -> dict[str, Any]:

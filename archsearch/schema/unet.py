@@ -1,6 +1,6 @@
 """`UNetConfig`: one diffusion U-Net, described as data.
 
-The vocabulary covers the DDPM / ADM (guided-diffusion) / EDM-SongUNet family and the seed
+The vocabulary covers the DDPM / ADM (guided-diffusion) / EDM-SongUNet / EDM2 family and the seed
 network of the article this project started from. Every field names the convention of the
 reference implementations it follows, so a user porting a config knows what to set:
 
@@ -9,9 +9,10 @@ reference implementations it follows, so a user porting a config knows what to s
                    transformer over its pixels (U-ViT, simple diffusion)
     skip           concat or add; tapped once per level (seed) or at every block (DDPM/ADM)
     stem / head    3x3 conv or none / GN-act-conv3 (DDPM) or a bare 1x1 / 3x3 conv (seed)
-    block          the res block: norm, order, activation, dropout, time injection, rescale
+    block          the res block: norm, order, activation, dropout, time injection, rescale;
+                   or kind: mp, EDM2's magnitude-preserving block (and network)
     attention      heads or channels per head; every decoder block or the last of a level
-    embedding      sinusoidal (flip/shift conventions), Fourier features or a learned table
+    embedding      sinusoidal (flip/shift conventions), Fourier features (EDM, EDM2) or a learned table
     down / up      max-pool, avg-pool, strided conv, res-block; nearest, nearest+conv, ...
 
 Cross-field rules (widths divisible by groups, resolutions that exist...) live in
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ._base import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_HEADS, MAX_IMAGE_SIZE, MAX_LEVELS, Model, tagged_union
 
@@ -41,9 +42,12 @@ __all__ = [
     "NoNorm",
     "Norm",
     "ResBlock",
+    "MPBlock",
+    "Block",
     "Attention",
     "Sinusoidal",
     "Fourier",
+    "MPFourier",
     "Learned",
     "Embedding",
     "TimeEmbedding",
@@ -260,6 +264,7 @@ Norm = tagged_union("group", GroupNorm, NoNorm)
 class ResBlock(Model):
     """The residual block shared by the encoder, decoder, middle and res-block resampling."""
 
+    kind: Literal["resnet"] = "resnet"
     norm: Norm = Field(default_factory=GroupNorm, description="Normalization in the blocks, attention and head.")
     order: Literal["pre", "post"] = Field(
         "pre",
@@ -295,6 +300,51 @@ class ResBlock(Model):
     )
 
 
+class MPBlock(Model):
+    """EDM2's magnitude-preserving block (Karras et al. 2024, "Analyzing and Improving the Training
+    Dynamics of Diffusion Models", Fig. 21): bias-free weight-normalized convs, mp_silu, mp_sum
+    residuals, no group norm. Under it the whole network is EDM2's: an MP conv stem, an MP
+    embedding, mp_cat / mp_sum skips and an MP conv head with a learned gain (see archsearch.nn.mp)."""
+
+    # Written without `kind`, a block is a resnet one: say so to JSON Schema validators (oneOf).
+    model_config = ConfigDict(**Model.model_config, json_schema_extra={"required": ["kind"]})
+
+    kind: Literal["mp"] = "mp"
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the residual branch before its second conv (EDM2 dropout; 0 for most of its ImageNet models).")
+    res_balance: float = Field(
+        0.3, ge=0, le=1, description="mp_sum(x, residual, t) weight of the residual branch (EDM2 res_balance 0.3)."
+    )
+    attn_balance: float = Field(
+        0.3, ge=0, le=1, description="mp_sum(x, attention, t) weight of the attention branch (EDM2 attn_balance 0.3)."
+    )
+    skip_balance: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight t of the skip against h: mp_cat(h, skip, t) for concat skips (EDM2 concat_balance 0.5), "
+        "mp_sum(h, skip, t) for add skips.",
+    )
+    label_balance: float = Field(
+        0.5, ge=0, le=1, description="mp_sum(noise, class, t) weight of the class embedding (EDM2 label_balance 0.5)."
+    )
+    clip: float | None = Field(
+        256.0, gt=0, description="Clamp each block's output to [-clip, clip] (EDM2 clip_act 256); null: no clipping."
+    )
+    pixel_norm: bool = Field(
+        True, description="Normalize encoder blocks' input to unit RMS over channels (EDM2's pixel norm, 'enc' flavour)."
+    )
+    qkv_pixel_norm: bool = Field(True, description="Normalize each head's q, k and v to unit RMS over its channels (EDM2).")
+    input_ones: bool = Field(True, description="Concatenate a channel of ones to the input before the stem (EDM2), a learnable bias of sorts.")
+    forced_weight_norm: bool = Field(
+        True,
+        description="In training mode, overwrite each stored weight with its normalized self before use (EDM2 forced "
+        "weight normalization); false keeps only the normalization in the forward pass.",
+    )
+
+
+Block = tagged_union("resnet", ResBlock, MPBlock)
+
+
 class Attention(Model):
     """Self-attention blocks, computed with scaled_dot_product_attention."""
 
@@ -309,7 +359,7 @@ class Attention(Model):
         description="Which decoder blocks of an attention level get attention: all (DDPM, ADM) or "
         "only the last of the level (EDM-SongUNet).",
     )
-    qkv_bias: bool = Field(True, description="Bias in the qkv projection.")
+    qkv_bias: bool = Field(True, description="Bias in the qkv projection (false under block.kind mp: EDM2's MP convs have none).")
     qkv_order: Literal["new", "legacy"] = Field(
         "new",
         description="How the fused qkv projection's 3·C output channels split into heads. new: "
@@ -347,12 +397,23 @@ class Fourier(Model):
     )
 
 
+class MPFourier(Model):
+    kind: Literal["mp_fourier"] = "mp_fourier"
+    bandwidth: float = Field(1.0, gt=0, description="Std of the random frequencies in cycles per unit (EDM2 MPFourier bandwidth 1).")
+    input_scale: float = Field(
+        1e-3,
+        gt=0,
+        description="Multiply t by this first: 1e-3 maps DDPM steps [0, 1000) to [0, 1); 1 feeds EDM2's noise "
+        "label ln(σ)/4 as it comes.",
+    )
+
+
 class Learned(Model):
     kind: Literal["learned"] = "learned"
     num_timesteps: int = Field(1000, gt=0, le=10**6, description="Rows of the table (diffusers time_embedding_type=learned).")
 
 
-Embedding = tagged_union("sinusoidal", Sinusoidal, Fourier, Learned)
+Embedding = tagged_union("sinusoidal", Sinusoidal, Fourier, MPFourier, Learned)
 
 
 class TimeEmbedding(Model):
@@ -364,9 +425,11 @@ class TimeEmbedding(Model):
         description="Width of the raw encoding. Default: the first level's width (DDPM/ADM model_channels; "
         "EDM-SongUNet: model_channels × channel_mult_noise, 128 for DDPM++ and 256 for NCSN++ on CIFAR-10).",
     )
-    hidden_dim: Width | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim.")
+    hidden_dim: Width | None = Field(None, description="Width of the MLP's hidden layer. Default: 4 × dim. Not under block.kind mp (EDM2's embedding is one layer).")
     out_dim: Width | None = Field(
-        None, description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256)."
+        None,
+        description="Width of the embedding fed to the blocks. Default: hidden_dim (DDPM/ADM: 4 × ch; the seed: 256); "
+        "under block.kind mp the widest level's width (EDM2 channel_mult_emb=None).",
     )
     post_activation: bool = Field(False, description="Apply the activation after the MLP once (EDM).")
     augment_dim: Annotated[int, Field(gt=0, le=MAX_CHANNELS)] | None = Field(
@@ -457,9 +520,13 @@ class UNetConfig(Model):
     )
     head: Literal["norm_act_conv3x3", "conv3x3", "conv1x1"] = Field(
         "norm_act_conv3x3",
-        description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed).",
+        description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed; "
+        "under block.kind mp an MP conv times a learned gain, EDM2's out_conv).",
     )
-    block: ResBlock = Field(default_factory=ResBlock, description="The res block.")
+    block: Block = Field(
+        default_factory=ResBlock,
+        description="The res block: resnet (DDPM/ADM/EDM/seed, the default) or mp (EDM2's magnitude-preserving block).",
+    )
     attention: Attention = Field(default_factory=Attention, description="The attention blocks.")
     embedding: TimeEmbedding = Field(default_factory=TimeEmbedding, description="The timestep embedding.")
     down: Downsample = Field(default_factory=ConvDown, description="Downsampling between levels.")
@@ -492,7 +559,8 @@ class UNetConfig(Model):
     zero_init: bool = Field(
         True,
         description="Zero-initialize each res block's last conv, the attention output projection and "
-        "the head's conv (DDPM, ADM, EDM), so the network starts as an identity-like map.",
+        "the head's conv (DDPM, ADM, EDM), so the network starts as an identity-like map; under block.kind mp, "
+        "start the head's gain and each block's embedding gain at 0 (EDM2), else at 1.",
     )
 
     @model_validator(mode="before")

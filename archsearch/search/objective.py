@@ -69,7 +69,7 @@ def _digest(payload: Any) -> str:
 # before the field existed still match its trials (duplicate reuse, ablation and verify resumes).
 # A field added with a default goes here; tests/test_identity.py pins hashes to catch one that does not.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
-    "architecture": {"attention.qkv_order": "new", "middle.kind": "resblocks", "compact.dropout_resolutions": None,
+    "architecture": {"attention.qkv_order": "new", "block.kind": "resnet", "middle.kind": "resblocks", "compact.dropout_resolutions": None,
                      "levels.*.dropout": None, "levels.*.heads": None, "levels.*.head_channels": None,
                      # EDM-SongUNet's knobs (issue 15)
                      "stem_width": None, "resample_filter": [1, 1], "block.resample_projection": False,
