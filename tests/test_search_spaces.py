@@ -62,7 +62,21 @@ def test_the_gpu_spaces_search_around_their_preset_on_cifar10(name, base_params)
     assert base_params in space.architecture and not space.is_fixed()
 
 
-@pytest.mark.parametrize("name", ["seed.yaml", "ddpm_cifar10.yaml"])
+def test_the_edm_space_draws_every_block_family_at_cifar10_size():
+    _, space = load_any(ROOT / "edm_cifar10.yaml")
+    assert space.study.device == "cuda" and space.data.source == "cifar10" and not space.data.download
+
+    def family(config) -> str:
+        if config.block.kind == "mp":
+            return "edm2"
+        return "ddpm++" if config.block.rescale else "adm"
+
+    configs = [c for seed in range(5) for c in sample_configs(space, 8, seed=seed)]
+    assert {family(c) for c in configs} == {"adm", "ddpm++", "edm2"}
+    assert {(c.image_size, c.in_channels, c.num_classes) for c in configs} == {(32, 3, None)}
+
+
+@pytest.mark.parametrize("name", ["seed.yaml", "ddpm_cifar10.yaml", "edm_cifar10.yaml"])
 def test_build_shows_three_samples(name):
     result = CliRunner().invoke(app, ["build", str(ROOT / name), "--sample", "3"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
