@@ -209,7 +209,44 @@ def test_variant_errors_name_the_variant_and_the_field():
     assert any(line.startswith("variants.groups.") and "groups" in line and "3" in line for line in lines), text
     assert any(line.startswith("variants.index.levels.5.attention: index 5 is out of range") for line in lines), text
     assert any(line.startswith("variants.size.image_size: is set by data.image_size") for line in lines), text
-    assert "variants.same: builds the same network as the base; change a field or drop it" in lines
+    assert "variants.same: builds the same network as the base and trains it alike; change a field or drop it" in lines
+
+
+def test_a_variant_may_train_its_network_its_own_way():
+    from archsearch.ablation.runner import pair_identities
+
+    spec = ablation_from_dict(_with(train={"lr": 1e-3, "steps": 7}, seeds=2, variants={
+        "add": TINY["variants"]["add"],
+        "add-fast": {**TINY["variants"]["add"], "train": {"lr": 1e-2}},
+        "base-fast": {"description": "the base at a higher learning rate", "train": {"lr": 1e-2}},
+    }))
+    assert spec.train_config(1).lr == 1e-3 and spec.train_config(1, "add").lr == 1e-3
+    fast = spec.train_config(1, "add-fast")
+    assert (fast.lr, fast.steps, fast.seed) == (1e-2, 7, 1)  # the file's settings under the variant's
+    assert spec.trial_space("add-fast", 1).fixed_train() == fast
+    assert spec.architecture("add-fast") == spec.architecture("add")  # `train` is no override of the network
+    assert spec.architecture("base-fast") == spec.architecture("base")
+    ids = pair_identities(spec)
+    assert ids[("add", 0)][0] == ids[("add-fast", 0)][0] and ids[("add", 0)][1] != ids[("add-fast", 0)][1]
+    assert ids[("base", 0)][0] == ids[("base-fast", 0)][0] and ids[("base", 0)][1] != ids[("base-fast", 0)][1]
+
+
+def test_a_variant_s_training_errors_name_the_variant():
+    lines = _errors(_with(variants={
+        "typo": {"train": {"lrr": 1e-2}},
+        "bad": {"train": {"lr": -1}},
+        "seed": {"train": {"seed": 4}},
+        "empty": {"train": {}},
+        "same": {"train": {"lr": 1e-3}},  # the default learning rate: the base, trained alike
+    }))
+    text = "\n".join(lines)
+    assert any(line.startswith("variants.typo.train.lrr: unknown field") for line in lines), text
+    assert any(line.startswith("variants.bad.train.lr: ") for line in lines), text
+    assert any(line.startswith("variants.seed.train.seed: is set by `seeds`") for line in lines), text
+    assert any(line.startswith("variants.empty.train: must be a mapping of training settings") for line in lines), text
+    assert "variants.same: builds the same network as the base and trains it alike; change a field or drop it" in lines
+    dist = _errors(_with(variants={"dist": {"train": {"lr": {"choice": [1e-3, 1e-2]}}}}))
+    assert dist[0].startswith("variants.dist.train.lr: a distribution")
 
 
 def test_section_errors():

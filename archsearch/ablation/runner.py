@@ -67,7 +67,7 @@ def pair_identities(spec: AblationSpec) -> dict[tuple[str, int], tuple[str, str]
     out = {}
     for seed in range(spec.seeds):
         for name, config in configs:
-            out[(name, seed)] = (config_hash(config), settings_hash(spec.train_config(seed), spec.trial_space(name, seed)))
+            out[(name, seed)] = (config_hash(config), settings_hash(spec.train_config(seed, name), spec.trial_space(name, seed)))
     return out
 
 

@@ -8,13 +8,20 @@
         skip: {combine: add, project: true}      # merged into the base like overrides into a preset
       attention-everywhere:
         levels.0.attention: true                 # a dotted key sets one field, also inside a list
+      mp-blocks:
+        block: {kind: mp}
+        train: {lr: 1.0e-2}                      # a variant's own training settings, over `train`
     seeds: 3                                     # every network is trained with seeds 0, 1, 2
     data / train / eval / measure                # as in a space file, fixed values only
 
 A variant is written as overrides of the base: nested mappings merge key by key (a mapping
 that switches `kind` replaces the old one whole, lists are replaced whole), and a dotted key
 (`levels.1.attention`) reaches one field without rewriting its list. `description` is the only
-key that is not an override. `image_size` and `in_channels` come from `data` and cannot vary.
+key that is not an override of the network; `train` (optional) overrides the file's training
+settings for that variant alone, for a design that its authors train differently (EDM2's
+magnitude-preserving blocks at a higher learning rate): the comparison is then of the network and
+its training together, and the variant's description should say so. `image_size` and
+`in_channels` come from `data` and cannot vary.
 
 Loading resolves and plans every network up front, so a typo in the fifth variant fails before
 the first trial trains; errors read `variants.<name>.<field>: message`. Imports no torch.
@@ -44,6 +51,7 @@ BASE = "base"  # the reference's row name; no variant may take it
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
 _FROM_DATA = ("image_size", "in_channels")
+_NOT_NETWORK = ("description", "train")  # the keys of a variant that are not overrides of the base
 _MISSING = object()
 
 
@@ -67,8 +75,8 @@ class AblationSpec(Model):
     )
     variants: dict[str, dict[str, Any]] = Field(
         min_length=1,  # required: an ablation compares at least one variant with the base
-        description="name -> overrides of the base (nested mappings or dotted keys such as levels.1.attention) "
-                    "and an optional `description`.",
+        description="name -> overrides of the base (nested mappings or dotted keys such as levels.1.attention), "
+                    "an optional `description` and an optional `train`: training settings of this variant alone.",
     )
     seeds: int = Field(3, ge=1, le=100, description="Training seeds per network: 0 .. seeds-1. Two or more give confidence intervals.")
     data: DataConfig = Field(default_factory=Digits, description="The images.")
@@ -104,15 +112,23 @@ class AblationSpec(Model):
         """The full architecture mapping of the base or of a variant."""
         if name == BASE:
             return dict(self.base)
-        overrides = {k: v for k, v in self.variants[name].items() if k != "description"}
+        overrides = {k: v for k, v in self.variants[name].items() if k not in _NOT_NETWORK}
         return apply_overrides(self.base, overrides)
 
     def variant_configs(self) -> list[tuple[str, UNetConfig]]:
         """(name, validated and planned config) for the base and every variant."""
         return [(name, unet_config_from_dict(self.architecture(name), prefix=_where(name))) for name in self.names]
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return self.train.model_copy(update={"seed": seed})
+    def train_config(self, seed: int, name: str = BASE) -> TrainConfig:
+        """The training settings of network `name` at `seed`: the file's, under the variant's own `train`."""
+        own = {} if name == BASE else self.variants[name].get("train") or {}
+        if not own:
+            return self.train.model_copy(update={"seed": seed})
+        merged = deep_merge(self.train.model_dump(mode="json"), {**own, "seed": seed})
+        return validate_model(TrainConfig, merged, f"{_where(name)}.train")
+
+    def has_own_training(self, name: str) -> bool:
+        return name != BASE and bool(self.variants[name].get("train"))
 
     def trial_space(self, name: str, seed: int):
         """A space file without distributions for one network and seed: what one trial runs."""
@@ -122,7 +138,7 @@ class AblationSpec(Model):
             "study": {"name": self.study.name, "trials": self.num_trials, "sampler": {"kind": "random"},
                       "device": self.study.device, "checkpoints": "none"},  # it compares; it keeps no weights
             "data": self.data.model_dump(mode="json"),
-            "train": self.train_config(seed).model_dump(mode="json"),
+            "train": self.train_config(seed, name).model_dump(mode="json"),
             "eval": self.eval.model_dump(mode="json"),
             "measure": self.measure.model_dump(mode="json"),
             "architecture": self.architecture(name),
@@ -170,7 +186,7 @@ def ablation_from_dict(data: dict[str, Any]) -> AblationSpec:
     spec = spec.model_copy(update={"base": base})
     seen: dict[str, str] = {}
     if base_config is not None:
-        seen[base_config.model_dump_json()] = BASE
+        seen[base_config.model_dump_json() + spec.train_config(0).model_dump_json()] = BASE
     for name, variant in spec.variants.items():
         where = _where(name)
         description = variant.get("description", "")
@@ -188,13 +204,28 @@ def ablation_from_dict(data: dict[str, Any]) -> AblationSpec:
         except ConfigErrors as exc:  # a dotted key into a list that is too short
             errors += exc.prefixed(where).errors
             continue
+        own_train = variant.get("train")
+        if own_train is not None:
+            if not isinstance(own_train, dict) or not own_train:
+                errors.append(ConfigError(f"{where}.train", f"must be a mapping of training settings (got {own_train!r})"))
+                continue
+            if "seed" in own_train:
+                errors.append(ConfigError(f"{where}.train.seed", "is set by `seeds` for every network; remove it"))
+                continue
+            try:
+                train = spec.train_config(0, name)
+            except ConfigErrors as exc:
+                errors += exc.errors
+                continue
+        else:
+            train = spec.train_config(0)
         config = _planned(arch, name, errors)
         if config is None:
             continue
-        twin = seen.setdefault(config.model_dump_json(), name)
+        twin = seen.setdefault(config.model_dump_json() + train.model_dump_json(), name)
         if twin != name:
             what = "the base" if twin == BASE else f"variant {twin!r}"
-            errors.append(ConfigError(where, f"builds the same network as {what}; change a field or drop it"))
+            errors.append(ConfigError(where, f"builds the same network as {what} and trains it alike; change a field or drop it"))
     try:
         reference_architecture(spec.measure, spec.data.image_size, spec.data.channels)
     except ConfigErrors as exc:
