@@ -26,8 +26,9 @@ from ..plan import BlockPlan, UNetPlan
 from .layers import Downsample, FourierEncoding, LearnedEncoding, SinusoidalEncoding, Upsample
 from .mp import MPConv, MPFourier, clip, mp_cat, mp_silu, mp_sum, pixel_norm
 from .song import FIRResample
+from .unet import Stage
 
-__all__ = ["MPBlock", "MPAttention", "MPEmbedding", "MPHead", "MPStage", "MPUNet"]
+__all__ = ["MPBlock", "MPAttention", "MPEmbedding", "MPHead", "MPUNet", "mp_join"]
 
 
 class MPBlock(nn.Module):
@@ -157,65 +158,14 @@ class MPHead(nn.Module):
         return self.conv(h, gain=self.gain)
 
 
-class MPStage(nn.Module):
-    """The blocks of one level on one side (or the middle), the attention after those that have
-    it, and the resampling after them; the mp counterpart of archsearch.nn.unet.Stage."""
+def mp_join(h: torch.Tensor, skip: torch.Tensor, mode: str, balance: float = 0.5) -> torch.Tensor:
+    """A decoder block's input under mp: mp_cat for concat skips, mp_sum for add ones (skip_balance)."""
+    return mp_cat(h, skip, balance) if mode == "concat" else mp_sum(h, skip, balance)
 
-    def __init__(self, blocks: tuple[BlockPlan, ...], make_block, make_attention, make_resample=None,
-                 forced: bool = True, skip_balance: float = 0.5, tap_after_blocks: bool = False,
-                 tap_after_resample: bool = False, lone_attention: tuple[int, int] = (0, 0)):
-        super().__init__()
-        self.plans = blocks
-        # A block followed by attention leaves the clipping to the attention (EDM2 clips once, last).
-        self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels, attended=bool(b.attention_heads),
-                                               dropout=b.dropout) for b in blocks)
-        self.attentions = nn.ModuleDict(
-            {str(j): make_attention(b.out_channels, b.attention_heads) for j, b in enumerate(blocks) if b.attention_heads}
-        )
-        if lone_attention[1]:
-            self.attentions["0"] = make_attention(*lone_attention)
-        self.projections = nn.ModuleDict(
-            {str(j): MPConv(b.skip_channels, b.in_channels, 1, forced) for j, b in enumerate(blocks)
-             if b.skip_mode == "add_projected"}
-        )
-        self.resample = make_resample() if make_resample is not None else None
-        self.skip_balance = skip_balance
-        self.tap_after_blocks, self.tap_after_resample = tap_after_blocks, tap_after_resample
 
-    def encode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        for j, block in enumerate(self.blocks):
-            h = self._attend(j, block(h, emb))
-            if self.plans[j].tap:
-                skips.append(h)
-        if self.tap_after_blocks:
-            skips.append(h)
-        if self.resample is not None:
-            h = self.resample(h, emb)
-            if self.tap_after_resample:
-                skips.append(h)
-        return h
-
-    def decode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        for j, block in enumerate(self.blocks):
-            mode = self.plans[j].skip_mode
-            if mode == "concat":
-                h = mp_cat(h, skips.pop(), self.skip_balance)
-            elif mode == "add":
-                h = mp_sum(h, skips.pop(), self.skip_balance)
-            elif mode == "add_projected":
-                h = mp_sum(h, self.projections[str(j)](skips.pop()), self.skip_balance)
-            h = self._attend(j, block(h, emb))
-        return self.resample(h, emb) if self.resample is not None else h
-
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """The middle: blocks and attention (attention alone when it has no blocks), then resampling."""
-        if not self.blocks:
-            h = self._attend(0, h)
-        return self.decode(h, emb, [])
-
-    def _attend(self, j: int, h: torch.Tensor) -> torch.Tensor:
-        key = str(j)
-        return self.attentions[key](h) if key in self.attentions else h
+def _mp_block_options(b: BlockPlan) -> dict:
+    # A block followed by attention leaves the clipping to the attention (EDM2 clips once, last).
+    return {"dropout": b.dropout, "attended": bool(b.attention_heads)}
 
 
 class MPUNet(nn.Module):
@@ -251,7 +201,9 @@ class MPUNet(nn.Module):
         self.input_ones = blk.input_ones
         self.stem = MPConv(cfg.in_channels + int(blk.input_ones), plan.stem_channels, 3, forced)
         self.tap_stem = plan.tap_stem
-        stage = partial(MPStage, make_attention=make_attention, forced=forced, skip_balance=blk.skip_balance)
+        stage = partial(Stage, make_attention=make_attention, block_options=_mp_block_options,
+                        make_projection=lambda cin, cout: MPConv(cin, cout, 1, forced),
+                        join=partial(mp_join, balance=blk.skip_balance))
         self.encoder, self.decoder = nn.ModuleList(), nn.ModuleList()
         for lv in plan.levels:
             self.encoder.append(stage(lv.encoder, partial(make_block, flavour="enc"),

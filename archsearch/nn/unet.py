@@ -120,6 +120,11 @@ class Head(nn.Module):
         return self.conv(self.act(self.norm(h)))
 
 
+def join_skip(h: torch.Tensor, skip: torch.Tensor, mode: str) -> torch.Tensor:
+    """A decoder block's input: [h, skip] for concat skips, h + skip for add (and projected add) ones."""
+    return torch.cat([h, skip], dim=1) if mode == "concat" else h + skip
+
+
 class Stage(nn.Module):
     """The res blocks of one level on one side, with attention after the blocks that have it,
     and the resampling (down on the encoder side, up on the decoder side) that follows.
@@ -129,21 +134,29 @@ class Stage(nn.Module):
     """
 
     def __init__(self, blocks: tuple[BlockPlan, ...], make_block, make_attention, make_resample=None,
-                 tap_after_blocks: bool = False, tap_after_resample: bool = False, lone_attention: tuple[int, int] = (0, 0)):
+                 tap_after_blocks: bool = False, tap_after_resample: bool = False, lone_attention: tuple[int, int] = (0, 0),
+                 *, block_options=None, make_projection=None, join=None):
         """`make_resample()` builds the resampling; `lone_attention` (channels, heads) is an
-        attention without a block before it (a middle without blocks)."""
+        attention without a block before it (a middle without blocks). A block family changes
+        three things (EDM2's mp: archsearch.nn.mp_unet): `block_options(plan)`, the keyword
+        arguments of `make_block` beyond the widths (default: the block's dropout);
+        `make_projection(cin, cout)`, the 1x1 map of a skip whose width differs (default: a conv);
+        `join(h, skip, mode)`, how a skip meets h (default: concatenation or a sum)."""
         super().__init__()
         self.plans = blocks
+        options = block_options or (lambda b: {"dropout": b.dropout})
+        project = make_projection or (lambda cin, cout: nn.Conv2d(cin, cout, 1))
+        self.join = join or join_skip
         # Modules are made in this order (blocks, attentions, projections, resampling) so that a
         # seed gives the same initial weights as it always has.
-        self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels, dropout=b.dropout) for b in blocks)
+        self.blocks = nn.ModuleList(make_block(b.block_in_channels, b.out_channels, **options(b)) for b in blocks)
         self.attentions = nn.ModuleDict(
             {str(j): make_attention(b.out_channels, b.attention_heads) for j, b in enumerate(blocks) if b.attention_heads}
         )
         if lone_attention[1]:
             self.attentions["0"] = make_attention(*lone_attention)
         self.projections = nn.ModuleDict(
-            {str(j): nn.Conv2d(b.skip_channels, b.in_channels, 1) for j, b in enumerate(blocks) if b.skip_mode == "add_projected"}
+            {str(j): project(b.skip_channels, b.in_channels) for j, b in enumerate(blocks) if b.skip_mode == "add_projected"}
         )
         self.resample = make_resample() if make_resample is not None else None
         self.tap_after_blocks, self.tap_after_resample = tap_after_blocks, tap_after_resample
@@ -164,12 +177,9 @@ class Stage(nn.Module):
     def decode(self, h: torch.Tensor, emb: torch.Tensor, skips: list[torch.Tensor], resample: bool = True) -> torch.Tensor:
         for j, block in enumerate(self.blocks):
             mode = self.plans[j].skip_mode
-            if mode == "concat":
-                h = torch.cat([h, skips.pop()], dim=1)
-            elif mode == "add":
-                h = h + skips.pop()
-            elif mode == "add_projected":
-                h = h + self.projections[str(j)](skips.pop())
+            if mode != "none":
+                skip = skips.pop()
+                h = self.join(h, self.projections[str(j)](skip) if mode == "add_projected" else skip, mode)
             h = self._attend(j, block(h, emb))
         return self.resample(h, emb) if self.resample is not None and resample else h
 
