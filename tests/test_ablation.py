@@ -181,6 +181,15 @@ def test_shipped_ablations_load():
     assert configs["attention-32-16-8"].compact.base_width == 160  # merged, not replaced
     assert configs["biggan-updown"].down.kind == "resblock" and configs["rescale"].block.rescale
     assert configs["adagn"].block.time_injection == "scale_shift"
+    modern = load_ablation(SHIPPED / "modern_unet.yaml")
+    configs = dict(modern.variant_configs())
+    assert modern.num_trials == 24 and configs["base"].block.time_injection == "scale_shift"
+    assert configs["songunet-residual-encoder"].encoder_type == "residual"
+    assert configs["fir-resampling"].resample_filter == [1, 3, 3, 1]
+    assert configs["mp-blocks"].block.kind == "mp" and configs["mp-blocks"].levels == configs["base"].levels
+    assert configs["transformer-middle"].middle.kind == "transformer"
+    assert modern.train_config(0, "mp-blocks").lr == modern.train.lr == 2e-3
+    assert modern.train_config(0, "mp-blocks-lr4e-2").lr == 4e-2
 
 
 def test_overrides_merge_nested_mappings_and_dotted_keys():

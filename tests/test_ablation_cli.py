@@ -101,3 +101,23 @@ def test_report_only_needs_a_finished_run(ablation_file, tmp_path):
     result = runner.invoke(app, ["ablate", str(ablation_file), "--results-dir", str(tmp_path), "--report-only"])
     assert result.exit_code == 2
     assert "holds no ablation yet" in result.output
+
+
+@pytest.mark.slow
+def test_the_shipped_modern_unet_ablation_trains_every_network(tmp_path):
+    """Every network of search_spaces/ablations/modern_unet.yaml trains through `ablate` (2 steps
+    each), the mp variant at its own learning rate: the README's table comes from this file."""
+    from pathlib import Path
+
+    shipped = Path(__file__).parent.parent / "search_spaces" / "ablations" / "modern_unet.yaml"
+    sets = ["seeds=1", "train.steps=2", "train.warmup_steps=1", "eval.num_images=16", "measure.repeats=3",
+            "measure.max_seconds=1"]
+    result = invoke("ablate", str(shipped), "--results-dir", str(tmp_path), *[a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    trials = _journal_trials(tmp_path / "modern_unet")
+    assert sorted(trials["variant"]) == sorted(["base", "songunet-residual-encoder", "songunet-skip-decoder",
+                                                "fir-resampling", "ddpmpp-blocks", "mp-blocks", "mp-blocks-lr4e-2",
+                                                "transformer-middle"])
+    assert (trials["state"] == "COMPLETE").all()
+    lrs = dict(zip(trials["variant"], trials["train.lr"]))
+    assert lrs["mp-blocks-lr4e-2"] == 4e-2 and lrs["mp-blocks"] == lrs["base"] == 2e-3
