@@ -212,6 +212,9 @@ class _Planner:
         emb_out = emb.out_dim or emb_hidden
         if cfg.block.kind == "mp":  # EDM2: one MP linear from the encoding to the widest level's width
             emb_hidden, emb_out = 0, emb.out_dim or max(level.width for level in self.levels)
+        if emb.class_input != "table" and not cfg.num_classes:
+            self.error("embedding.class_input", f"{emb.class_input}, but the network has no classes; set num_classes "
+                                                "or leave class_input out")
         if emb.encoding.kind in ("sinusoidal", "fourier") and emb_dim % 2:
             self.error("embedding.dim", f"{emb_dim} is odd; sinusoidal and Fourier encodings need an even width")
 
@@ -474,6 +477,9 @@ class _Planner:
             if kind != "standard":
                 self.error(path, f"{kind}: EDM-SongUNet's progressive paths are biased convs (and group-normed "
                                  f"heads), not built {why}; use standard, or block.kind: resnet")
+        if cfg.embedding.class_input != "table":
+            self.error("embedding.class_input", f"{cfg.embedding.class_input}: {why} the class enters through an MP "
+                                                "linear and mp_sum (label_balance); use table")
         if cfg.embedding.augment_dim is not None:
             self.error("embedding.augment_dim", f"EDM's augmentation-label input is not built {why} (EDM2 trains "
                                                 "without it); drop the field, or use block.kind: resnet")

@@ -57,6 +57,8 @@ def edm_counts(checkout: str) -> dict[str, int]:
     for name, arch in (("edm-ddpmpp-cifar10", DDPMPP), ("edm-ncsnpp-cifar10", NCSNPP)):
         for augment_dim in (0, 9):
             counts[f"{name} augment_dim={augment_dim}"] = count(SongUNet(**CIFAR10, **arch, augment_dim=augment_dim))
+    # EDM's class-conditional CIFAR-10 (--cond=1, with --augment): SongUNet's map_label on top.
+    counts["edm-ddpmpp-cifar10 label_dim=10 augment_dim=9"] = count(SongUNet(**{**CIFAR10, "label_dim": 10}, **DDPMPP, augment_dim=9))
     counts["edm-adm-imagenet64 augment_dim=0"] = count(DhariwalUNet(**IMAGENET64_ADM))
     sys.path.remove(checkout)
     for module in [m for m in sys.modules if m.split(".")[0] in ("training", "torch_utils", "dnnlib")]:

@@ -52,6 +52,9 @@ SETTINGS = {
     "ddpmpp encoder_type=residual decoder_type=skip": ({**DDPMPP, "encoder_type": "residual", "decoder_type": "skip"},
                                                        "edm-ddpmpp-cifar10", {"encoder_type": "residual", "decoder_type": "skip"}),
     "ddpmpp encoder_type=skip": ({**DDPMPP, "encoder_type": "skip"}, "edm-ddpmpp-cifar10", {"encoder_type": "skip"}),
+    # EDM's class-conditional CIFAR-10 (train.py --cond=1 --augment): the one-hot label through map_label.
+    "ddpmpp label_dim=10 augment_dim=9": ({**DDPMPP, "label_dim": 10, "augment_dim": 9}, "edm-ddpmpp-cifar10",
+                                          {"num_classes": 10, "embedding": {"class_input": "linear", "augment_dim": 9}}),
 }
 RESOLUTIONS = {32: 0, 16: 1, 8: 2}  # EDM names modules by resolution, archsearch by level
 TOP = len(RESOLUTIONS) - 1
@@ -63,6 +66,7 @@ RULES = [
     (r"map_layer0\.(.*)", "embedding.mlp.0.{0}"),
     (r"map_layer1\.(.*)", "embedding.mlp.2.{0}"),
     (r"map_augment\.weight", "embedding.augment.weight"),
+    (r"map_label\.(.*)", "embedding.class_linear.{0}"),
     (r"map_noise\.freqs", "embedding.encoding.freqs"),
     (r"enc\.(\d+)x\d+_conv\.(.*)", "stem.{1}"),
     (r"enc\.(\d+)x\d+_block(\d+)\.(norm2|qkv|proj)\.(.*)", "encoder.{L}.attentions.{1}.{A2}.{3}"),
@@ -125,7 +129,7 @@ def compare(song_unet, name: str, seed: int = 0) -> dict:
     edm_args, preset, overrides = SETTINGS[name]
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # EDM's Fourier frequencies
-    theirs = song_unet(**CIFAR10, **edm_args).eval()
+    theirs = song_unet(**{**CIFAR10, **edm_args}).eval()
     randomize(theirs, g)
     ours = build_unet(unet_config_from_dict(deep_merge(preset_dict(preset), overrides))).eval()
 
@@ -142,9 +146,14 @@ def compare(song_unet, name: str, seed: int = 0) -> dict:
     sigma = torch.exp(-1.2 + 1.2 * torch.randn(batch, generator=g))
     noise_labels = sigma.log() / 4  # EDMPrecond's c_noise
     augment = torch.randn(batch, 9, generator=g) if edm_args.get("augment_dim") else None
+    labels = torch.tensor([0, 3, 9, -1])[:batch] if edm_args.get("label_dim") else None  # -1: no label
+    one_hot = None  # EDM takes one-hot rows (zeros for no label), archsearch the indices
+    if labels is not None:
+        one_hot = torch.nn.functional.one_hot(labels.clamp(min=0), edm_args["label_dim"]).float()
+        one_hot[labels < 0] = 0
     with torch.no_grad():
-        a = theirs(x, noise_labels, None, augment_labels=augment)
-        b = ours(x, noise_labels, None, augment_labels=augment)
+        a = theirs(x, noise_labels, one_hot, augment_labels=augment)
+        b = ours(x, noise_labels, labels, augment_labels=augment)
     return {
         "edm_params": sum(p.numel() for p in theirs.parameters()),
         "archsearch_params": sum(p.numel() for p in ours.parameters()),

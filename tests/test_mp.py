@@ -242,6 +242,7 @@ def errors_of(data: dict) -> list[str]:
     ({"encoder_type": "residual"}, "encoder_type: residual: EDM-SongUNet's progressive paths are biased convs"),
     ({"decoder_type": "skip"}, "decoder_type: skip: EDM-SongUNet's progressive paths are biased convs"),
     ({"embedding": {"augment_dim": 9}}, "embedding.augment_dim: EDM's augmentation-label input is not built"),
+    ({"embedding": {"class_input": "linear"}}, "embedding.class_input: linear: under block.kind: mp (EDM2) the class enters"),
 ])
 def test_the_planner_rejects_what_mp_blocks_cannot_be(override, start):
     (line,) = errors_of(override)

@@ -34,6 +34,7 @@ COMPANIONS = {
     ("middle.time", "token"): {"middle": {"kind": "transformer", "time": "token"}},
     ("middle.pos_embedding", False): {"middle": {"kind": "transformer", "pos_embedding": False}},
     ("block.resample_projection", True): {"down": {"kind": "resblock"}},  # it projects res-block resampling only
+    ("embedding.class_input", "linear"): {"num_classes": 10},  # EDM-SongUNet's label input needs classes
     ("block", "mp"): MP,  # EDM2's network: no group norm, no biases
     **{("block." + field, False): {**MP, "block": {"kind": "mp", field: False}}  # the mp block's own toggles
        for field in ("pixel_norm", "qkv_pixel_norm", "input_ones", "forced_weight_norm")},

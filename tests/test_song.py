@@ -229,6 +229,39 @@ def test_augment_labels_enter_the_raw_encoding_and_none_adds_nothing():
     assert model.embedding.augment.weight.grad is not None
 
 
+def test_class_labels_by_linear_enter_the_raw_encoding_as_edm_s_map_label():
+    torch.manual_seed(0)
+    model = build({"num_classes": 5, "embedding": {"class_input": "linear"}}).eval()
+    assert model.embedding.classes is None  # no ADM table
+    linear = model.embedding.class_linear
+    assert linear.weight.shape == (16, 5) and linear.bias is not None  # classes -> the raw encoding (16 wide)
+    x, t = torch.randn(3, 3, 16, 16), torch.tensor([3.0, 700.0, 50.0])
+    enc = model.embedding.encoding(t)
+    seen = {}
+    model.embedding.mlp.register_forward_hook(lambda m, args, out: seen.update(inp=args[0]))
+    with torch.no_grad():
+        out = model(x, t, torch.tensor([4, -1, 0]))
+        expected = enc + linear.bias
+        expected[0] += linear.weight[:, 4] * 5 ** 0.5  # one-hot times sqrt(num_classes); -1 is the zero vector
+        expected[2] += linear.weight[:, 0] * 5 ** 0.5
+        assert torch.allclose(seen["inp"], expected, atol=1e-6)
+        assert torch.equal(model(x, t, None), model(x, t, torch.tensor([-1, -1, -1])))  # no labels: zeros, as EDM
+    assert not torch.allclose(out, model(x, t, torch.tensor([3, -1, 0])))
+
+
+def test_edm_s_conditional_cifar10_counts_as_edm_s_own():
+    # EDM's SongUNet, DDPM++ with label_dim=10 and augment_dim=9 (train.py --cond=1 --augment), counted by
+    # benchmarks/edm_counts.py (benchmarks/data/edm_counts.json, NVlabs/edm 008a4e5): 55,735,299; with
+    # EDM's randomized weights copied in, benchmarks/vs_edm.py measures its outputs equal to 1.3e-6.
+    from archsearch.schema import preset_dict
+
+    data = deep_merge(preset_dict("edm-ddpmpp-cifar10"),
+                      {"num_classes": 10, "embedding": {"class_input": "linear", "augment_dim": 9}})
+    with torch.device("meta"):
+        model = build_unet(unet_config_from_dict(data))
+    assert sum(p.numel() for p in model.parameters()) == 55_735_299
+
+
 def test_the_knob_test_picks_the_new_literals_up():
     from test_nn import KNOBS
 
@@ -257,6 +290,7 @@ def errors_of(extra: dict) -> list[str]:
      "encoder_type: skip updates the skip tapped after each downsample (EDM), which skip.taps: level does not tap"),
     ({"encoder_type": "residual", "levels": [{"width": 16}]}, "encoder_type: residual needs at least 2 levels"),
     ({"decoder_type": "skip", "levels": [{"width": 16}]}, "decoder_type: skip needs at least 2 levels"),
+    ({"embedding": {"class_input": "linear"}}, "embedding.class_input: linear, but the network has no classes"),
 ])
 def test_planner_rules_name_the_field_and_the_fix(extra, expected):
     lines = errors_of(extra)
@@ -289,6 +323,7 @@ RESBLOCKS = {"down": {"kind": "resblock"}, "up": {"kind": "resblock"}}
     ({"encoder_type": "residual"}, "encoder_type"),
     ({"decoder_type": "skip"}, "decoder_type"),
     ({"embedding": {"augment_dim": 9}}, "embedding.augment_dim"),
+    ({"num_classes": 10, "embedding": {"class_input": "linear"}}, "embedding.class_input"),
 ])
 def test_the_exporter_refuses_each_songunet_knob(override, path):
     diffusers_config(unet_config_from_dict({**EXPORTABLE, **RESBLOCKS}))  # the base exports

@@ -217,6 +217,9 @@ def _unsupported_song(cfg: UNetConfig, plan: UNetPlan, no) -> None:
     if cfg.decoder_type != "standard":
         no("decoder_type", f"{cfg.decoder_type}: the up blocks this exporter maps have no per-level output "
                            "heads (diffusers' Skip blocks are not mapped)")
+    if cfg.num_classes and cfg.embedding.class_input != "table":
+        no("embedding.class_input", f"{cfg.embedding.class_input}: UNet2DModel's classes are a table added after "
+                                    "the time MLP (num_class_embeds)")
     if cfg.embedding.augment_dim is not None:
         no("embedding.augment_dim", f"{cfg.embedding.augment_dim}: UNet2DModel has no augmentation-label input")
 

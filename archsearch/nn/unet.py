@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..plan import BlockPlan, UNetPlan, norm_groups, plan_unet
@@ -83,14 +84,20 @@ class TimeEmbedding(nn.Module):
             act(),
             nn.Linear(plan.embedding_hidden_dim, plan.embedding_out_dim),
         )
-        self.classes = nn.Embedding(cfg.num_classes, plan.embedding_out_dim) if cfg.num_classes else None
+        by_table = bool(cfg.num_classes) and cfg.embedding.class_input == "table"
+        self.classes = nn.Embedding(cfg.num_classes, plan.embedding_out_dim) if by_table else None
         self.post_act = act() if cfg.embedding.post_activation else nn.Identity()
         augment = cfg.embedding.augment_dim  # EDM's map_augment: labels -> the raw encoding
         self.augment = nn.Linear(augment, dim, bias=False) if augment else None
+        # EDM-SongUNet's map_label: the scaled one-hot label -> the raw encoding (class_input: linear)
+        by_linear = bool(cfg.num_classes) and cfg.embedding.class_input == "linear"
+        self.class_linear = nn.Linear(cfg.num_classes, dim) if by_linear else None
 
     def forward(self, t: torch.Tensor, class_labels: torch.Tensor | None = None,
                 augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         enc = self.encoding(t)  # (B, dim)
+        if self.class_linear is not None:
+            enc = enc + self.class_linear(_scaled_one_hot(class_labels, self.class_linear.in_features, enc))
         if self.augment is not None and augment_labels is not None:
             enc = enc + self.augment(augment_labels.to(enc.dtype))
         emb = self.mlp(enc)  # (B, E)
@@ -99,6 +106,14 @@ class TimeEmbedding(nn.Module):
             keep = (class_labels >= 0).unsqueeze(-1).to(emb.dtype)
             emb = emb + self.classes(class_labels.clamp(min=0)) * keep
         return self.post_act(emb)
+
+
+def _scaled_one_hot(labels: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    """EDM's label input: one_hot(label) * sqrt(n); a negative label, or none, is the zero vector."""
+    if labels is None:
+        return like.new_zeros(like.shape[0], n)
+    keep = (labels >= 0).unsqueeze(-1).to(like.dtype)
+    return F.one_hot(labels.long().clamp(min=0), n).to(like.dtype) * keep * (n ** 0.5)
 
 
 class Head(nn.Module):

@@ -432,6 +432,13 @@ class TimeEmbedding(Model):
         "under block.kind mp the widest level's width (EDM2 channel_mult_emb=None).",
     )
     post_activation: bool = Field(False, description="Apply the activation after the MLP once (EDM).")
+    class_input: Literal["table", "linear"] = Field(
+        "table",
+        description="How class labels (num_classes) enter. table: a learned row per class added to the "
+        "MLP's output (ADM, diffusers num_class_embeds); linear: a linear map (with bias) of the one-hot "
+        "label times sqrt(num_classes) added to the raw encoding, before the MLP (EDM-SongUNet map_label, "
+        "EDM's conditional CIFAR-10); a negative label is the zero vector there (EDM's unconditional input).",
+    )
     augment_dim: Annotated[int, Field(gt=0, le=MAX_CHANNELS)] | None = Field(
         None,
         description="Width of an augmentation-label input (EDM augment_dim: 9 with --augment): a bias-free "

@@ -73,7 +73,8 @@ LATER_FIELDS: dict[str, dict[str, Any]] = {
                      "levels.*.dropout": None, "levels.*.heads": None, "levels.*.head_channels": None,
                      # EDM-SongUNet's knobs (issue 15)
                      "stem_width": None, "resample_filter": [1, 1], "block.resample_projection": False,
-                     "encoder_type": "standard", "decoder_type": "standard", "embedding.augment_dim": None},
+                     "encoder_type": "standard", "decoder_type": "standard", "embedding.augment_dim": None,
+                     "embedding.class_input": "table"},
     "train": {},
     "data": {},
     "eval": {},
