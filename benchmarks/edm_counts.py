@@ -9,12 +9,14 @@ the tests; the tests pin the figures this script prints.
     python benchmarks/edm_counts.py --edm /tmp/edm-ref --edm2 /tmp/edm2-ref > benchmarks/data/edm_counts.json
 
 The settings are those of EDM's train.py: --arch=ddpmpp and --arch=ncsnpp for unconditional
-CIFAR-10 (with and without the 9-wide augmentation label that --augment adds), --arch=adm for
-class-conditional ImageNet-64 (trained with --augment=0). EDM2 (Karras et al. 2024, NVlabs/edm2,
-also non-commercial): its class-conditional U-Net at the defaults of `Precond` (channel_mult
-1,2,3,4, 3 blocks, attention at 16 and 8) for img512-xs (64x64x4 latents, 128 channels) and
-img64-s (64x64x3 pixels, 192 channels), the U-Net alone: Precond's `logvar` layer (128 more
-parameters) is the training-side loss weighting, out of the presets' scope.
+CIFAR-10 (with and without the 9-wide augmentation label that --augment adds) and class-conditional
+CIFAR-10 (--cond=1: 10 labels); the same SongUNets for FFHQ / AFHQv2 at 64x64 (--cres=1,2,2,2);
+--arch=adm for class-conditional ImageNet-64 (trained with --augment=0). EDM2 (Karras et al. 2024,
+NVlabs/edm2, also non-commercial): its class-conditional U-Net at the defaults of `Precond`
+(channel_mult 1,2,3,4, 3 blocks, attention at 16 and 8) for img512-xs (64x64x4 latents, 128
+channels) and img64-s (64x64x3 pixels, 192 channels), and their wider sizes (train_edm2.py's s to
+xxl), the U-Net alone: Precond's `logvar` layer (128 more parameters) is the training-side loss
+weighting, out of the presets' scope.
 
 benchmarks/data/edm_counts.json was recorded from NVlabs/edm 008a4e5 and NVlabs/edm2 4bf8162.
 """
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import torch
 
 CIFAR10 = dict(img_resolution=32, in_channels=3, out_channels=3, label_dim=0, model_channels=128, channel_mult=[2, 2, 2])
 DDPMPP = dict(embedding_type="positional", encoder_type="standard", decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1])
@@ -59,6 +63,11 @@ def edm_counts(checkout: str) -> dict[str, int]:
             counts[f"{name} augment_dim={augment_dim}"] = count(SongUNet(**CIFAR10, **arch, augment_dim=augment_dim))
     # EDM's class-conditional CIFAR-10 (--cond=1, with --augment): SongUNet's map_label on top.
     counts["edm-ddpmpp-cifar10 label_dim=10 augment_dim=9"] = count(SongUNet(**{**CIFAR10, "label_dim": 10}, **DDPMPP, augment_dim=9))
+    # EDM's FFHQ / AFHQv2 64x64 networks (--cres=1,2,2,2 --augment), unconditional and with 10 labels.
+    for name, arch in (("edm-ddpmpp-ffhq64", DDPMPP), ("edm-ncsnpp-ffhq64", NCSNPP)):
+        for label_dim in (0, 10):
+            counts[f"{name} label_dim={label_dim} augment_dim=9"] = count(SongUNet(
+                **{**CIFAR10, "img_resolution": 64, "channel_mult": [1, 2, 2, 2], "label_dim": label_dim}, **arch, augment_dim=9))
     counts["edm-adm-imagenet64 augment_dim=0"] = count(DhariwalUNet(**IMAGENET64_ADM))
     sys.path.remove(checkout)
     for module in [m for m in sys.modules if m.split(".")[0] in ("training", "torch_utils", "dnnlib")]:
@@ -74,6 +83,13 @@ def edm2_counts(checkout: str) -> dict[str, int]:
     for name, channels, model_channels in (("edm2-img512-xs", 4, 128), ("edm2-img64-s", 3, 192)):
         net = Precond(img_resolution=64, img_channels=channels, label_dim=1000, model_channels=model_channels)
         counts[f"{name} unet"] = count(net.unet)
+    # EDM2's other sizes (train_edm2.py's presets): the same networks, wider.
+    for name, channels, sizes in (("edm2-img512", 4, {"s": 192, "m": 256, "l": 320, "xl": 384, "xxl": 448}),
+                                  ("edm2-img64", 3, {"m": 256, "l": 320, "xl": 384})):
+        for size, model_channels in sizes.items():
+            with torch.device("meta"):
+                net = Precond(img_resolution=64, img_channels=channels, label_dim=1000, model_channels=model_channels)
+            counts[f"{name}-{size} unet (model_channels={model_channels})"] = count(net.unet)
     return counts
 
 

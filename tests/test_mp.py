@@ -322,3 +322,16 @@ def test_archsearch_trains_an_mp_network_end_to_end_and_samples_from_its_checkpo
                                  "--steps", "3", "--rows", "2"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("preset,width,count", [
+    ("edm2-img512-xs", 192, 280_212_709), ("edm2-img512-xs", 256, 497_807_653), ("edm2-img512-xs", 320, 777_497_957),
+    ("edm2-img512-xs", 384, 1_119_283_621), ("edm2-img512-xs", 448, 1_523_164_645),
+    ("edm2-img64-s", 256, 497_803_045), ("edm2-img64-s", 320, 777_492_197), ("edm2-img64-s", 384, 1_119_276_709),
+])
+def test_edm2_s_wider_sizes_are_the_presets_at_another_base_width(preset, width, count):
+    # EDM2's img512-s/m/l/xl/xxl and img64-m/l/xl U-Nets (train_edm2.py's presets), counted by
+    # benchmarks/edm_counts.py (NVlabs/edm2 4bf8162) without Precond's logvar.
+    with torch.device("meta"):
+        model = build_unet(unet_config_from_dict(deep_merge(preset_dict(preset), {"compact": {"base_width": width}})))
+    assert sum(p.numel() for p in model.parameters()) == count
