@@ -130,8 +130,8 @@ def comparison_table(comparisons: list[Comparison], title: str = "ablation") -> 
                Column("train throughput", priority=7), Column("params", priority=3), Column("FLOPs", priority=2),
                Column("seeds", priority=5, justify="left", wrap=True)]
     table = TextTable(f"{title}: each variant vs the base (Δ% [{pct}% CI], paired by seed)", columns,
-                      caption=f"base: val loss (MSE), train throughput (img/s), params, FLOPs per image; "
-                              f"variants: their change from the base")
+                      caption="base: val loss (MSE), train throughput (img/s), params, FLOPs per image; "
+                              "variants: their change from the base")
     table.add_row(base.variant, f"{base.val_loss:.4g}", f"{base.train_throughput:.4g}",
                   _fmt_count(base.params), _fmt_count(base.flops), base.status, style="dim")
     for c in comparisons[1:]:
