@@ -354,3 +354,19 @@ def test_the_exporter_refuses_each_songunet_knob(override, path):
 
 def test_a_stem_width_equal_to_the_first_width_exports():
     assert diffusers_config(unet_config_from_dict({**EXPORTABLE, "stem_width": 64}))["block_out_channels"] == [64, 128]
+
+
+def test_build_names_the_songunet_and_mp_settings_the_level_table_does_not_show():
+    from archsearch.report.network import design_summary
+    from archsearch.schema import preset_dict
+
+    def summary(name: str, over: dict | None = None):
+        return design_summary(plan_unet(unet_config_from_dict(deep_merge(preset_dict(name), over or {}))))
+
+    assert summary("edm-ncsnpp-cifar10") == ("design: stem 128 channels, resample filter [1, 3, 3, 1], "
+                                             "progressive input: residual")
+    assert summary("edm-ddpmpp-cifar10", {"num_classes": 10, "decoder_type": "skip",
+                                          "embedding": {"class_input": "linear", "augment_dim": 9}}) == (
+        "design: stem 128 channels, progressive output: skip, classes: linear into the encoding, augment labels: 9")
+    assert summary("edm2-img64-s") == "design: mp blocks (EDM2, magnitude preserving)"
+    assert summary("ddpm-cifar10") is None and summary("adm-imagenet64") is None

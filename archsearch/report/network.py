@@ -64,6 +64,29 @@ def middle_summary(plan: UNetPlan) -> str | None:
             + (", learned positions" if tr.pos_embedding else "") + (f", dropout {tr.dropout:g}" if tr.dropout else ""))
 
 
+def design_summary(plan: UNetPlan) -> str | None:
+    """A line on the settings the level table does not show and that depart from DDPM/ADM's:
+    EDM2's block family, EDM-SongUNet's stem width, FIR filter and progressive paths, its class
+    input; None when there are none."""
+    cfg = plan.config
+    parts = []
+    if cfg.block.kind == "mp":
+        parts.append("mp blocks (EDM2, magnitude preserving)")
+    if plan.stem_channels and plan.stem_channels != plan.levels[0].width:
+        parts.append(f"stem {plan.stem_channels} channels")
+    if list(cfg.resample_filter) != [1, 1]:
+        parts.append(f"resample filter {list(cfg.resample_filter)}")
+    if cfg.encoder_type != "standard":
+        parts.append(f"progressive input: {cfg.encoder_type}")
+    if cfg.decoder_type != "standard":
+        parts.append(f"progressive output: {cfg.decoder_type}")
+    if cfg.num_classes and cfg.embedding.class_input != "table":
+        parts.append(f"classes: {cfg.embedding.class_input} into the encoding")
+    if cfg.embedding.augment_dim:
+        parts.append(f"augment labels: {cfg.embedding.augment_dim}")
+    return "design: " + ", ".join(parts) if parts else None
+
+
 def dropout_summary(plan: UNetPlan) -> str | None:
     """A line on per-level dropout when the levels differ; None when every res block has block.dropout."""
     rates = [lv.dropout for lv in plan.levels]
@@ -138,7 +161,7 @@ def print_networks(networks: list[Network], console: Console) -> None:
     """A level table, the parameter count and the forward GFLOPs of each network."""
     for network in networks:
         console.print(level_table(network.plan, network.title))
-        for line in (middle_summary(network.plan), dropout_summary(network.plan)):
+        for line in (design_summary(network.plan), middle_summary(network.plan), dropout_summary(network.plan)):
             if line:
                 console.print(line)
         console.print(f"parameters: {network.params:,}")
