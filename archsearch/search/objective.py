@@ -69,9 +69,11 @@ def _digest(payload: Any) -> str:
 # before the field existed still match its trials (duplicate reuse, ablation and verify resumes).
 # A field added with a default goes here; tests/test_identity.py pins hashes to catch one that does not.
 LATER_FIELDS: dict[str, dict[str, Any]] = {
-    "architecture": {"attention.qkv_order": "new", "block.kind": "resnet", "middle.kind": "resblocks", "compact.dropout_resolutions": None,
+    "architecture": {"attention.qkv_order": "new",
+                     # issue 15: EDM2's block family, the transformer middle, per-level settings ...
+                     "block.kind": "resnet", "middle.kind": "resblocks", "compact.dropout_resolutions": None,
                      "levels.*.dropout": None, "levels.*.heads": None, "levels.*.head_channels": None,
-                     # EDM-SongUNet's knobs (issue 15)
+                     # ... and EDM-SongUNet's knobs
                      "stem_width": None, "resample_filter": [1, 1], "block.resample_projection": False,
                      "encoder_type": "standard", "decoder_type": "standard", "embedding.augment_dim": None,
                      "embedding.class_input": "table"},
