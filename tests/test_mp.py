@@ -249,13 +249,16 @@ def test_the_planner_rejects_what_mp_blocks_cannot_be(override, start):
     assert line.startswith(start), line
 
 
-def test_the_default_qkv_bias_is_rejected_too_so_a_dumped_config_says_what_is_built():
-    data = {k: v for k, v in MP_SMALL.items() if k != "attention"}
-    with pytest.raises(ConfigErrors) as exc:
-        unet_config_from_dict(data)
-    assert [line.split(":")[0] for line in exc.value.lines()] == ["attention.qkv_bias"]
-    config = unet_config_from_dict(MP_SMALL)
-    assert unet_config_from_dict(config.model_dump(mode="json")) == config
+def test_under_mp_the_fields_it_needs_default_to_edm2_s_and_a_written_conflict_is_named():
+    config = unet_config_from_dict({"image_size": 16, "levels": [{"width": 16}, {"width": 32, "attention": True}],
+                                    "block": {"kind": "mp"}, "attention": {"head_channels": 8}})
+    assert (config.head, config.down.kind, config.up.kind, config.attention.qkv_bias) == ("conv3x3", "resblock", "resblock", False)
+    assert config.attention.head_channels == 8  # the rest of a written section stays
+    assert unet_config_from_dict(config.model_dump(mode="json")) == config  # a dump says what is built
+    resnet = unet_config_from_dict({"image_size": 16, "levels": [{"width": 32}, {"width": 64}]})
+    assert (resnet.head, resnet.down.kind, resnet.attention.qkv_bias) == ("norm_act_conv3x3", "conv", True)
+    lines = errors_of({"head": "norm_act_conv3x3", "attention": {"qkv_bias": True}})  # written: kept, and refused
+    assert [line.split(":")[0] for line in lines] == ["head", "attention.qkv_bias"]
 
 
 def test_a_resnet_field_under_mp_names_the_field_and_the_kind():
@@ -335,3 +338,17 @@ def test_edm2_s_wider_sizes_are_the_presets_at_another_base_width(preset, width,
     with torch.device("meta"):
         model = build_unet(unet_config_from_dict(deep_merge(preset_dict(preset), {"compact": {"base_width": width}})))
     assert sum(p.numel() for p in model.parameters()) == count
+
+
+def test_a_space_can_search_the_block_family_alone():
+    """`block.kind: {choice: [resnet, mp]}`: under mp the fields it needs take EDM2's defaults, so
+    every sample plans; a resnet-only field (the norm) is not asked for under mp."""
+    from archsearch.schema.space import space_from_dict
+    from archsearch.search.sampling import sample_configs
+
+    space = space_from_dict({"architecture": {
+        "levels": [{"width": 16}, {"width": 32, "attention": True}], "attention": {"head_channels": 8},
+        "block": {"kind": {"choice": ["resnet", "mp"]}, "norm": {"groups": {"choice": [4, 8]}}}}})
+    configs = sample_configs(space, 40, seed=0)
+    assert {c.block.kind for c in configs} == {"resnet", "mp"}
+    assert all(c.head == "conv3x3" and not c.attention.qkv_bias for c in configs if c.block.kind == "mp")

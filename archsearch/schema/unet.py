@@ -359,7 +359,7 @@ class Attention(Model):
         description="Which decoder blocks of an attention level get attention: all (DDPM, ADM) or "
         "only the last of the level (EDM-SongUNet).",
     )
-    qkv_bias: bool = Field(True, description="Bias in the qkv projection (false under block.kind mp: EDM2's MP convs have none).")
+    qkv_bias: bool = Field(True, description="Bias in the qkv projection (false, and false by default, under block.kind mp: EDM2's MP convs have none).")
     qkv_order: Literal["new", "legacy"] = Field(
         "new",
         description="How the fused qkv projection's 3·C output channels split into heads. new: "
@@ -528,7 +528,7 @@ class UNetConfig(Model):
     head: Literal["norm_act_conv3x3", "conv3x3", "conv1x1"] = Field(
         "norm_act_conv3x3",
         description="The output layer: norm -> act -> 3x3 conv (DDPM/ADM/diffusers), or a bare 3x3 or 1x1 conv (seed; "
-        "under block.kind mp an MP conv times a learned gain, EDM2's out_conv).",
+        "under block.kind mp an MP conv times a learned gain, EDM2's out_conv, and conv3x3 the default).",
     )
     block: Block = Field(
         default_factory=ResBlock,
@@ -536,8 +536,8 @@ class UNetConfig(Model):
     )
     attention: Attention = Field(default_factory=Attention, description="The attention blocks.")
     embedding: TimeEmbedding = Field(default_factory=TimeEmbedding, description="The timestep embedding.")
-    down: Downsample = Field(default_factory=ConvDown, description="Downsampling between levels.")
-    up: Upsample = Field(default_factory=NearestConv, description="Upsampling between levels.")
+    down: Downsample = Field(default_factory=ConvDown, description="Downsampling between levels (res blocks by default under block.kind mp).")
+    up: Upsample = Field(default_factory=NearestConv, description="Upsampling between levels (res blocks by default under block.kind mp).")
     resample_filter: list[Annotated[int, Field(gt=0, le=MAX_FILTER_TAP)]] = Field(
         [1, 1],
         min_length=2,
@@ -576,6 +576,29 @@ class UNetConfig(Model):
         # Neither form written: the DDPM CIFAR-10 layout, in compact form.
         if isinstance(data, dict) and data.get("levels") is None and data.get("compact") is None:
             data = {**data, "compact": {}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mp_defaults(cls, data):
+        # Under EDM2's block family the fields it needs default to EDM2's own (an MP conv head,
+        # res-block resampling, a bias-free qkv), so `block: {kind: mp}` alone is a valid network;
+        # a value written otherwise stays, and the planner names the conflict.
+        if not isinstance(data, dict):
+            return data
+        block = data.get("block")
+        kind = block.get("kind") if isinstance(block, dict) else getattr(block, "kind", None)
+        if kind != "mp":
+            return data
+        data = {**data}
+        data.setdefault("head", "conv3x3")
+        data.setdefault("down", {"kind": "resblock"})
+        data.setdefault("up", {"kind": "resblock"})
+        attention = data.get("attention")
+        if attention is None:
+            data["attention"] = {"qkv_bias": False}
+        elif isinstance(attention, dict) and "qkv_bias" not in attention:
+            data["attention"] = {**attention, "qkv_bias": False}
         return data
 
     @model_validator(mode="after")
