@@ -139,20 +139,21 @@ def _unsupported(config: UNetConfig, plan: UNetPlan) -> list[tuple[str, str]]:
     if blk.kind == "mp":  # none of the resnet fields below exist on it
         no("block.kind", "mp: diffusers has no magnitude-preserving layers (weight-normalized bias-free convs, "
                          "mp_silu, mp_sum, mp_cat, learned output gain)")
-    elif not isinstance(blk.norm, GroupNorm):
-        no("block.norm.kind", f"{blk.norm.kind}: diffusers' blocks always normalize with GroupNorm")
-    elif blk.norm.min_channels_per_group is not None:
-        no("block.norm.min_channels_per_group", "diffusers' norm_num_groups is one number for every layer")
-    if blk.kind == "resnet" and blk.order != "pre":
-        no("block.order", f"{blk.order}: diffusers' ResnetBlock2D is pre-norm (norm -> act -> conv)")
-    if blk.kind == "resnet" and blk.activation != "silu":
-        no("block.activation", f"{blk.activation}: UNet2DModel's head and time MLP are SiLU whatever act_fn says")
-    if blk.kind == "resnet" and not blk.time_activation:
-        no("block.time_activation", "false: UNet2DModel applies act_fn to the embedding in every block")
-    if blk.kind == "resnet" and blk.rescale:
-        no("block.rescale", "true: UNet2DModel's down and up blocks do not rescale residual sums")
-    if blk.kind == "resnet" and blk.shortcut != "conv1x1":
-        no("block.shortcut", f"{blk.shortcut}: ResnetBlock2D's shortcut is a 1x1 conv")
+    else:
+        if not isinstance(blk.norm, GroupNorm):
+            no("block.norm.kind", f"{blk.norm.kind}: diffusers' blocks always normalize with GroupNorm")
+        elif blk.norm.min_channels_per_group is not None:
+            no("block.norm.min_channels_per_group", "diffusers' norm_num_groups is one number for every layer")
+        if blk.order != "pre":
+            no("block.order", f"{blk.order}: diffusers' ResnetBlock2D is pre-norm (norm -> act -> conv)")
+        if blk.activation != "silu":
+            no("block.activation", f"{blk.activation}: UNet2DModel's head and time MLP are SiLU whatever act_fn says")
+        if not blk.time_activation:
+            no("block.time_activation", "false: UNet2DModel applies act_fn to the embedding in every block")
+        if blk.rescale:
+            no("block.rescale", "true: UNet2DModel's down and up blocks do not rescale residual sums")
+        if blk.shortcut != "conv1x1":
+            no("block.shortcut", f"{blk.shortcut}: ResnetBlock2D's shortcut is a 1x1 conv")
     sites = _sites(plan)
     if sites and any(lv.attention for lv in levels) and att.decoder_blocks != "all":
         no("attention.decoder_blocks", f"{att.decoder_blocks}: AttnUpBlock2D attends after every res block")

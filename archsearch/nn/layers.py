@@ -26,6 +26,8 @@ __all__ = [
     "SinusoidalEncoding",
     "FourierEncoding",
     "LearnedEncoding",
+    "make_encoding",
+    "scaled_one_hot",
     "zero_",
 ]
 
@@ -267,3 +269,25 @@ class LearnedEncoding(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.table(t.long().clamp(0, self.table.num_embeddings - 1))
+
+
+def make_encoding(encoding, dim: int) -> nn.Module:
+    """The module of an `embedding.encoding` config (sinusoidal, Fourier, EDM2's MP Fourier, learned)."""
+    if encoding.kind == "sinusoidal":
+        return SinusoidalEncoding(dim, encoding.flip_sin_to_cos, encoding.freq_shift, encoding.max_period)
+    if encoding.kind == "fourier":
+        return FourierEncoding(dim, encoding.scale, encoding.input_scale)
+    if encoding.kind == "mp_fourier":
+        from .mp import MPFourier
+
+        return MPFourier(dim, encoding.bandwidth, encoding.input_scale)
+    return LearnedEncoding(dim, encoding.num_timesteps)
+
+
+def scaled_one_hot(labels: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    """EDM's and EDM2's label input: one_hot(label) * sqrt(n), (B, n) in `like`'s dtype; a negative
+    label, or none at all, is the zero vector."""
+    if labels is None:
+        return like.new_zeros(like.shape[0], n)
+    keep = (labels >= 0).unsqueeze(-1).to(like.dtype)
+    return F.one_hot(labels.long().clamp(min=0), n).to(like.dtype) * keep * math.sqrt(n)

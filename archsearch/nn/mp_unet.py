@@ -15,7 +15,6 @@ and clip their output (after the attention, when one follows the block). Skips j
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
@@ -23,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..plan import BlockPlan, UNetPlan
-from .layers import Downsample, FourierEncoding, LearnedEncoding, SinusoidalEncoding, Upsample
-from .mp import MPConv, MPFourier, clip, mp_cat, mp_silu, mp_sum, pixel_norm
+from .layers import Downsample, Upsample, make_encoding, scaled_one_hot
+from .mp import MPConv, clip, mp_cat, mp_silu, mp_sum, pixel_norm
 from .song import FIRResample
 from .unet import Stage
 
@@ -121,15 +120,8 @@ class MPEmbedding(nn.Module):
     def __init__(self, plan: UNetPlan):
         super().__init__()
         cfg = plan.config
-        enc, dim, forced = cfg.embedding.encoding, plan.embedding_dim, cfg.block.forced_weight_norm
-        if enc.kind == "mp_fourier":
-            self.encoding = MPFourier(dim, enc.bandwidth, enc.input_scale)
-        elif enc.kind == "sinusoidal":
-            self.encoding = SinusoidalEncoding(dim, enc.flip_sin_to_cos, enc.freq_shift, enc.max_period)
-        elif enc.kind == "fourier":
-            self.encoding = FourierEncoding(dim, enc.scale, enc.input_scale)
-        else:
-            self.encoding = LearnedEncoding(dim, enc.num_timesteps)
+        dim, forced = plan.embedding_dim, cfg.block.forced_weight_norm
+        self.encoding = make_encoding(cfg.embedding.encoding, dim)
         self.noise = MPConv(dim, plan.embedding_out_dim, 0, forced)
         self.num_classes = cfg.num_classes or 0
         self.classes = MPConv(self.num_classes, plan.embedding_out_dim, 0, forced) if self.num_classes else None
@@ -138,10 +130,7 @@ class MPEmbedding(nn.Module):
     def forward(self, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.noise(self.encoding(t))  # (B, E)
         if self.classes is not None:
-            if class_labels is None:
-                class_labels = torch.full(t.shape[:1], -1, dtype=torch.long, device=t.device)
-            one_hot = F.one_hot(class_labels.long().clamp(min=0), self.num_classes).to(emb.dtype)
-            one_hot = one_hot * (class_labels >= 0).unsqueeze(-1).to(emb.dtype) * math.sqrt(self.num_classes)
+            one_hot = scaled_one_hot(class_labels, self.num_classes, emb)
             emb = mp_sum(emb, self.classes(one_hot), self.label_balance)
         return mp_silu(emb)
 

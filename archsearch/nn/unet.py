@@ -18,7 +18,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..plan import BlockPlan, UNetPlan, norm_groups, plan_unet
@@ -27,11 +26,10 @@ from .layers import (
     ACTIVATIONS,
     AttentionBlock,
     Downsample,
-    FourierEncoding,
-    LearnedEncoding,
     ResBlock,
-    SinusoidalEncoding,
     Upsample,
+    make_encoding,
+    scaled_one_hot,
     zero_,
 )
 from .transformer import TransformerMiddle
@@ -67,17 +65,8 @@ class TimeEmbedding(nn.Module):
     def __init__(self, plan: UNetPlan):
         super().__init__()
         cfg = plan.config
-        enc, dim = cfg.embedding.encoding, plan.embedding_dim
-        if enc.kind == "sinusoidal":
-            self.encoding = SinusoidalEncoding(dim, enc.flip_sin_to_cos, enc.freq_shift, enc.max_period)
-        elif enc.kind == "fourier":
-            self.encoding = FourierEncoding(dim, enc.scale, enc.input_scale)
-        elif enc.kind == "mp_fourier":
-            from .mp import MPFourier
-
-            self.encoding = MPFourier(dim, enc.bandwidth, enc.input_scale)
-        else:
-            self.encoding = LearnedEncoding(dim, enc.num_timesteps)
+        dim = plan.embedding_dim
+        self.encoding = make_encoding(cfg.embedding.encoding, dim)
         act = ACTIVATIONS[cfg.block.activation]
         self.mlp = nn.Sequential(
             nn.Linear(dim, plan.embedding_hidden_dim),
@@ -97,7 +86,7 @@ class TimeEmbedding(nn.Module):
                 augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         enc = self.encoding(t)  # (B, dim)
         if self.class_linear is not None:
-            enc = enc + self.class_linear(_scaled_one_hot(class_labels, self.class_linear.in_features, enc))
+            enc = enc + self.class_linear(scaled_one_hot(class_labels, self.class_linear.in_features, enc))
         if self.augment is not None and augment_labels is not None:
             enc = enc + self.augment(augment_labels.to(enc.dtype))
         emb = self.mlp(enc)  # (B, E)
@@ -106,14 +95,6 @@ class TimeEmbedding(nn.Module):
             keep = (class_labels >= 0).unsqueeze(-1).to(emb.dtype)
             emb = emb + self.classes(class_labels.clamp(min=0)) * keep
         return self.post_act(emb)
-
-
-def _scaled_one_hot(labels: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
-    """EDM's label input: one_hot(label) * sqrt(n); a negative label, or none, is the zero vector."""
-    if labels is None:
-        return like.new_zeros(like.shape[0], n)
-    keep = (labels >= 0).unsqueeze(-1).to(like.dtype)
-    return F.one_hot(labels.long().clamp(min=0), n).to(like.dtype) * keep * (n ** 0.5)
 
 
 class Head(nn.Module):
