@@ -16,7 +16,9 @@ precision, fused AdamW), so that the cost is that of the run being scored:
    step on the same input shape, batch size, device and precision takes turns with the
    candidate's: reference, candidate, reference, candidate ..., after as many untimed steps as
    the candidate. Reported besides: the reference's median images/s in that window
-   (`ref_throughput`) and `train_speed_vs_ref`, the median of the per-pair ratios. The
+   (`ref_throughput`) and `train_speed_vs_ref`, the median of the per-pair ratios; pairs go
+   on past `repeats` while that median is less precise than `ratio_tolerance`, up to
+   `max_repeats` (a busy machine; `train_steps` counts the pairs taken). The
    machine's load (archsearch.load: load average, usable CPUs; NVML utilization and SM clock
    on CUDA) is read around the timed steps, with or without a reference.
 2. forward-only throughput (eval mode, inference mode, same batch size) and batch-1 latency,
@@ -278,7 +280,7 @@ def _run_phases(model, input_shape, batch, cfg, settings, num_classes, timer, sy
     theirs = None if reference is None else TrainingStep(reference.model, input_shape, batch, settings,
                                                          reference.num_classes)
     out = time_train_steps(candidate, theirs, cfg.warmup_steps, cfg.repeats, timer, sync, deadline, warm,
-                           nvml_id(device))
+                           nvml_id(device), cfg.max_repeats, cfg.ratio_tolerance)
     out.update(infer_throughput=None, infer_steps=None, latency_ms=None, latency_steps=None, flops=None,
                peak_mem_mb=peak_bytes / 2**20, peak_mem_source=source)
     # The training state is not needed for inference; free it first.

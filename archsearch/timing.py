@@ -20,8 +20,18 @@ the per-pair ratio cancels the load both steps saw, and the median drops the pai
 hit on one side only. A ratio of the two medians would compare steps timed at different
 moments and keep whatever load changed in between.
 
+**How many pairs.** On an idle machine the per-pair ratios agree within a few percent and
+`measure.repeats` pairs give the median to ~4%. Under load they scatter (on the 2-core VM with
+both cores kept busy, their interquartile range was 0.8 of the median against 0.13 idle), and
+ten pairs leave the median ~15% off. So once `repeats` pairs are timed, pairs go on while the
+median's relative standard error, estimated from the pairs' interquartile range
+(`median_rel_error`), is above `measure.ratio_tolerance`, up to `measure.max_repeats` pairs:
+an idle machine stops at `repeats`, a busy one buys precision with time, never past
+`max_seconds`. The candidate's raw throughput comes from the same steps; under load more of
+them do not make it right (its error is a bias, not noise), which is what the ratio is for.
+
 **What it costs.** The reference's untimed and timed steps: as many as the candidate's
-(`measure.warmup_steps + measure.repeats`), each about as long as a quickstart-sized
+(`measure.warmup_steps` + the timed pairs), each about as long as a quickstart-sized
 candidate's (`reference: auto` is ~140k parameters and 28 MFLOPs per image at 16×16×1, where
 the quickstart's candidates take 7 to 100+), so the timing phase takes up to twice as long;
 training, which is most of a trial, is not affected. `max_seconds` caps the pairs together.
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +57,8 @@ from archsearch.schema.unet import UNetConfig
 from archsearch.settings import RunSettings
 
 __all__ = ["NUM_TIMESTEPS", "REFERENCE_SEED", "Reference", "build_reference", "TrainingStep", "time_interleaved",
-           "time_repeats", "time_train_steps", "time_with_reference", "median_and_iqr", "random_batch", "nvml_id"]
+           "time_repeats", "time_train_steps", "time_with_reference", "median_and_iqr", "median_rel_error",
+           "pair_ratios", "random_batch", "nvml_id"]
 
 NUM_TIMESTEPS = 1000  # timesteps are drawn from [0, 1000), the models' conditioning range
 
@@ -130,7 +142,8 @@ def time_with_reference(
             for mine, out in zip(steps, results):
                 deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
                 warmup = cfg.warmup_steps if r == 0 else 0
-                out.append(time_train_steps(mine, theirs, warmup, cfg.repeats, timer, sync, deadline, gpu=nvml_id(device)))
+                out.append(time_train_steps(mine, theirs, warmup, cfg.repeats, timer, sync, deadline, gpu=nvml_id(device),
+                                            max_repeats=cfg.max_repeats, tolerance=cfg.ratio_tolerance))
     return results
 
 
@@ -141,20 +154,25 @@ def time_interleaved(
     timer: Callable[[], float],
     sync: Callable[[], None],
     deadline: float | None = None,
+    more: Callable[[list[list[float]]], bool] | None = None,
+    max_repeats: int | None = None,
 ) -> list[list[float]]:
-    """The timing protocol, for steps that take turns: `warmup` untimed rounds, then up to
-    `repeats` timed ones; a round calls every step once, in order. Returns each step's durations
+    """The timing protocol, for steps that take turns: `warmup` untimed rounds, then `repeats`
+    timed ones; a round calls every step once, in order. Returns each step's durations
     (seconds), by step.
 
-    Each timed call is `sync(); t0 = timer(); step(); sync(); t1 = timer()`. When `deadline`
-    (a `timer()` value) is given, timing stops once the next round, assumed as long as the last,
-    would end past it, but never before `MIN_TIMED_STEPS` rounds. Warm-up is never cut.
+    Each timed call is `sync(); t0 = timer(); step(); sync(); t1 = timer()`. With `more` (asked
+    with the durations so far after each round from the `repeats`-th on), timing goes on while
+    it says so, up to `max_repeats` rounds in all: until a measurement is precise enough. When
+    `deadline` (a `timer()` value) is given, timing stops once the next round, assumed as long as
+    the last, would end past it, but never before `MIN_TIMED_STEPS` rounds. Warm-up is never cut.
     """
     for _ in range(warmup):
         for step in steps:
             step()
     durations: list[list[float]] = [[] for _ in steps]
-    for _ in range(repeats):
+    limit = repeats if more is None else max(repeats, max_repeats or repeats)
+    for done in range(1, limit + 1):
         for step, times in zip(steps, durations):
             sync()
             start = timer()
@@ -163,7 +181,9 @@ def time_interleaved(
             end = timer()
             times.append(end - start)
         last_round = sum(times[-1] for times in durations)
-        if deadline is not None and len(durations[0]) >= MIN_TIMED_STEPS and end + last_round > deadline:
+        if deadline is not None and done >= MIN_TIMED_STEPS and end + last_round > deadline:
+            break
+        if done >= repeats and (more is None or not more(durations)):
             break
     return durations
 
@@ -178,6 +198,24 @@ def time_repeats(
 ) -> list[float]:
     """`time_interleaved` for one step: `warmup` untimed calls, then up to `repeats` timed ones."""
     return time_interleaved([step], warmup, repeats, timer, sync, deadline)[0]
+
+
+def median_rel_error(values: Sequence[float]) -> float:
+    """The relative standard error of the median of `values`, from their interquartile range:
+    1.2533 σ / √n with σ = IQR / 1.349 (both exact for normal samples; the IQR, unlike the
+    standard deviation, ignores the few steps a burst of load hit), ÷ the median. inf below
+    `MIN_TIMED_STEPS` values or at a median of 0."""
+    if len(values) < MIN_TIMED_STEPS:
+        return math.inf
+    median, iqr = median_and_iqr(values)
+    if median == 0:
+        return math.inf
+    return 1.2533 * iqr / 1.349 / math.sqrt(len(values)) / abs(median)
+
+
+def pair_ratios(reference_times: Sequence[float], candidate_times: Sequence[float]) -> list[float]:
+    """Pair i's candidate images/s ÷ reference images/s: the reference's time ÷ the candidate's."""
+    return [r / c for r, c in zip(reference_times, candidate_times)]
 
 
 def median_and_iqr(per_step: Sequence[float]) -> tuple[float, float]:
@@ -235,21 +273,28 @@ def time_train_steps(
     deadline: float | None = None,
     warm: int = 0,
     gpu: str | int | None = None,
+    max_repeats: int | None = None,
+    tolerance: float | None = None,
 ) -> dict[str, Any]:
     """Time `candidate`'s training step, in turns with `reference`'s when given, and read the
     machine's load around it: the training fields of `Measurement` (train_throughput ... sm_clock_mhz).
 
     `warm` counts the untimed candidate steps already taken; the reference gets as many, alone,
-    first, then both share the `warmup - warm` untimed rounds left. `gpu` names the CUDA device
-    for NVML (archsearch.load)."""
+    first, then both share the `warmup - warm` untimed rounds left. With a reference, `max_repeats`
+    and `tolerance`, pairs go on past `repeats` while the median ratio's relative standard error
+    (`median_rel_error`) is above `tolerance`, up to `max_repeats` pairs (see MeasureConfig).
+    `gpu` names the CUDA device for NVML (archsearch.load)."""
     batch = candidate.x.shape[0]
-    steps = [candidate]
+    steps, more = [candidate], None
     if reference is not None:
         for _ in range(warm):
             reference()
         steps = [reference, candidate]
+        if tolerance is not None:
+            def more(durations):
+                return median_rel_error(pair_ratios(*durations)) > tolerance
     before = gpu_readings(gpu)
-    times = time_interleaved(steps, max(warmup - warm, 0), repeats, timer, sync, deadline)
+    times = time_interleaved(steps, max(warmup - warm, 0), repeats, timer, sync, deadline, more, max_repeats)
     after = machine_load(gpu)
     mine = times[-1]
     ips, iqr = median_and_iqr([batch / d for d in mine])
@@ -261,7 +306,7 @@ def time_train_steps(
         theirs = times[0]
         out.update(ref_throughput=statistics.median([batch / d for d in theirs]),
                    # pair i: the reference's step i, then the candidate's; images/s ratio = time ratio
-                   train_speed_vs_ref=statistics.median([r / c for r, c in zip(theirs, mine)]),
+                   train_speed_vs_ref=statistics.median(pair_ratios(theirs, mine)),
                    ref_step_ms=statistics.median(theirs) * 1e3)
     return out
 

@@ -1,8 +1,8 @@
 """Does the speed axis survive a busy machine? Raw against reference-normalized training throughput.
 
     python benchmarks/load_robustness.py                           # 12 configs of the digits space, its device (cpu)
-    python benchmarks/load_robustness.py --configs 16 --repeats 5  # more configs, more measurements each
-    python benchmarks/load_robustness.py --configs 3 --repeats 2 --steps 3   # does it run? (seconds)
+    python benchmarks/load_robustness.py --configs 16 --repeats 3  # more configs, more measurements each
+    python benchmarks/load_robustness.py --configs 3 --steps 3 --max-steps 4  # does it run? (seconds)
 
 Samples `--configs` distinct architectures from search_spaces/digits.yaml (the quickstart's data,
 budget and protocol over more knobs; the quickstart's space before it kept to what diffusers
@@ -17,20 +17,26 @@ space's reference network, `measure.reference`), in passes:
    at the script's `--max-seconds` whatever happens, so no load outlives a crash;
 3. `idle again`: the first pass repeated, whose differences from it are the noise floor.
 
-Each pass measures every config `--repeats` times, config after config (so a burst of load
-falls on several configs rather than on all of one's measurements), and keeps the median.
-Against the idle pass, it prints for the raw `train_throughput` and for the normalized one the
-Spearman correlation of the configs' speeds with the idle ranking and the median relative error
-against the idle images/s, side by side, with the ratio of the errors (raw ÷ normalized).
+Each pass measures every config `--repeats` times (default once, as a trial does), config
+after config (so a burst of load falls on several configs rather than on all of one's
+measurements), and keeps the median. Each measurement is taken twice, one after the other:
+with exactly `--steps` timed pairs (`fixed`), and with the default protocol (`adaptive`: pairs
+go on past `--steps` while the median ratio's relative standard error is above `--tolerance`,
+up to `--max-steps` pairs; MeasureConfig.max_repeats and ratio_tolerance). Against the idle
+pass, it prints for the raw `train_throughput` (of the fixed measurements) and for the two
+normalized ones the Spearman correlation of the configs' speeds with the idle ranking and the
+median relative error against the idle images/s, side by side, the ratio of the errors (raw ÷
+adaptive normalized) and the adaptive measurements' mean pair count.
 
-Normalized = `train_speed_vs_ref` × the idle pass's median reference images/s: what the results
-table gives a trial timed during the load in a study whose trials mostly ran on a quiet machine
-(archsearch.search.speed). Its error is the error of the ratio itself. Target (issue 12):
-normalized Spearman ≥ 0.9 and median error ≤ 10% under both loads.
+Normalized = `train_speed_vs_ref` × the idle pass's median reference images/s (of the fixed
+measurements): what the results table gives a trial timed during the load in a study whose
+trials mostly ran on a quiet machine (archsearch.search.speed). Its error is the error of the
+ratio itself. Target (issue 12): normalized Spearman ≥ 0.9 and median error ≤ 10% under both
+loads, checked on the adaptive (default) protocol.
 
 Lines starting with '#' describe the machine and the run. No scipy: Spearman is the Pearson
 correlation of numpy ranks (ties averaged). On a quiet 2-core machine the defaults take several
-minutes (four passes of 36 measurements; the loaded passes run slower, by design).
+minutes (four passes of 12 configs; the loaded passes run slower and take more pairs, by design).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from archsearch.load import cpu_count, machine_load
 from archsearch.measure import count_params, measure
 from archsearch.nn import build_unet
 from archsearch.schema.loading import unet_config_from_dict, validate_model
-from archsearch.schema.measure import reference_architecture
+from archsearch.schema.measure import MeasureConfig, reference_architecture
 from archsearch.schema.paths import ARCHITECTURE, TRAIN
 from archsearch.schema.space import load_space
 from archsearch.schema.train import TrainConfig
@@ -115,16 +121,19 @@ class BusyCores:
                 p.kill()
 
 
-def run_pass(models, reference, shape, settings, cfg, repeats: int) -> dict[str, list[float]]:
-    """Median over `repeats` measurements of each config's raw images/s, ratio and reference images/s."""
-    raw, ratio, ref = ([[] for _ in models] for _ in range(3))
+def run_pass(models, reference, shape, settings, fixed, adaptive, repeats: int) -> dict[str, list[float]]:
+    """Median over `repeats` measurements of each config's raw images/s, ratio and reference
+    images/s under the `fixed` protocol, and its ratio and pair count under the `adaptive` one."""
+    keys = ("raw", "ratio", "ref", "adaptive", "pairs")
+    got = {key: [[] for _ in models] for key in keys}
     for _ in range(repeats):
         for i, (model, train_cfg) in enumerate(models):
-            m = measure(model, shape, train_cfg.batch_size, settings, cfg, reference=reference)
-            raw[i].append(m.train_throughput)
-            ratio[i].append(m.train_speed_vs_ref)
-            ref[i].append(m.ref_throughput)
-    return {name: [statistics.median(v) for v in values] for name, values in (("raw", raw), ("ratio", ratio), ("ref", ref))}
+            m = measure(model, shape, train_cfg.batch_size, settings, fixed, reference=reference)
+            a = measure(model, shape, train_cfg.batch_size, settings, adaptive, reference=reference)
+            for key, value in zip(keys, (m.train_throughput, m.train_speed_vs_ref, m.ref_throughput,
+                                         a.train_speed_vs_ref, a.train_steps)):
+                got[key][i].append(value)
+    return {key: [statistics.median(v) for v in got[key]] for key in keys}
 
 
 def ranks(values) -> np.ndarray:
@@ -152,16 +161,20 @@ def median_error(values, truth) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", type=int, default=12, help="distinct configs sampled from the digits space (≥ 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements of each config per pass; median kept")
-    parser.add_argument("--steps", type=int, default=10, help="timed step pairs per measurement (≥ 3)")
+    parser.add_argument("--repeats", type=int, default=1, help="measurements of each config per pass; median kept")
+    parser.add_argument("--steps", type=int, default=10, help="timed step pairs per measurement (≥ 3); the fixed protocol's")
+    parser.add_argument("--max-steps", type=int, default=MeasureConfig().max_repeats,
+                        help="the adaptive protocol's most pairs (MeasureConfig.max_repeats)")
+    parser.add_argument("--tolerance", type=float, default=MeasureConfig().ratio_tolerance,
+                        help="the adaptive protocol's relative standard error of the ratio (MeasureConfig.ratio_tolerance)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per measurement")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     parser.add_argument("--device", default=None, help="default: the space's (cpu)")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="hard bound on the background load")
     parser.add_argument("--verbose", action="store_true", help="also print every config's images/s per pass")
     args = parser.parse_args(argv)
-    if args.configs < 2 or args.repeats < 1 or args.steps < 3:
-        parser.error("--configs ≥ 2, --repeats ≥ 1 and --steps ≥ 3")
+    if args.configs < 2 or args.repeats < 1 or args.steps < 3 or args.max_steps < args.steps or not 0 < args.tolerance <= 1:
+        parser.error("--configs ≥ 2, --repeats ≥ 1, --steps ≥ 3, --max-steps ≥ --steps and 0 < --tolerance ≤ 1")
 
     space = load_space(SPACE)
     device = resolve_device(args.device or space.study.device)
@@ -172,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = resolve_run_settings(pairs[0][1], device)
     ref_config = reference_architecture(space.measure, shape[1], shape[0])
     reference = build_reference(ref_config, str(space.measure.reference))
-    cfg = space.measure.model_copy(update={"warmup_steps": args.warmup, "repeats": args.steps, "infer": False,
-                                           "latency": False, "flops": False, "max_seconds": None, "batch_size": None})
+    fixed = space.measure.model_copy(update={"warmup_steps": args.warmup, "repeats": args.steps, "infer": False,
+                                             "latency": False, "flops": False, "max_seconds": None, "batch_size": None,
+                                             "ratio_tolerance": None})
+    adaptive = fixed.model_copy(update={"ratio_tolerance": args.tolerance, "max_repeats": args.max_steps})
     deadline = time.time() + args.max_seconds
 
     info, load = device_info(device), machine_load()
@@ -183,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {len(models)} configs from {SPACE.name} (seed {args.seed}), params {min(count_params(m) for m, _ in models):,}"
           f"..{max(count_params(m) for m, _ in models):,}; reference {space.measure.reference}, "
           f"{count_params(reference.model):,} params; batch {pairs[0][1].batch_size}, {args.warmup} untimed + {args.steps} "
-          f"timed pairs per measurement, {args.repeats} measurements per config per pass")
+          f"timed pairs per fixed measurement, {args.steps}..{args.max_steps} per adaptive one (until the ratio's "
+          f"relative standard error ≤ {args.tolerance:g}), {args.repeats} of each per config per pass")
     if cpu_count() < 3:
         print(f"# note: with {cpu_count()} CPUs, '2 cores busy' leaves {max(cpu_count() - 2, 0)} idle: the trial shares every core")
 
@@ -191,32 +207,34 @@ def main(argv: list[str] | None = None) -> int:
     for name, busy in PASSES:
         started = time.perf_counter()
         with BusyCores(busy, deadline):
-            results[name] = run_pass(models, reference, shape, settings, cfg, args.repeats)
+            results[name] = run_pass(models, reference, shape, settings, fixed, adaptive, args.repeats)
         results[name]["seconds"] = time.perf_counter() - started
         results[name]["load_avg"] = machine_load()["load_avg"]
 
     idle = results["idle"]
     anchor = statistics.median(idle["ref"])  # the study's median reference speed, from its quiet trials
     print(f"# idle median reference speed {anchor:.1f} img/s; normalized = train_speed_vs_ref × that")
-    print(f"{'pass':<14}{'raw ρ':>8}{'norm ρ':>8}{'raw err':>9}{'norm err':>10}{'err ratio':>11}{'ref img/s':>11}"
-          f"{'load avg':>10}{'s':>6}")
+    print(f"{'':<14}{'ρ with the idle ranking':^24}{'median error vs idle':^30}")
+    print(f"{'pass':<14}{'raw':>8}{'fixed':>8}{'adapt':>8}{'raw':>9}{'fixed':>9}{'adapt':>9}{'raw÷adapt':>11}"
+          f"{'pairs':>7}{'ref img/s':>11}{'load avg':>10}{'s':>6}")
     verdicts = []
     for name, _ in PASSES:
         r = results[name]
-        normalized = [q * anchor for q in r["ratio"]]
-        raw_rho, norm_rho = spearman(r["raw"], idle["raw"]), spearman(normalized, idle["raw"])
-        raw_err, norm_err = median_error(r["raw"], idle["raw"]), median_error(normalized, idle["raw"])
-        ratio = raw_err / norm_err if norm_err > 0 else float("inf")
+        fixed_norm, adapt_norm = ([q * anchor for q in r[key]] for key in ("ratio", "adaptive"))
+        rho = [spearman(v, idle["raw"]) for v in (r["raw"], fixed_norm, adapt_norm)]
+        err = [median_error(v, idle["raw"]) for v in (r["raw"], fixed_norm, adapt_norm)]
+        ratio = err[0] / err[2] if err[2] > 0 else float("inf")
         load_avg = f"{r['load_avg']:.2f}" if r["load_avg"] is not None else "?"
-        print(f"{name:<14}{raw_rho:>8.3f}{norm_rho:>8.3f}{raw_err:>9.1%}{norm_err:>10.1%}{ratio:>11.2f}"
-              f"{statistics.median(r['ref']):>11.1f}{load_avg:>10}{r['seconds']:>6.0f}")
+        print(f"{name:<14}{rho[0]:>8.3f}{rho[1]:>8.3f}{rho[2]:>8.3f}{err[0]:>9.1%}{err[1]:>9.1%}{err[2]:>9.1%}"
+              f"{ratio:>11.2f}{statistics.mean(r['pairs']):>7.1f}{statistics.median(r['ref']):>11.1f}{load_avg:>10}"
+              f"{r['seconds']:>6.0f}")
         if "busy" in name:
-            verdicts.append(norm_rho >= 0.9 and norm_err <= 0.10)
+            verdicts.append(rho[2] >= 0.9 and err[2] <= 0.10)
         if args.verbose:
             for i, (model, _) in enumerate(models):
-                print(f"  config {i} ({count_params(model):,} params): raw {r['raw'][i]:.1f} normalized "
-                      f"{normalized[i]:.1f} idle {idle['raw'][i]:.1f} img/s")
-    print(f"target (normalized ρ ≥ 0.9 and error ≤ 10% under both loads): {'met' if all(verdicts) else 'not met'}")
+                print(f"  config {i} ({count_params(model):,} params): raw {r['raw'][i]:.1f} normalized fixed "
+                      f"{fixed_norm[i]:.1f} adaptive {adapt_norm[i]:.1f} ({r['pairs'][i]:.0f} pairs) idle {idle['raw'][i]:.1f} img/s")
+    print(f"target (adaptive normalized ρ ≥ 0.9 and error ≤ 10% under both loads): {'met' if all(verdicts) else 'not met'}")
     return 0
 
 

@@ -3,6 +3,7 @@ steps, the per-pair ratio, the time cap, what the reference does not change (mem
 caller's models), the machine's load readings (archsearch.load), and the fixed-seed reference.
 All on a fake clock: nothing here asserts on wall-clock time."""
 
+import math
 import sys
 import types
 
@@ -12,7 +13,7 @@ import torch
 from archsearch import load
 from archsearch.measure import Reference, measure
 from archsearch.schema.measure import MeasureConfig, reference_architecture
-from archsearch.timing import build_reference, time_interleaved, time_with_reference
+from archsearch.timing import build_reference, median_rel_error, pair_ratios, time_interleaved, time_with_reference
 from test_measure import CPU, TRAIN_ONLY, FakeClock, TinyNet
 
 
@@ -67,12 +68,76 @@ def test_the_ratio_is_the_median_of_per_pair_ratios():
     # candidate runs at half the reference's speed; the third was hit by a burst on the
     # reference's side. The per-pair median says 0.5; a ratio of medians (2 / 2) would say 1.
     clock = FakeClock()
-    cfg = MeasureConfig(warmup_steps=0, repeats=3, **TRAIN_ONLY)
+    cfg = MeasureConfig(warmup_steps=0, repeats=3, ratio_tolerance=None, **TRAIN_ONLY)  # exactly three pairs
     candidate = Labelled(clock, "C", durations=[0.5, 2, 8, 1])  # the proxy's untimed step first
     reference = Labelled(clock, "R", durations=[0.5, 1, 4, 2])  # and the reference's to match
     m = measure(candidate, (3, 4, 4), 4, CPU, cfg, timer=clock.timer, sync=clock.sync, reference=Reference(reference))
     assert m.train_speed_vs_ref == pytest.approx(0.5)
     assert m.train_throughput == pytest.approx(4 / 2) and m.ref_throughput == pytest.approx(4 / 2)
+
+
+def test_median_rel_error_by_hand():
+    # [1, 2, 3, 4, 5]: median 3, inclusive quartiles 2 and 4, IQR 2, σ ≈ 2 / 1.349; the median's
+    # standard error 1.2533 σ / √5, relative to 3.
+    assert median_rel_error([5, 1, 4, 2, 3]) == pytest.approx(1.2533 * 2 / 1.349 / math.sqrt(5) / 3)
+    assert median_rel_error([2.0] * 7) == 0.0
+    assert median_rel_error([1.0, 2.0]) == math.inf and median_rel_error([0.0, 0.0, 0.0]) == math.inf
+    assert pair_ratios([1, 4], [2, 2]) == [0.5, 2.0]
+
+
+def test_more_rounds_only_while_asked_and_never_past_max_repeats_or_the_deadline():
+    clock = FakeClock()
+    asked = []
+
+    def more(durations):
+        asked.append(len(durations[0]))
+        return len(durations[0]) < 5
+
+    steps = [lambda: clock.log.append("R"), lambda: clock.log.append("C")]
+    durations = time_interleaved(steps, warmup=0, repeats=3, timer=clock.timer, sync=clock.sync, more=more, max_repeats=8)
+    assert [len(d) for d in durations] == [5, 5] and asked == [3, 4, 5]  # asked from the third round on
+    assert len(time_interleaved(steps, 0, 3, clock.timer, clock.sync, more=lambda d: True, max_repeats=6)[0]) == 6
+    assert len(time_interleaved(steps, 0, 3, clock.timer, clock.sync, more=lambda d: True, max_repeats=None)[0]) == 3
+    assert len(time_interleaved(steps, 0, 4, clock.timer, clock.sync, more=lambda d: True, max_repeats=2)[0]) == 4
+
+
+def _pairs_taken(ref_times, cand_times, **cfg_fields):
+    clock = FakeClock()
+    cfg = MeasureConfig(warmup_steps=0, **{**TRAIN_ONLY, **cfg_fields})
+    # the memory proxy's untimed candidate step first, and the reference's to match
+    candidate = Labelled(clock, "C", durations=[1.0] + list(cand_times), default=1.0)
+    reference = Labelled(clock, "R", durations=[1.0] + list(ref_times), default=1.0)
+    m = measure(candidate, (3, 4, 4), 4, CPU, cfg, timer=clock.timer, sync=clock.sync, reference=Reference(reference))
+    assert timed(clock.log) == ["R", "C"] * m.train_steps
+    return m
+
+
+def test_steady_pairs_stop_at_repeats():
+    m = _pairs_taken([1.0] * 20, [2.0] * 20, repeats=4, max_repeats=20, ratio_tolerance=0.05)
+    assert m.train_steps == 4 and m.train_speed_vs_ref == pytest.approx(0.5)
+
+
+def test_scattered_pairs_go_on_until_the_ratio_is_precise_enough():
+    # Ratios 0.5, 1, 2 and then 1 again and again: the median's relative error falls with every
+    # steady pair; timing stops at the first pair count where it is at most 5%.
+    ref = [1.0, 1.0, 2.0] + [1.0] * 40
+    cand = [2.0, 1.0, 1.0] + [1.0] * 40
+    ratios = [r / c for r, c in zip(ref, cand)]
+    expected = next(n for n in range(3, 44) if median_rel_error(ratios[:n]) <= 0.05)
+    assert expected > 3
+    m = _pairs_taken(ref, cand, repeats=3, max_repeats=40, ratio_tolerance=0.05)
+    assert m.train_steps == expected and m.train_speed_vs_ref == pytest.approx(1.0)
+
+
+def test_pairs_that_never_settle_stop_at_max_repeats_or_the_time_cap():
+    ref = [1.0, 3.0] * 30
+    cand = [3.0, 1.0] * 30  # ratios 1/3 and 3 in turn: never precise
+    assert _pairs_taken(ref, cand, repeats=3, max_repeats=12, ratio_tolerance=0.05).train_steps == 12
+    assert _pairs_taken(ref, cand, repeats=3, max_repeats=None, ratio_tolerance=0.05).train_steps == 3
+    assert _pairs_taken(ref, cand, repeats=3, max_repeats=12, ratio_tolerance=None).train_steps == 3
+    # four seconds a pair: after the 1 + 1 untimed seconds, pair k ends at 2 + 4k; a 30 s cap
+    # takes the seventh (ending at 30) and not the eighth (34)
+    assert _pairs_taken(ref, cand, repeats=3, max_repeats=12, ratio_tolerance=0.05, max_seconds=30).train_steps == 7
 
 
 def test_without_a_reference_the_training_phase_is_as_before():

@@ -53,6 +53,18 @@ class MeasureConfig(Model):
         description=f"Timed training steps; the median images/s is reported. At least "
         f"{MIN_TIMED_STEPS}, so that a spread can be computed.",
     )
+    max_repeats: int | None = Field(
+        50, ge=MIN_TIMED_STEPS, le=MAX_COUNT,
+        description="With a reference: timed step pairs may go on past `repeats`, up to this many, "
+        "while the median candidate/reference ratio is less precise than `ratio_tolerance` (a busy "
+        "machine makes pairs scatter; an idle one stops at `repeats`). null, or not above repeats: "
+        "exactly `repeats` pairs. `max_seconds` still caps them.",
+    )
+    ratio_tolerance: float | None = Field(
+        0.05, gt=0, le=1,
+        description="The relative standard error of the median ratio (from the pairs' interquartile "
+        "range) at which timing stops once `repeats` pairs are taken; null: exactly `repeats` pairs.",
+    )
     batch_size: int | None = Field(
         None, ge=1, le=2**20,
         description="Batch size of the timed steps; null uses the training batch size.",

@@ -80,7 +80,8 @@ LATER_FIELDS: dict[str, dict[str, Any]] = {
     "train": {},
     "data": {},
     "eval": {},
-    "measure": {"reference": "auto"},  # trials timed before references keep their identity (issue 12)
+    # trials timed before references, or before pairs went on under load, keep their identity (issue 12)
+    "measure": {"reference": "auto", "max_repeats": 50, "ratio_tolerance": 0.05},
 }
 
 
