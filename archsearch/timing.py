@@ -23,9 +23,9 @@ moments and keep whatever load changed in between.
 **How many pairs.** On an idle machine the per-pair ratios agree within a few percent and
 `measure.repeats` pairs give the median to ~4%. Under load they scatter (on the 2-core VM with
 both cores kept busy, their interquartile range was 0.8 of the median against 0.13 idle), and
-ten pairs left a trial's normalized speed 23% off (benchmarks/load_robustness.py). So once `repeats` pairs are timed, pairs go on while the
-median's relative standard error, estimated from the pairs' interquartile range
-(`median_rel_error`), is above `measure.ratio_tolerance`, up to `measure.max_repeats` pairs:
+ten pairs left a trial's normalized speed 23% off (benchmarks/load_robustness.py). So once
+`repeats` pairs are timed, pairs go on while the median's relative standard error, estimated
+from the pairs' interquartile range (`median_rel_error`), is above `measure.ratio_tolerance`, up to `measure.max_repeats` pairs:
 an idle machine stops at or near `repeats`, a busy one buys precision with time, never past
 `max_seconds`. The candidate's raw throughput comes from the same steps; under load more of
 them do not make it right (its error is a bias, not noise), which is what the ratio is for.

@@ -57,7 +57,7 @@ class MeasureConfig(Model):
         50, ge=MIN_TIMED_STEPS, le=MAX_COUNT,
         description="With a reference: timed step pairs may go on past `repeats`, up to this many, "
         "while the median candidate/reference ratio is less precise than `ratio_tolerance` (a busy "
-        "machine makes pairs scatter; an idle one stops at `repeats`). null, or not above repeats: "
+        "machine makes pairs scatter; an idle one stops at or near `repeats`). null, or not above repeats: "
         "exactly `repeats` pairs. `max_seconds` still caps them.",
     )
     ratio_tolerance: float | None = Field(
