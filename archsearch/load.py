@@ -3,6 +3,7 @@
     load = machine_load()                     # {'load_avg': 1.9, 'cpu_count': 2, 'gpu_util': None, 'sm_clock_mhz': None}
     load = machine_load(gpu="0000:3b:00.0")   # + NVML's utilization and SM clock of that GPU
     oversubscription(load["load_avg"], load["cpu_count"])   # None, or a sentence saying why it is
+    busy_cpus()                               # 1.0: others kept one of this process's CPUs busy (Linux)
 
 A throughput measured on a machine that other jobs share is the machine's as much as the
 model's: on a 2-core VM running two other jobs, one configuration measured 36.6 images/s inside
@@ -15,6 +16,10 @@ say *that* a number may be off), and times a reference network interleaved with 
   measurement using all cores already reads about `cpu_count`; well above it, threads wait for
   a core.
 - `cpu_count`: the logical CPUs this process may run on (its affinity), not the machine's total.
+- `busy_cpus`: how many of this process's CPUs other processes (and the hypervisor: steal
+  time) kept busy over a short window, read from /proc/stat while this process sleeps, this
+  process's own CPU time excluded; None where there is no /proc/stat. Unlike the load average it
+  is now, not a minute ago: archsearch.timing times no more torch threads than are left free.
 - `gpu_util`, `sm_clock_mhz`: on CUDA with `pynvml` importable, the share of the last sample
   period (1/6 s to 1 s) in which a kernel ran on the GPU, read as timing starts (others' work,
   or ours of a moment ago), and the SM clock read as it ends (a throttled GPU runs slower);
@@ -26,17 +31,67 @@ Imports neither torch nor archsearch: the live display reads it too.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["machine_load", "cpu_count", "gpu_readings", "oversubscription"]
+__all__ = ["machine_load", "cpu_count", "busy_cpus", "gpu_readings", "oversubscription"]
+
+PROC_STAT = "/proc/stat"
+BUSY_WINDOW_S = 0.1  # ten clock ticks of a CPU at Linux's 100 Hz accounting
+
+
+def _cpus() -> set[int]:
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return set(range(os.cpu_count() or 1))
 
 
 def cpu_count() -> int:
     """The logical CPUs this process may use."""
+    return len(_cpus())
+
+
+def _cpu_ticks(text: str, cpus: set[int]) -> tuple[int, int]:
+    """(busy, total) clock ticks of the CPUs `cpus` in a /proc/stat text: user nice system idle
+    iowait irq softirq steal; idle and iowait are not busy, steal is (a core the hypervisor gave
+    to another guest is not ours to use)."""
+    busy = total = 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        ticks = [int(v) for v in rest.split()[:8]]
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)
+    return busy, total
+
+
+def _read_proc_stat() -> str:
+    with open(PROC_STAT) as f:
+        return f.read()
+
+
+def busy_cpus(window: float = BUSY_WINDOW_S, read: Callable[[], str] = _read_proc_stat,
+              own_cpu_seconds: Callable[[], float] = time.process_time,
+              sleep: Callable[[float], None] = time.sleep, ticks_per_s: float | None = None) -> float | None:
+    """How many of this process's CPUs others kept busy over about `window` seconds (see the
+    module docstring): the window's busy ticks of those CPUs, less the CPU time this process
+    used meanwhile, ÷ the window's length (its ticks ÷ the CPUs); None where /proc/stat cannot be
+    read or parsed. `ticks_per_s` defaults to the kernel's USER_HZ."""
+    cpus = _cpus()
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS and Windows have no affinity call
-        return os.cpu_count() or 1
+        hz = ticks_per_s or os.sysconf("SC_CLK_TCK")
+        own0, (busy0, total0) = own_cpu_seconds(), _cpu_ticks(read(), cpus)
+        sleep(window)
+        own1, (busy1, total1) = own_cpu_seconds(), _cpu_ticks(read(), cpus)
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    elapsed = (total1 - total0) / len(cpus) / hz
+    return max(0.0, ((busy1 - busy0) / hz - (own1 - own0)) / elapsed)
 
 
 def _load_avg() -> float | None:

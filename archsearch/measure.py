@@ -20,7 +20,10 @@ precision, fused AdamW), so that the cost is that of the run being scored:
    on past `repeats` while that median is less precise than `ratio_tolerance`, up to
    `max_repeats` (a busy machine; `train_steps` counts the pairs taken). The
    machine's load (archsearch.load: load average, usable CPUs; NVML utilization and SM clock
-   on CUDA) is read around the timed steps, with or without a reference.
+   on CUDA) is read around the timed steps, with or without a reference. Every phase runs
+   with `measure.threads` torch threads (auto: on the CPU, no more than are free as the
+   measurement starts; archsearch.timing says why), recorded as `threads` with the CPUs others
+   kept busy (`busy_cpus`).
 2. forward-only throughput (eval mode, inference mode, same batch size) and batch-1 latency,
    timed the same way.
 3. parameters (sum of `numel`) and forward FLOPs per image, counted by
@@ -56,9 +59,11 @@ from torch.utils import flop_counter
 
 from archsearch.device import autocast_context, configure_backends, device_info, is_out_of_memory, synchronize
 from archsearch.errors import ConfigError
+from archsearch.load import busy_cpus
 from archsearch.schema.measure import MeasureConfig
 from archsearch.settings import RunSettings
-from archsearch.timing import Reference, TrainingStep, nvml_id, random_batch, time_repeats, time_train_steps
+from archsearch.timing import (Reference, TrainingStep, nvml_id, random_batch, time_repeats, time_train_steps,
+                               timing_threads)
 
 __all__ = ["Measurement", "MeasurementOOM", "Reference", "count_flops", "count_params", "measure", "time_repeats"]
 
@@ -92,7 +97,8 @@ class Measurement:
     batch_size: int
     warmup_steps: int
     precision: str
-    threads: int                       # torch intra-op threads during measurement
+    threads: int                       # torch intra-op threads during measurement (measure.threads)
+    busy_cpus: float | None            # CPUs others kept busy just before it (archsearch.load); None: not read
     cpu_count: int                     # logical CPUs this process may use (archsearch.load)
     load_avg: float | None             # 1-minute load average as timing ended
     gpu_util: float | None             # NVML utilization (%) as timing started; None off CUDA or without pynvml
@@ -193,6 +199,7 @@ def measure(
     timer: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] | None = None,
     reference: Reference | None = None,
+    busy: Callable[[], float | None] = busy_cpus,
 ) -> Measurement:
     """Measure `model`'s cost: throughput, latency, parameters, FLOPs, peak memory.
 
@@ -200,9 +207,11 @@ def measure(
     (B,) or None. `input_shape` is (C, H, W); `batch_size` is the training batch size, used
     unless `cfg.batch_size` overrides it. `settings` give the device, the precision of every
     forward and whether AdamW is fused. `reference`, when given, is timed in turns with the
-    training step (see the module docstring). `timer` and `sync` default to
-    `time.perf_counter` and the device's synchronize; tests inject fakes. Raises
-    `MeasurementOOM` when the step does not fit in memory.
+    training step (see the module docstring). Everything is timed with `cfg.threads` torch
+    threads (archsearch.timing.timing_threads; `busy` reads the CPUs others keep busy). `timer`,
+    `sync` and `busy` default to `time.perf_counter`, the device's synchronize and
+    archsearch.load.busy_cpus; tests inject fakes. Raises `MeasurementOOM` when the step does
+    not fit in memory.
     """
     cfg = cfg or MeasureConfig()
     device = settings.device
@@ -217,8 +226,9 @@ def measure(
     progress = {"phase": "setup"}  # where an out-of-memory happened, for the message
     try:
         try:
-            results = _run_phases(model, tuple(input_shape), batch, cfg, settings, num_classes, timer, sync, progress,
-                                  reference)
+            with timing_threads(cfg.threads, device, busy) as choice:
+                results = _run_phases(model, tuple(input_shape), batch, cfg, settings, num_classes, timer, sync,
+                                      progress, reference)
         except RuntimeError as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -243,7 +253,8 @@ def measure(
         batch_size=batch,
         warmup_steps=cfg.warmup_steps,
         precision=settings.precision,
-        threads=torch.get_num_threads(),
+        threads=choice.threads,
+        busy_cpus=choice.busy_cpus,
         device=device_info(device),
     )
 

@@ -138,8 +138,11 @@ class TrialMetrics:
     device: str | None = metric("where it was trained and timed", format="text", table="details", context=True)
     precision: str | None = metric("numeric precision of training and timing", format="text", table="details",
                                    context=True, measured=True)
-    threads: int | None = metric("torch intra-op threads while timing", format="count", table="details", context=True,
-                                 measured=True)
+    threads: int | None = metric("torch intra-op threads while timing (measure.threads: auto times no more than are "
+                                 "free)", format="count", table="details", context=True, measured=True)
+    busy_cpus: float | None = metric("CPUs other processes kept busy just before timing (/proc/stat; none elsewhere)",
+                                     "CPUs", "CPUs busy with other work before timing", "minimize", table="details",
+                                     measured=True)
     cpu_count: int | None = metric("logical CPUs the process may use", format="count", table="details", context=True,
                                    measured=True)
     load_avg: float | None = metric("1-minute load average as timing ended (runnable threads, this trial's included)",

@@ -30,6 +30,20 @@ an idle machine stops at or near `repeats`, a busy one buys precision with time,
 `max_seconds`. The candidate's raw throughput comes from the same steps; under load more of
 them do not make it right (its error is a bias, not noise), which is what the ratio is for.
 
+**How many threads.** More torch threads than free cores is worse than slow: an intra-op
+parallel region ends when its slowest thread does, and a thread that shares its core with
+another process finishes last. On the 2-core VM with one core kept busy, the reference's step
+ran 3.8× slower at 2 threads than idle (134 against 514 images/s) but only 5% slower at one
+thread (373 against 392 at one thread idle), and how much slower a candidate got depended on
+its shapes: that was the error extra pairs did not remove (12% under one busy core). So with
+`measure.threads: auto` (the default) a timing on the CPU uses no more threads than are free as
+it starts (`choose_threads`: the usable CPUs less those others kept busy over the last 0.1 s,
+archsearch.load.busy_cpus, to the nearest whole one, at least one), and sets them back after.
+The ratio at fewer threads is close to the ratio at all of them: at one thread against two,
+idle, the 12 configs of that benchmark ranked alike (Spearman 0.993) and differed by 5% (median);
+timed at one thread with a core busy, the ratios were within 0.9% of the same idle. A trial's
+`threads` and `busy_cpus` say what its timing saw; training keeps the process's threads.
+
 **What it costs.** The reference's untimed and timed steps: as many as the candidate's
 (`measure.warmup_steps` + the timed pairs), each about as long as a quickstart-sized
 candidate's (`reference: auto` is ~140k parameters and 28 MFLOPs per image at 16×16×1, where
@@ -39,26 +53,27 @@ training, which is most of a trial, is not affected. `max_seconds` caps the pair
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from archsearch.device import autocast_context, configure_backends, synchronize
-from archsearch.load import gpu_readings, machine_load
+from archsearch.load import busy_cpus, cpu_count, gpu_readings, machine_load
 from archsearch.schema.measure import MIN_TIMED_STEPS, MeasureConfig
 from archsearch.schema.unet import UNetConfig
 from archsearch.settings import RunSettings
 
 __all__ = ["NUM_TIMESTEPS", "REFERENCE_SEED", "Reference", "build_reference", "TrainingStep", "time_interleaved",
-           "time_repeats", "time_train_steps", "time_with_reference", "median_and_iqr", "median_rel_error",
-           "pair_ratios", "random_batch", "nvml_id"]
+           "time_repeats", "time_train_steps", "time_with_reference", "ThreadChoice", "choose_threads", "timing_threads",
+           "median_and_iqr", "median_rel_error", "pair_ratios", "random_batch", "nvml_id"]
 
 NUM_TIMESTEPS = 1000  # timesteps are drawn from [0, 1000), the models' conditioning range
 
@@ -107,6 +122,47 @@ class ReferenceCache:
         return self.built[key]
 
 
+@dataclasses.dataclass(frozen=True)
+class ThreadChoice:
+    """The torch threads a measurement ran with, and the CPUs others kept busy as it started
+    (archsearch.load.busy_cpus; None when not read)."""
+
+    threads: int
+    busy_cpus: float | None = None
+
+
+def choose_threads(setting: str | int | None, device: torch.device, current: int,
+                   busy: Callable[[], float | None] = busy_cpus) -> ThreadChoice:
+    """The threads `measure.threads` asks for (see the module docstring): a number as it is;
+    auto on the CPU, the free CPUs (usable less busy, to the nearest whole one) when fewer than
+    `current`, but at least one; otherwise `current`."""
+    if isinstance(setting, int):
+        return ThreadChoice(setting)
+    if setting != "auto" or device.type != "cpu" or current <= 1:
+        return ThreadChoice(current)
+    others = busy()
+    if others is None:
+        return ThreadChoice(current)
+    free = math.floor(cpu_count() - others + 0.5)
+    return ThreadChoice(max(1, min(current, free)), others)
+
+
+@contextlib.contextmanager
+def timing_threads(setting: str | int | None, device: torch.device,
+                   busy: Callable[[], float | None] = busy_cpus) -> Iterator[ThreadChoice]:
+    """torch's intra-op threads set to `choose_threads`' choice while the block runs, and set
+    back after it."""
+    current = torch.get_num_threads()
+    choice = choose_threads(setting, device, current, busy)
+    if choice.threads != current:
+        torch.set_num_threads(choice.threads)
+    try:
+        yield choice
+    finally:
+        if torch.get_num_threads() != current:
+            torch.set_num_threads(current)
+
+
 def time_with_reference(
     models: Sequence[torch.nn.Module],
     reference: Reference,
@@ -118,6 +174,7 @@ def time_with_reference(
     num_classes: int | None = None,
     timer: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] | None = None,
+    busy: Callable[[], float | None] = busy_cpus,
 ) -> list[list[dict[str, Any]]]:
     """Each model's training step timed in turns with the reference's, `rounds` times over:
     result[i][r] is model i's round r, with `time_train_steps`' fields.
@@ -126,8 +183,9 @@ def time_with_reference(
     share, so a slow spell of the machine falls on one round of several models rather than on
     every round of one: the spread over rounds is the measurement's noise. Every model is warmed
     up (`cfg.warmup_steps` untimed pairs) in its first round only; `cfg.max_seconds` caps each
-    model's round. Every model's copy stays on the device until the end. Nothing is returned
-    about memory or FLOPs: archsearch.measure measures those once.
+    model's round; each round runs with `cfg.threads` (`timing_threads`, its choice in the
+    round's `threads` and `busy_cpus`). Every model's copy stays on the device until the end.
+    Nothing is returned about memory or FLOPs: archsearch.measure measures those once.
     """
     cfg = cfg or MeasureConfig()
     device = settings.device
@@ -140,10 +198,12 @@ def time_with_reference(
         steps = [TrainingStep(m, input_shape, batch, settings, num_classes) for m in models]
         for r in range(rounds):
             for mine, out in zip(steps, results):
-                deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
                 warmup = cfg.warmup_steps if r == 0 else 0
-                out.append(time_train_steps(mine, theirs, warmup, cfg.repeats, timer, sync, deadline, gpu=nvml_id(device),
-                                            max_repeats=cfg.max_repeats, tolerance=cfg.ratio_tolerance))
+                with timing_threads(cfg.threads, device, busy) as choice:
+                    deadline = None if cfg.max_seconds is None else timer() + cfg.max_seconds
+                    timed = time_train_steps(mine, theirs, warmup, cfg.repeats, timer, sync, deadline,
+                                             gpu=nvml_id(device), max_repeats=cfg.max_repeats, tolerance=cfg.ratio_tolerance)
+                out.append({**timed, **dataclasses.asdict(choice)})
     return results
 
 

@@ -19,20 +19,26 @@ space's reference network, `measure.reference`), in passes:
 
 Each pass measures every config `--repeats` times (default once, as a trial does), config
 after config (so a burst of load falls on several configs rather than on all of one's
-measurements), and keeps the median. Each measurement is taken twice, one after the other:
-with exactly `--steps` timed pairs (`fixed`), and with the default protocol (`adaptive`: pairs
-go on past `--steps` while the median ratio's relative standard error is above `--tolerance`,
-up to `--max-steps` pairs; MeasureConfig.max_repeats and ratio_tolerance). Against the idle
-pass, it prints for the raw `train_throughput` (of the fixed measurements) and for the two
-normalized ones the Spearman correlation of the configs' speeds with the idle ranking and the
-median relative error against the idle images/s, side by side, the ratio of the errors (raw ÷
-adaptive normalized) and the adaptive measurements' mean pair count.
+measurements), and keeps the median; the first idle pass measures each `--idle-repeats` times
+(default 3), since its medians are the truth the others are held to. One measurement on an idle
+VM is not a truth: the VM's own speed drifts (the reference's images/s ranged 369..584 within
+one idle pass, each config's raw speed with it), which the ratio cancels and the raw speed keeps. Each measurement is taken twice, one after the other:
+with exactly `--steps` timed pairs at the process's torch threads (`fixed`: the protocol before
+the two below), and with the default protocol (`default`): pairs go on past `--steps` while the
+median ratio's relative standard error is above `--tolerance`, up to `--max-steps` pairs
+(MeasureConfig.max_repeats and ratio_tolerance), timed with `--threads` torch threads
+(MeasureConfig.threads; `auto`: no more than the CPUs left free as the measurement starts).
+Against the idle pass, it prints for the raw `train_throughput` (of the fixed measurements)
+and for the two normalized ones the Spearman correlation of the configs' speeds with the idle
+ranking and the median relative error against the idle images/s, side by side, the ratio of
+the errors (raw ÷ default normalized), and the default measurements' mean pair and thread
+counts.
 
 Normalized = `train_speed_vs_ref` × the idle pass's median reference images/s (of the fixed
 measurements): what the results table gives a trial timed during the load in a study whose
 trials mostly ran on a quiet machine (archsearch.search.speed). Its error is the error of the
 ratio itself. Target (issue 12): normalized Spearman ≥ 0.9 and median error ≤ 10% under both
-loads, checked on the adaptive (default) protocol.
+loads, checked on the default protocol.
 
 Lines starting with '#' describe the machine and the run. No scipy: Spearman is the Pearson
 correlation of numpy ranks (ties averaged). On a quiet 2-core machine the defaults take several
@@ -121,17 +127,17 @@ class BusyCores:
                 p.kill()
 
 
-def run_pass(models, reference, shape, settings, fixed, adaptive, repeats: int) -> dict[str, list[float]]:
+def run_pass(models, reference, shape, settings, fixed, default, repeats: int) -> dict[str, list[float]]:
     """Median over `repeats` measurements of each config's raw images/s, ratio and reference
-    images/s under the `fixed` protocol, and its ratio and pair count under the `adaptive` one."""
-    keys = ("raw", "ratio", "ref", "adaptive", "pairs")
+    images/s under the `fixed` protocol, and its ratio, pair and thread counts under the `default` one."""
+    keys = ("raw", "ratio", "ref", "default", "pairs", "threads")
     got = {key: [[] for _ in models] for key in keys}
     for _ in range(repeats):
         for i, (model, train_cfg) in enumerate(models):
             m = measure(model, shape, train_cfg.batch_size, settings, fixed, reference=reference)
-            a = measure(model, shape, train_cfg.batch_size, settings, adaptive, reference=reference)
+            a = measure(model, shape, train_cfg.batch_size, settings, default, reference=reference)
             for key, value in zip(keys, (m.train_throughput, m.train_speed_vs_ref, m.ref_throughput,
-                                         a.train_speed_vs_ref, a.train_steps)):
+                                         a.train_speed_vs_ref, a.train_steps, a.threads)):
                 got[key][i].append(value)
     return {key: [statistics.median(v) for v in got[key]] for key in keys}
 
@@ -162,19 +168,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", type=int, default=12, help="distinct configs sampled from the digits space (≥ 2)")
     parser.add_argument("--repeats", type=int, default=1, help="measurements of each config per pass; median kept")
+    parser.add_argument("--idle-repeats", type=int, default=3,
+                        help="measurements of each config in the first idle pass, the truth; median kept")
     parser.add_argument("--steps", type=int, default=10, help="timed step pairs per measurement (≥ 3); the fixed protocol's")
     parser.add_argument("--max-steps", type=int, default=MeasureConfig().max_repeats,
-                        help="the adaptive protocol's most pairs (MeasureConfig.max_repeats)")
+                        help="the default protocol's most pairs (MeasureConfig.max_repeats)")
     parser.add_argument("--tolerance", type=float, default=MeasureConfig().ratio_tolerance,
-                        help="the adaptive protocol's relative standard error of the ratio (MeasureConfig.ratio_tolerance)")
+                        help="the default protocol's relative standard error of the ratio (MeasureConfig.ratio_tolerance)")
+    parser.add_argument("--threads", default="auto",
+                        help="the default protocol's torch threads: auto, a number, or none (MeasureConfig.threads)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per measurement")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     parser.add_argument("--device", default=None, help="default: the space's (cpu)")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="hard bound on the background load")
     parser.add_argument("--verbose", action="store_true", help="also print every config's images/s per pass")
     args = parser.parse_args(argv)
-    if args.configs < 2 or args.repeats < 1 or args.steps < 3 or args.max_steps < args.steps or not 0 < args.tolerance <= 1:
-        parser.error("--configs ≥ 2, --repeats ≥ 1, --steps ≥ 3, --max-steps ≥ --steps and 0 < --tolerance ≤ 1")
+    if (args.configs < 2 or min(args.repeats, args.idle_repeats) < 1 or args.steps < 3 or args.max_steps < args.steps
+            or not 0 < args.tolerance <= 1):
+        parser.error("--configs ≥ 2, --repeats and --idle-repeats ≥ 1, --steps ≥ 3, --max-steps ≥ --steps and "
+                     "0 < --tolerance ≤ 1")
 
     space = load_space(SPACE)
     device = resolve_device(args.device or space.study.device)
@@ -187,8 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     reference = build_reference(ref_config, str(space.measure.reference))
     fixed = space.measure.model_copy(update={"warmup_steps": args.warmup, "repeats": args.steps, "infer": False,
                                              "latency": False, "flops": False, "max_seconds": None, "batch_size": None,
-                                             "ratio_tolerance": None})
-    adaptive = fixed.model_copy(update={"ratio_tolerance": args.tolerance, "max_repeats": args.max_steps})
+                                             "ratio_tolerance": None, "threads": None})
+    threads = None if args.threads.lower() == "none" else args.threads
+    try:
+        default_cfg = MeasureConfig.model_validate({**fixed.model_dump(), "ratio_tolerance": args.tolerance,
+                                                 "max_repeats": args.max_steps, "threads": threads})
+    except ValueError as exc:
+        parser.error(f"--threads: {exc}")
     deadline = time.time() + args.max_seconds
 
     info, load = device_info(device), machine_load()
@@ -198,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {len(models)} configs from {SPACE.name} (seed {args.seed}), params {min(count_params(m) for m, _ in models):,}"
           f"..{max(count_params(m) for m, _ in models):,}; reference {space.measure.reference}, "
           f"{count_params(reference.model):,} params; batch {pairs[0][1].batch_size}, {args.warmup} untimed + {args.steps} "
-          f"timed pairs per fixed measurement, {args.steps}..{args.max_steps} per adaptive one (until the ratio's "
-          f"relative standard error ≤ {args.tolerance:g}), {args.repeats} of each per config per pass")
+          f"timed pairs per fixed measurement, {args.steps}..{args.max_steps} per default one (until the ratio's "
+          f"relative standard error ≤ {args.tolerance:g}) with threads {default_cfg.threads}, {args.repeats} of each "
+          f"per config per pass ({args.idle_repeats} in the first idle pass)")
     if cpu_count() < 3:
         print(f"# note: with {cpu_count()} CPUs, '2 cores busy' leaves {max(cpu_count() - 2, 0)} idle: the trial shares every core")
 
@@ -207,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, busy in PASSES:
         started = time.perf_counter()
         with BusyCores(busy, deadline):
-            results[name] = run_pass(models, reference, shape, settings, fixed, adaptive, args.repeats)
+            repeats = args.idle_repeats if name == "idle" else args.repeats
+            results[name] = run_pass(models, reference, shape, settings, fixed, default_cfg, repeats)
         results[name]["seconds"] = time.perf_counter() - started
         results[name]["load_avg"] = machine_load()["load_avg"]
 
@@ -215,26 +234,27 @@ def main(argv: list[str] | None = None) -> int:
     anchor = statistics.median(idle["ref"])  # the study's median reference speed, from its quiet trials
     print(f"# idle median reference speed {anchor:.1f} img/s; normalized = train_speed_vs_ref × that")
     print(f"{'':<14}{'ρ with the idle ranking':^24}{'median error vs idle':^30}")
-    print(f"{'pass':<14}{'raw':>8}{'fixed':>8}{'adapt':>8}{'raw':>9}{'fixed':>9}{'adapt':>9}{'raw÷adapt':>11}"
-          f"{'pairs':>7}{'ref img/s':>11}{'load avg':>10}{'s':>6}")
+    print(f"{'pass':<14}{'raw':>8}{'fixed':>8}{'default':>8}{'raw':>9}{'fixed':>9}{'default':>9}{'raw÷dflt':>10}"
+          f"{'pairs':>7}{'threads':>8}{'ref img/s':>11}{'load avg':>10}{'s':>6}")
     verdicts = []
     for name, _ in PASSES:
         r = results[name]
-        fixed_norm, adapt_norm = ([q * anchor for q in r[key]] for key in ("ratio", "adaptive"))
-        rho = [spearman(v, idle["raw"]) for v in (r["raw"], fixed_norm, adapt_norm)]
-        err = [median_error(v, idle["raw"]) for v in (r["raw"], fixed_norm, adapt_norm)]
+        fixed_norm, default_norm = ([q * anchor for q in r[key]] for key in ("ratio", "default"))
+        rho = [spearman(v, idle["raw"]) for v in (r["raw"], fixed_norm, default_norm)]
+        err = [median_error(v, idle["raw"]) for v in (r["raw"], fixed_norm, default_norm)]
         ratio = err[0] / err[2] if err[2] > 0 else float("inf")
         load_avg = f"{r['load_avg']:.2f}" if r["load_avg"] is not None else "?"
         print(f"{name:<14}{rho[0]:>8.3f}{rho[1]:>8.3f}{rho[2]:>8.3f}{err[0]:>9.1%}{err[1]:>9.1%}{err[2]:>9.1%}"
-              f"{ratio:>11.2f}{statistics.mean(r['pairs']):>7.1f}{statistics.median(r['ref']):>11.1f}{load_avg:>10}"
-              f"{r['seconds']:>6.0f}")
+              f"{ratio:>10.2f}{statistics.mean(r['pairs']):>7.1f}{statistics.mean(r['threads']):>8.1f}"
+              f"{statistics.median(r['ref']):>11.1f}{load_avg:>10}{r['seconds']:>6.0f}")
         if "busy" in name:
             verdicts.append(rho[2] >= 0.9 and err[2] <= 0.10)
         if args.verbose:
             for i, (model, _) in enumerate(models):
                 print(f"  config {i} ({count_params(model):,} params): raw {r['raw'][i]:.1f} normalized fixed "
-                      f"{fixed_norm[i]:.1f} adaptive {adapt_norm[i]:.1f} ({r['pairs'][i]:.0f} pairs) idle {idle['raw'][i]:.1f} img/s")
-    print(f"target (adaptive normalized ρ ≥ 0.9 and error ≤ 10% under both loads): {'met' if all(verdicts) else 'not met'}")
+                      f"{fixed_norm[i]:.1f} default {default_norm[i]:.1f} ({r['pairs'][i]:.0f} pairs, "
+                      f"{r['threads'][i]:.0f} threads) idle {idle['raw'][i]:.1f} img/s")
+    print(f"target (default normalized ρ ≥ 0.9 and error ≤ 10% under both loads): {'met' if all(verdicts) else 'not met'}")
     return 0
 
 

@@ -13,7 +13,8 @@ import torch
 from archsearch import load
 from archsearch.measure import Reference, measure
 from archsearch.schema.measure import MeasureConfig, reference_architecture
-from archsearch.timing import build_reference, median_rel_error, pair_ratios, time_interleaved, time_with_reference
+from archsearch.timing import (build_reference, choose_threads, median_rel_error, pair_ratios, time_interleaved,
+                               time_with_reference, timing_threads)
 from test_measure import CPU, TRAIN_ONLY, FakeClock, TinyNet
 
 
@@ -41,6 +42,15 @@ def timed(log):
     """The labels of the timed steps in a fake clock's log: sync, clock, step, sync."""
     return [log[i] for i in range(2, len(log) - 1) if log[i - 2:i] == ["S", "T"] and log[i] not in "ST"
             and log[i + 1] == "S"]
+
+
+@pytest.fixture
+def two_threads():
+    """torch at two threads for the test (the suite runs at one), set back after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_interleaved_rounds_call_each_step_in_turn():
@@ -174,15 +184,21 @@ def test_the_reference_changes_neither_memory_nor_the_callers_models_nor_the_rng
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-def test_time_with_reference_gives_every_model_a_round_in_turn():
+def test_time_with_reference_gives_every_model_a_round_in_turn(monkeypatch, two_threads):
+    monkeypatch.setattr("archsearch.timing.cpu_count", lambda: 2)
     clock = FakeClock()
     models = [Labelled(clock, "A"), Labelled(clock, "B")]
     reference = Reference(Labelled(clock, "R", default=0.002))
     cfg = MeasureConfig(warmup_steps=1, repeats=3, **TRAIN_ONLY)
-    out = time_with_reference(models, reference, (3, 4, 4), 2, CPU, cfg, rounds=2, timer=clock.timer, sync=clock.sync)
+    readings = iter([0.0, 1.0, 0.0, 1.0])  # the CPUs others keep busy before each model's round
+    out = time_with_reference(models, reference, (3, 4, 4), 2, CPU, cfg, rounds=2, timer=clock.timer, sync=clock.sync,
+                              busy=lambda: next(readings))
     assert [len(rounds) for rounds in out] == [2, 2]
     assert timed(clock.log) == (["R", "A"] * 3 + ["R", "B"] * 3) * 2  # round 1: A then B; round 2 again
     assert all(r["train_speed_vs_ref"] == pytest.approx(2.0) for rounds in out for r in rounds)
+    # each model's round reads the load and times with the threads left free
+    assert [r["threads"] for r in out[0]] == [2, 2] and [r["threads"] for r in out[1]] == [1, 1]
+    assert [r["busy_cpus"] for r in out[1]] == [1.0, 1.0]
 
 
 def test_the_reference_is_built_from_a_fixed_seed_without_touching_the_callers_rng():
@@ -205,6 +221,103 @@ def test_a_process_builds_its_reference_once():
     assert context.reference(MeasureConfig(), config) is first and first.name == "auto"
     assert context.reference(MeasureConfig(reference=None), config) is None
     assert context.reference(MeasureConfig(reference="seed"), config) is not first
+
+
+# --- how many threads time a step -----------------------------------------------------------
+
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("setting, device, current, usable, busy, threads", [
+    ("auto", CPU.device, 2, 2, 0.04, 2),     # idle: all of them
+    ("auto", CPU.device, 2, 2, 1.0, 1),      # one core busy: the one left
+    ("auto", CPU.device, 2, 2, 2.0, 1),      # every core busy: never below one
+    ("auto", CPU.device, 8, 16, 3.6, 8),     # more free than this process uses: its own
+    ("auto", CPU.device, 16, 16, 3.6, 12),   # to the nearest whole CPU
+    ("auto", CPU.device, 16, 16, 3.4, 13),
+    ("auto", CPU.device, 2, 2, None, 2),     # no /proc/stat: as the process is
+    ("auto", CUDA, 4, 4, 3.0, 4),            # the GPU's speed: threads only launch it
+    (None, CPU.device, 2, 2, 2.0, 2),        # off: the process's threads
+    (3, CPU.device, 2, 2, 2.0, 3),           # a number: exactly it
+    (3, CUDA, 2, 2, None, 3),
+])
+def test_choose_threads(monkeypatch, setting, device, current, usable, busy, threads):
+    monkeypatch.setattr("archsearch.timing.cpu_count", lambda: usable)
+    asked = []
+
+    def reading():
+        asked.append(1)
+        return busy
+
+    choice = choose_threads(setting, device, current, reading)
+    assert choice.threads == threads
+    read = setting == "auto" and device.type == "cpu"
+    assert asked == ([1] if read else []) and choice.busy_cpus == (busy if read else None)
+
+
+def test_auto_threads_with_one_thread_reads_nothing():
+    assert choose_threads("auto", CPU.device, 1, lambda: pytest.fail("read the load")).threads == 1
+
+
+def test_timing_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with timing_threads(before + 1, CPU.device) as choice:
+        assert torch.get_num_threads() == choice.threads == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), timing_threads(before + 1, CPU.device):
+        raise RuntimeError("a failed step")
+    assert torch.get_num_threads() == before
+
+
+def test_measure_records_its_threads_and_the_load_it_read(monkeypatch, two_threads):
+    monkeypatch.setattr("archsearch.timing.cpu_count", lambda: 3)
+    seen = []
+    net = TinyNet()
+    net.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))  # the copies keep it
+    cfg = MeasureConfig(warmup_steps=1, repeats=3, threads="auto", **TRAIN_ONLY)
+    m = measure(net, (3, 8, 8), 4, CPU, cfg, busy=lambda: 2.0)  # three CPUs, two busy: one thread
+    assert m.threads == 1 and m.busy_cpus == 2.0 and set(seen) == {1} and torch.get_num_threads() == 2
+    seen.clear()
+    m = measure(net, (3, 8, 8), 4, CPU, cfg.model_copy(update={"threads": None}), busy=lambda: pytest.fail("read"))
+    assert m.threads == 2 and m.busy_cpus is None and set(seen) == {2}
+
+
+PROC_STAT = """cpu  {a} 0 {b} {c} 0 0 0 0 0 0
+cpu0 {a0} 0 0 {i0} 5 0 0 {s0} 0 0
+cpu1 {a1} 0 0 {i1} 0 0 0 0 0 0
+cpu2 1000 0 0 0 0 0 0 0 0 0
+intr 1 2 3
+"""
+
+
+def test_busy_cpus_from_proc_stat(monkeypatch):
+    monkeypatch.setattr(load, "_cpus", lambda: {0, 1})  # cpu2 is someone else's: not counted
+    texts = iter([PROC_STAT.format(a=0, b=0, c=0, a0=100, i0=100, s0=0, a1=100, i1=100),
+                  # 0.1 s at 100 ticks/s: cpu0 10 ticks busy (8 user, 2 stolen by the hypervisor), cpu1 idle
+                  PROC_STAT.format(a=0, b=0, c=0, a0=108, i0=100, s0=2, a1=100, i1=110)])
+    own = iter([1.0, 1.03])  # this process used 0.03 CPU-seconds meanwhile: 0.3 of a CPU
+    slept = []
+    busy = load.busy_cpus(0.1, read=lambda: next(texts), own_cpu_seconds=lambda: next(own), sleep=slept.append,
+                          ticks_per_s=100)
+    assert slept == [0.1] and busy == pytest.approx(1.0 - 0.3)
+
+
+@pytest.mark.parametrize("text", ["", "cpu0 x y z\n", "no cpus here\n"])
+def test_busy_cpus_is_none_when_proc_stat_says_nothing(monkeypatch, text):
+    monkeypatch.setattr(load, "_cpus", lambda: {0})
+    assert load.busy_cpus(0.1, read=lambda: text, sleep=lambda s: None) is None
+
+
+def test_busy_cpus_is_none_without_proc_stat():
+    def missing():
+        raise FileNotFoundError("/proc/stat")
+
+    assert load.busy_cpus(0.1, read=missing, sleep=lambda s: None) is None
+
+
+def test_busy_cpus_reads_this_machine():
+    busy = load.busy_cpus(0.02)
+    assert busy is None or 0 <= busy <= load.cpu_count()
 
 
 # --- the machine's load ----------------------------------------------------------------------

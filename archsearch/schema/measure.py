@@ -16,7 +16,7 @@ config (image size and channels default to the data's) are checked when the file
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,8 @@ from archsearch.errors import ConfigError, ConfigErrors
 from archsearch.schema._base import MAX_COUNT, Model
 
 __all__ = ["MeasureConfig", "MIN_TIMED_STEPS", "AUTO_REFERENCE", "reference_architecture"]
+
+MAX_THREADS = 4_096
 
 # A median and an interquartile range need a few samples; the time cap never cuts below this.
 MIN_TIMED_STEPS = 3
@@ -65,6 +67,14 @@ class MeasureConfig(Model):
         description="The relative standard error of the median ratio (from the pairs' interquartile "
         "range) at which timing stops once `repeats` pairs are taken; null: exactly `repeats` pairs.",
     )
+    threads: Literal["auto"] | int | None = Field(
+        "auto",
+        description="torch intra-op threads while timing (training keeps its own). auto: on the CPU, no "
+        "more than are free just before timing (the usable CPUs less those others keep busy, read "
+        "from /proc/stat), since more threads than free cores make every step wait for the "
+        "slowest; elsewhere the process's threads. A number: exactly that many. null: the "
+        "process's threads.",
+    )
     batch_size: int | None = Field(
         None, ge=1, le=2**20,
         description="Batch size of the timed steps; null uses the training batch size.",
@@ -102,6 +112,21 @@ class MeasureConfig(Model):
         "channels), a preset name, or U-Net config fields (`base: PRESET` + overrides). Costs "
         "warmup_steps + repeats of its training steps per trial. null: no reference.",
     )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value):
+        if value is None or value == "auto":
+            return value
+        number = value
+        if isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValueError(f"expected auto, a thread count or null; got {value!r}")
+        if not 1 <= number <= MAX_THREADS:
+            bound = "greater than or equal to 1" if number < 1 else f"less than or equal to {MAX_THREADS}"
+            raise ValueError(f"a thread count should be {bound}; got {number}")
+        return number
 
     @field_validator("reference")
     @classmethod
