@@ -22,9 +22,9 @@ after config (so a burst of load falls on several configs rather than on all of 
 measurements), and keeps the median; the first idle pass measures each `--idle-repeats` times
 (default 3), since its medians are the truth the others are held to. One measurement on an idle
 VM is not a truth: the VM's own speed drifts (the reference's images/s ranged 369..584 within
-one idle pass, each config's raw speed with it), which the ratio cancels and the raw speed keeps. Each measurement is taken twice, one after the other:
-with exactly `--steps` timed pairs at the process's torch threads (`fixed`: the protocol before
-the two below), and with the default protocol (`default`): pairs go on past `--steps` while the
+one idle pass, each config's raw speed with it), which the ratio cancels and the raw speed
+keeps. Each measurement is taken twice, one after the other: with exactly `--steps` timed
+pairs at the process's torch threads (`fixed`: the protocol before the two below), and with the default protocol (`default`): pairs go on past `--steps` while the
 median ratio's relative standard error is above `--tolerance`, up to `--max-steps` pairs
 (MeasureConfig.max_repeats and ratio_tolerance), timed with `--threads` torch threads
 (MeasureConfig.threads; `auto`: no more than the CPUs left free as the measurement starts).
