@@ -196,8 +196,13 @@ def test_two_workers_share_one_study_through_the_proxy(proxy, tmp_path):
                            "--storage", proxy.url, "--workers", "2")
     assert code == 0, out
     assert f"storage: {proxy.url}" in out
-    trials = direct_trials(proxy, name)
-    assert sorted(t.number for t in trials) == list(range(6))  # exactly the count, each number once
+    every = direct_trials(proxy, name)
+    # Two workers that ask at the same moment both see room for one more: the later-numbered
+    # one gives way before it trains (archsearch.search.engine.surplus), failed as skipped.
+    given_way = [t for t in every if t.user_attrs.get("surplus")]
+    assert all(t.state.name == "FAIL" and "phase" not in t.user_attrs for t in given_way)
+    trials = [t for t in every if t not in given_way]
+    assert len(trials) == 6 and len({t.number for t in trials}) == 6  # exactly the count, each number once
     assert all(t.state.name == "COMPLETE" for t in trials)  # none left RUNNING
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes did work
 
