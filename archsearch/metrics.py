@@ -140,6 +140,8 @@ class TrialMetrics:
                                    context=True, measured=True)
     threads: int | None = metric("torch intra-op threads while timing (measure.threads: auto times no more than are "
                                  "free)", format="count", table="details", context=True, measured=True)
+    train_threads: int | None = metric("torch intra-op threads while training (the process's, or its worker's share)",
+                                       format="count", table="details", context=True)
     busy_cpus: float | None = metric("CPUs other processes kept busy just before timing (/proc/stat; none elsewhere)",
                                      "CPUs", "CPUs busy with other work before timing", "minimize", table="details",
                                      measured=True)

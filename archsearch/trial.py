@@ -152,7 +152,8 @@ def run_trial(
 
     progress("building", 0, train_cfg.steps)
     shape = (config.in_channels, config.image_size, config.image_size)
-    metrics = TrialMetrics(params=count_params(meta_unet(config)), device=device_info(device)["name"])
+    metrics = TrialMetrics(params=count_params(meta_unet(config)), device=device_info(device)["name"],
+                           train_threads=torch.get_num_threads())
     needed, available = training_state_bytes(metrics.params, train_cfg), memory_bytes(device)
     if available is not None and needed > available:
         return _oom(metrics, start, f"needs ~{_gib(needed)} GiB for parameters, gradients and optimizer state; "

@@ -192,6 +192,18 @@ def test_the_live_display_warns_once_while_the_machine_is_oversubscribed():
     assert "4 torch threads on 2 cores" in display.warning
 
 
+@pytest.mark.parametrize("attrs, counted", [
+    ({"threads": 1, "train_threads": 2}, 2),  # timed at fewer threads under load: it trains at its own
+    ({"threads": 2}, 2),                      # a trial from before train_threads was recorded
+    ({}, None),                               # nothing recorded: no estimate
+])
+def test_the_live_display_counts_the_threads_a_trial_trained_with(attrs, counted):
+    display = StudyDisplay(Console(file=io.StringIO(), width=120), "s", 4, ["val_loss"], ["minimize"], enabled=False)
+    trial = optuna.trial.create_trial(values=[0.1], user_attrs={"val_loss": 0.1, **attrs})
+    display.trial_finished(trial, [trial], done=1)
+    assert display.threads == counted
+
+
 # --- a whole study ---------------------------------------------------------------------------
 
 def test_a_study_can_optimize_the_normalized_speed(tmp_path):

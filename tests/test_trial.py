@@ -66,6 +66,7 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     assert ("busy_cpus" in unmeasured) == (torch.get_num_threads() == 1)
     json.dumps(m, allow_nan=False)  # what `archsearch train --out` and the storage receive
     assert m["outcome"] == "completed" and m["steps_trained"] == 5 and m["device"]
+    assert m["train_threads"] == torch.get_num_threads() and 1 <= m["threads"] <= m["train_threads"]
     assert m["params"] == sum(p.numel() for p in build_unet(config).parameters())
     assert m["train_throughput"] > 0 and m["train_throughput_iqr"] >= 0
     assert len(m["val_loss_buckets"]) == 5 and m["learning_curve"][-1] == [5, m["val_loss"]]

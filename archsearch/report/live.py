@@ -117,7 +117,7 @@ class StudyDisplay(LiveView, Observer):
         self.front = pd.DataFrame()
         self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
         self.seen_stops: set[int] | None = None     # trials stopped early already shown (None: none seen yet)
-        self.threads: int | None = None              # torch threads of the last trial timed (its record)
+        self.threads: int | None = None              # torch threads the last finished trial trained with
         self.warning: str | None = None              # why the machine is oversubscribed, while it is
 
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
@@ -141,7 +141,8 @@ class StudyDisplay(LiveView, Observer):
         if not self.enabled:
             self.console.print(f"{trial_line(trial)}  [{done}/{self.total}]", markup=False, highlight=False)
         self._show_stops(trials, printed=None if self.enabled else trial.number)
-        self.threads = trial.user_attrs.get("threads") or self.threads
+        attrs = trial.user_attrs  # the threads it trained with; a trial from before they were recorded: its timing's
+        self.threads = attrs.get("train_threads") or attrs.get("threads") or self.threads
         self.check_load()
         self._refresh()
 

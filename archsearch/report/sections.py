@@ -309,7 +309,8 @@ def _protocol(study: StudyAnalysis, level: int) -> list[Block]:
     p = study.protocol
     rec = p["recorded"]
     items = [f"hardware: **{rec.get('device') or 'not recorded'}**; torch {rec.get('torch') or '?'}; "
-             f"precision {rec.get('precision') or '?'}; torch CPU threads while timing {rec.get('threads') or '?'}"
+             f"precision {rec.get('precision') or '?'}; torch CPU threads while training {rec.get('train_threads') or '?'}, "
+             f"while timing {rec.get('threads') or '?'}"
              + (f" of {rec['cpu_count']} usable CPUs" if rec.get("cpu_count") else "")]
     train = _train_settings(study)
     measure = p.get("measure")
