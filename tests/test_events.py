@@ -131,6 +131,32 @@ def test_the_ablation_line_counts_what_the_stream_says_is_done(recorded):
     assert lines[1].startswith("trial 1: failed: error: RuntimeError: boom") and "[2/3," in lines[1]
 
 
+def test_the_queue_line_in_the_parent_of_workers_prints_what_they_finish():
+    """The parent of `verify --workers` runs no trial: its lines come from the study as it changes,
+    each finished trial once, none that was there at the start, and the live line lists the running."""
+    import warnings
+
+    import optuna
+
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    add = lambda **kw: study.add_trial(optuna.trial.create_trial(**kw))  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        add(values=[0.5, 10.0], user_attrs={"val_loss": 0.5, "train_throughput": 10.0})  # #0: from an earlier run
+        console = Console(file=io.StringIO(), width=200)
+        display = AblationDisplay(console, "tiny-verify", 3, enabled=False, label=lambda t: f"retrains #{t.number + 10}")
+        display.study_changed(study.get_trials(), 1, [])
+        add(values=[0.4, 20.0], user_attrs={"val_loss": 0.4, "train_throughput": 20.0})
+        add(state=optuna.trial.TrialState.FAIL, user_attrs={"outcome": "interrupted", "fail_reason": "interrupted"})
+        display.study_changed(study.get_trials(), 2, [(3, "training")])
+        assert "running: trial 3 (training)" in display._render().plain
+        add(state=optuna.trial.TrialState.FAIL, user_attrs={"outcome": "diverged", "fail_reason": "diverged: loss nan"})
+        display.study_changed(study.get_trials(), 3, [])
+    lines = console.file.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["trial 1 (retrains #11)", "trial 3 (retrains #13)"]
+    assert "val_loss 0.4, 20 images/s  [2/3" in lines[0] and "failed: diverged: loss nan  [3/3" in lines[1]
+
+
 def test_a_broadcast_passes_every_event_to_each_observer_in_order(recorded):
     first, second = Recorder(), Recorder()
     replay(recorded, Broadcast([first, None, second]))

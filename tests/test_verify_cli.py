@@ -204,4 +204,6 @@ def test_two_workers_share_the_retrains(source):
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert {t.user_attrs["source_trial"] for t in trials} == {0, 1, 2, 3}
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes trained
+    for t in trials:  # the parent prints each retrain its workers finish, once
+        assert proc.stdout.count(f"trial {t.number} (retrains #{t.user_attrs['source_trial']}, ") == 1, proc.stdout
     assert (source / "verify.md").exists() and len(pd.read_csv(source / "verify" / "trials.csv")) == len(trials)

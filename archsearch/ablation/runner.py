@@ -24,6 +24,7 @@ Either way its pair counts as not done, so the next run trains it again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,18 +187,34 @@ def ablate(
 
 class QueueDisplay(LiveView, Observer):
     """The progress of a queue of fixed trials (an ablation's, a verification's): one live status
-    line in a terminal, and one printed line per finished trial."""
+    line in a terminal, and one printed line per finished trial. In the parent of several worker
+    processes (`verify --workers`), which runs no trial itself, the lines come from the study as
+    it changes: each trial finished since the last look, named by `label(trial)`, and the live
+    line lists the running ones."""
 
-    def __init__(self, console: Console, name: str, total: int, enabled: bool):
+    def __init__(self, console: Console, name: str, total: int, enabled: bool,
+                 label: Callable[[Any], str] | None = None):
         self.console, self.name, self.total, self.enabled = console, name, total, enabled
+        self.label_of = label or (lambda trial: "")
         self.done, self.label, self.started = 0, "", time.perf_counter()
         self.phase, self.step = "", (0, 0, None)  # (step, total, loss)
+        self.shown: set[int] | None = None  # finished trials printed or there at the start (None: not looked yet)
+        self.running: list[tuple[int, str]] = []  # (trial, phase) of other processes' trials
 
     def data_loaded(self, lines: list[str]) -> None:  # before the live display starts
         self.print_lines(lines)
 
     def study_changed(self, trials, done: int, running) -> None:
-        self.done = done
+        self.done, self.running = done, list(running)
+        ended = {t.number: t for t in trials if finished(t)}
+        if self.shown is None:  # what the study held when this run began is not news
+            self.shown = set(ended)
+        for number in sorted(set(ended) - self.shown):
+            trial = ended[number]
+            label = self.label_of(trial)
+            seconds = trial.duration.total_seconds() if trial.duration is not None else None
+            self._print_finished(trial, f"trial {number}" + (f" ({label})" if label else ""), seconds)
+        self._refresh()
 
     def trial_started(self, number: int, label: str) -> None:
         self.label, self.started = f"trial {number}" + (f" ({label})" if label else ""), time.perf_counter()
@@ -211,15 +228,23 @@ class QueueDisplay(LiveView, Observer):
 
     def trial_finished(self, trial, trials, done: int) -> None:
         self.done = done
+        self._print_finished(trial, self.label, time.perf_counter() - self.started)
+
+    def _print_finished(self, trial, name: str, seconds: float | None) -> None:
+        if self.shown is not None:
+            self.shown.add(trial.number)
         attrs = trial.user_attrs
         if trial.state.name == "COMPLETE":
             what = f"val_loss {attrs.get('val_loss', float('nan')):.4g}, {attrs.get('train_throughput', float('nan')):.4g} images/s"
             what += f" (reused trial {attrs['reused_from']})" if attrs.get("reused_from") is not None else ""
         else:
             what = f"failed: {attrs.get('fail_reason', '')}"[:120]
-        self.print_lines([f"{self.label}: {what}  [{self.done}/{self.total}, {time.perf_counter() - self.started:.0f}s]"],
-                         style="")
+        took = "" if seconds is None else f", {seconds:.0f}s"
+        self.print_lines([f"{name}: {what}  [{self.done}/{self.total}{took}]"], style="")
 
     def _render(self) -> Text:
         elapsed = time.perf_counter() - self.started
+        if not self.label and self.running:  # the parent of workers: what they run
+            others = ", ".join(f"trial {n} ({phase})" for n, phase in self.running)
+            return Text(f"{self.name}: {self.done}/{self.total} done  running: {others}", style="cyan")
         return Text(f"{self.name}: {self.done}/{self.total} done  {self.label}: {phase_line(self.phase, *self.step)} ({elapsed:.0f}s)", style="cyan")

@@ -119,7 +119,8 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
     first = spaces[plan[0].key]
     device_path, device = ("--device", device) if device else ("study.device", first.study.device)
     console = console or Console()
-    view = QueueDisplay(console, name, len(items), enabled=live and console.is_terminal)
+    queue = QueueSource(items, spaces.__getitem__, _STALE)
+    view = QueueDisplay(console, name, len(items), enabled=live and console.is_terminal, label=queue.label)
     context = check_inputs(first.data, first.eval, plan[0].train, device, device_path, on_load=view.data_loaded)
 
     vstudy = _open_verify_study(first, open_storage(storage, folder), source.study_name, folder)
@@ -128,7 +129,6 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
                                    for r in plan])
     vstudy.set_user_attr("plan", {"factor": factor, "steps": steps, "dominated": dominated, "seeds": seeds,
                                   "rounds": rounds})
-    queue = QueueSource(items, spaces.__getitem__, _STALE)
     verify_dir = folder / VERIFY_FOLDER
     hear = Broadcast([StudyFolder(verify_dir, objectives, directions, first.study.checkpoints), view, *observers])
     with view, observing(vstudy, queue, hear):
