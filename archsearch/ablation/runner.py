@@ -185,6 +185,10 @@ def ablate(
     return AblationReport(study_dir, describe_storage(storage, study_dir), comparisons, files, pending)
 
 
+def _trial_name(number: int, label: str) -> str:
+    return f"trial {number}" + (f" ({label})" if label else "")
+
+
 class QueueDisplay(LiveView, Observer):
     """The progress of a queue of fixed trials (an ablation's, a verification's): one live status
     line in a terminal, and one printed line per finished trial. In the parent of several worker
@@ -211,13 +215,12 @@ class QueueDisplay(LiveView, Observer):
             self.shown = set(ended)
         for number in sorted(set(ended) - self.shown):
             trial = ended[number]
-            label = self.label_of(trial)
             seconds = trial.duration.total_seconds() if trial.duration is not None else None
-            self._print_finished(trial, f"trial {number}" + (f" ({label})" if label else ""), seconds)
+            self._print_finished(trial, _trial_name(number, self.label_of(trial)), seconds)
         self._refresh()
 
     def trial_started(self, number: int, label: str) -> None:
-        self.label, self.started = f"trial {number}" + (f" ({label})" if label else ""), time.perf_counter()
+        self.label, self.started = _trial_name(number, label), time.perf_counter()
         self.progress("starting", 0, 0)
 
     def progress(self, phase: str, step: int, total: int, loss: float | None = None) -> None:
