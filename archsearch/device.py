@@ -22,7 +22,7 @@ import re
 
 import torch
 
-from archsearch.errors import ConfigError
+from archsearch.errors import ConfigError, excerpt
 
 __all__ = [
     "PRECISIONS",
@@ -52,10 +52,10 @@ def resolve_device(spec: str | torch.device = "auto", path: str = "device") -> t
         spec = str(spec)
     match = _DEVICE_RE.match(spec.strip().lower())
     if match is None:
-        raise ConfigError(path, f"unknown device {spec!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise ConfigError(path, f"unknown device {excerpt(spec)}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     kind, index = match.group(1), match.group(2)
     if kind in ("auto", "cpu") and index is not None:
-        raise ConfigError(path, f"{kind!r} takes no index; use 'cuda:{index}' for a GPU")
+        raise ConfigError(path, f"{excerpt(kind)} takes no index; use 'cuda:{index}' for a GPU")
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cpu":
@@ -63,14 +63,14 @@ def resolve_device(spec: str | torch.device = "auto", path: str = "device") -> t
     if not torch.cuda.is_available():
         raise ConfigError(
             path,
-            f"{spec!r} requested but CUDA is not available (torch {torch.__version__}, "
+            f"{excerpt(spec)} requested but CUDA is not available (torch {torch.__version__}, "
             f"built with CUDA {torch.version.cuda}); use 'cpu' or 'auto'",
         )
     count = torch.cuda.device_count()
     if index is None:
         return torch.device("cuda", torch.cuda.current_device())
     if int(index) >= count:
-        raise ConfigError(path, f"{spec!r} does not exist: this machine has {count} CUDA "
+        raise ConfigError(path, f"{excerpt(spec)} does not exist: this machine has {count} CUDA "
                                 f"device(s), cuda:0..cuda:{count - 1}")
     return torch.device("cuda", int(index))
 
@@ -86,7 +86,7 @@ def resolve_precision(device: torch.device, precision: str = "auto", path: str =
             return "bf16"
         return "fp32"
     if precision not in PRECISIONS:
-        raise ConfigError(path, f"unknown precision {precision!r}; use one of "
+        raise ConfigError(path, f"unknown precision {excerpt(precision)}; use one of "
                                 f"{', '.join(PRECISIONS)} or 'auto'")
     return precision
 
@@ -97,7 +97,7 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ConfigError("precision", f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    raise ConfigError("precision", f"unknown precision {excerpt(precision)}; use one of {', '.join(PRECISIONS)}")
 
 
 def configure_backends(device: torch.device) -> None:

@@ -11,12 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["ConfigError", "ConfigErrors", "Interrupted", "format_loc", "from_validation_error"]
+__all__ = ["ConfigError", "ConfigErrors", "Interrupted", "excerpt", "elide", "format_loc", "from_validation_error"]
+
+EXCERPT = 60  # the most characters of a user's value a message quotes
+
+
+def excerpt(value, limit: int = EXCERPT) -> str:
+    """`repr(value)` for a message, its middle elided past `limit` characters:
+    `'xxxxxxxxxxxxxxxxxxxxxxxxxx…(150,000 chars)…xxxxxxxxxxxx'`. A message quotes a user's value
+    through this, so that a 5 MB value costs a short line (and linear time), not a 5 MB one."""
+    text = repr(value)
+    return elide(text, limit, len(value) if isinstance(value, (str, bytes)) else len(text))
+
+
+def elide(text: str, limit: int = EXCERPT, size: int | None = None) -> str:
+    """`text`, its middle replaced by `…(N chars)…` when longer than `limit` (N: `size`, or its length)."""
+    if len(text) <= limit:
+        return text
+    marker = f"…({len(text) if size is None else size:,} chars)…"
+    keep = max(limit - len(marker), 12)
+    return f"{text[: keep - keep // 3]}{marker}{text[-(keep // 3):]}"
 
 
 def format_loc(loc: Sequence[str | int]) -> str:
-    """Join a pydantic location tuple into a dotted path (`("levels", 1, "width")` -> `levels.1.width`)."""
-    return ".".join(str(part) for part in loc)
+    """Join a pydantic location tuple into a dotted path (`("levels", 1, "width")` -> `levels.1.width`);
+    a key longer than a path's part ever is shows elided."""
+    return ".".join(elide(str(part)) for part in loc)
 
 
 class ConfigError(ValueError):
@@ -72,22 +92,22 @@ def from_validation_error(exc, data=None, prefix: str = "") -> ConfigErrors:
     errors = []
     for err in exc.errors(include_url=False):
         loc = _user_loc(err["loc"], data)
-        message = err["msg"]
+        message = _elided_values(err)
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling; `archsearch schema` lists the fields)"
             parent = _node_at(loc[:-1], data)
             if isinstance(parent, dict) and parent.get("kind") in OTHER_UNION_TAGS:  # a field of another kind?
-                message = (f"unknown field for kind {parent['kind']!r} (check its spelling, or the kind; "
+                message = (f"unknown field for kind {excerpt(parent['kind'])} (check its spelling, or the kind; "
                            "`archsearch schema` lists each kind's fields)")
         elif err["type"] == "missing":
             message = "required field is missing"
         elif err["type"] == "invalid_kind" and isinstance(err.get("input"), dict):
             key = "source" if "source" in err["input"] else "kind"
-            loc, message = [*loc, key], f"{message} (got {err['input'].get(key)!r})"
+            loc, message = [*loc, key], f"{message} (got {excerpt(err['input'].get(key))})"
         elif err["type"] in ("union_tag_invalid", "literal_error", "enum") or _is_scalar(err.get("input")):
-            message = f"{message} (got {_short(err.get('input'))})"
+            message = f"{message} (got {excerpt(err.get('input'), 40)})"
         errors.append(ConfigError(format_loc(loc), message).prefixed(prefix))
     return ConfigErrors(errors)
 
@@ -117,9 +137,15 @@ def _is_scalar(value) -> bool:
     return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
 
-def _short(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _elided_values(err: dict) -> str:
+    """Pydantic's message, with the long text values it quotes elided: a union's message says
+    `Input tag '<the whole value>' found using 'kind' ...`, and a validator's may quote its input."""
+    message = err["msg"]
+    quoted = (err.get("input"), (err.get("ctx") or {}).get("tag"))  # what the user wrote (not the expected values)
+    for value in {v for v in quoted if isinstance(v, str) and len(v) > EXCERPT}:
+        for form in (value, repr(value)[1:-1]):  # as written, and as a validator's {value!r} escapes it
+            message = message.replace(form, elide(form, size=len(value)))
+    return message
 
 
 def _node_at(loc, data):

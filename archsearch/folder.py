@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import WriteFailed, WriteWarning
 from .metrics import METRICS
 from .results import front_of, trials_dataframe, write_tables
 from .search.events import Observer
@@ -64,24 +67,43 @@ class StudyFolder(Observer):
         self._tables(trials)
 
     def trial_finished(self, trial, trials, done) -> None:
-        write_trial_files(self.study_dir, trial)
+        with _warned("its config.yaml and metrics.json", trial.number):
+            write_trial_files(self.study_dir, trial)
         self._tables(trials)
 
     def study_stopped(self, trials, done) -> None:
         self._tables(trials, force=True)
+        unwritten = None
         for trial in trials:  # those of other processes too, and any whose record failed halfway
-            write_trial_files(self.study_dir, trial)
+            try:
+                write_trial_files(self.study_dir, trial)
+            except WriteFailed as exc:
+                unwritten = exc
+        if unwritten is not None:  # one line: the disk that refused one file refuses the others
+            warnings.warn(f"the trials' config.yaml and metrics.json not all rewritten: {unwritten}", WriteWarning)
 
     def _tables(self, trials, force: bool = False) -> None:
         start = time.monotonic()
         if not force and self._cost > TABLE_ALWAYS_S and start - self._written < self._cost / TABLE_SHARE:
             return
         df = trials_dataframe(trials, self.objectives, rows=self._rows)
-        write_tables(df, self.study_dir)
+        with _warned("trials.csv and trials.parquet (`archsearch results` rewrites them from the storage)"):
+            write_tables(df, self.study_dir)
         if self.checkpoints == "front":
             prune_checkpoints(self.study_dir, df, self.objectives, self.directions)
         self._written = time.monotonic()
         self._cost = self._written - start
+
+
+@contextmanager
+def _warned(what: str, number: int | None = None):
+    """A file the storage can rewrite at any time (a table, a trial's copy of its record) that
+    cannot be written is one warning line; the study goes on."""
+    try:
+        yield
+    except WriteFailed as exc:
+        whose = f"trial {number}: " if number is not None else ""
+        warnings.warn(f"{whose}{what} not written: {exc}", WriteWarning, stacklevel=3)
 
 
 def prune_checkpoints(study_dir: Path, df, objectives: list[str], directions: list[str]) -> list[int]:

@@ -1,9 +1,11 @@
-"""How busy the machine is while a trial is timed, and when it is busier than it has cores for.
+"""How busy the machine is while a trial is timed, when it is busier than it has cores for, and
+how much memory it has free.
 
     load = machine_load()                     # {'load_avg': 1.9, 'cpu_count': 2, 'gpu_util': None, 'sm_clock_mhz': None}
     load = machine_load(gpu="0000:3b:00.0")   # + NVML's utilization and SM clock of that GPU
     oversubscription(load["load_avg"], load["cpu_count"])   # None, or a sentence saying why it is
     busy_cpus()                               # 1.0: others kept one of this process's CPUs busy (Linux)
+    available_memory()                        # 22.4e9: bytes that can be allocated without swapping, or None
 
 A throughput measured on a machine that other jobs share is the machine's as much as the
 model's: on a 2-core VM running two other jobs, one configuration measured 36.6 images/s inside
@@ -20,6 +22,11 @@ say *that* a number may be off), and times a reference network interleaved with 
   time) kept busy over a short window, read from /proc/stat while this process sleeps, this
   process's own CPU time excluded; None where there is no /proc/stat. Unlike the load average it
   is now, not a minute ago: archsearch.timing times no more torch threads than are left free.
+- `available_memory`: what the kernel estimates can be allocated now without swapping
+  (/proc/meminfo's MemAvailable: free memory plus the page cache it can drop), else the free
+  physical pages (`SC_AVPHYS_PAGES`); None where neither can be read. What a study checks its
+  data, validation set and largest network against before reading anything
+  (archsearch.search.preflight).
 - `gpu_util`, `sm_clock_mhz`: on CUDA with `pynvml` importable, the share of the last sample
   period (1/6 s to 1 s) in which a kernel ran on the GPU, read as timing starts (others' work,
   or ours of a moment ago), and the SM clock read as it ends (a throttled GPU runs slower);
@@ -35,9 +42,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["machine_load", "cpu_count", "busy_cpus", "gpu_readings", "oversubscription"]
+__all__ = ["machine_load", "cpu_count", "busy_cpus", "gpu_readings", "oversubscription", "available_memory"]
 
 PROC_STAT = "/proc/stat"
+PROC_MEMINFO = "/proc/meminfo"
 BUSY_WINDOW_S = 0.1  # ten clock ticks of a CPU at Linux's 100 Hz accounting
 
 
@@ -92,6 +100,22 @@ def busy_cpus(window: float = BUSY_WINDOW_S, read: Callable[[], str] = _read_pro
         return None
     elapsed = (total1 - total0) / len(cpus) / hz
     return max(0.0, ((busy1 - busy0) / hz - (own1 - own0)) / elapsed)
+
+
+def available_memory(meminfo: str = PROC_MEMINFO) -> int | None:
+    """Bytes of memory that can be allocated now without swapping (see the module docstring)."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    value, unit = line.split()[1:3]
+                    return int(value) * {"kB": 1024, "mB": 1 << 20, "gB": 1 << 30}.get(unit, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
 
 
 def _load_avg() -> float | None:

@@ -161,6 +161,9 @@ class TrialMetrics:
     steps_trained: int | None = metric("training steps taken (fewer than train.steps when stopped early)", format="count",
                                        table="details", formerly="steps")
     train_seconds: float | None = metric("s, training steps only", "s", "training time (s)", "minimize", table="details")
+    missing_files: str | None = metric("the files a completed run could not write, and why (`checkpoint not written: "
+                                       "no space left on device under ...`); its values stand", format="text",
+                                       table="details")
     peak_mem_source: str | None = metric("how peak_mem_mb was measured: cuda_allocator or cpu_proxy", format="text",
                                          table=None, measured=True, shown=False)
     learning_curve: list[list[float]] | None = metric("val_loss at step", "MSE", "validation loss (ε-MSE, fixed noise)",

@@ -164,9 +164,9 @@ def open_study(study_dir: str | Path | None = None, storage: str | None = None, 
     """Load an existing study from its folder (embedded storage) or from a storage URL."""
     import optuna
 
-    from .errors import ConfigError, ConfigErrors
+    from .errors import ConfigError, ConfigErrors, excerpt
     from .search.storage import JOURNAL_NAME, open_storage
-    from .urls import redact
+    from .urls import mask_url
 
     if storage is None:
         if study_dir is None:
@@ -174,17 +174,20 @@ def open_study(study_dir: str | Path | None = None, storage: str | None = None, 
         study_dir = Path(study_dir)
         if not (study_dir / JOURNAL_NAME).exists():
             raise ConfigErrors([ConfigError(str(study_dir), f"is not a study folder (no {JOURNAL_NAME})")])
-        handle = open_storage(None, study_dir)
-        names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
+        from .search.study_files import check_journal, replayed
+
+        check_journal(study_dir / JOURNAL_NAME)  # a damaged journal: one line naming it, before Optuna replays it
+        handle = replayed(study_dir / JOURNAL_NAME, lambda: open_storage(None, study_dir))
+        names = replayed(study_dir / JOURNAL_NAME, lambda: [s.study_name for s in optuna.get_all_study_summaries(handle)])
         name = study or _default_study(names, study_dir.name) or study_dir.name
     else:
         handle = open_storage(storage, Path(study_dir or "."))
         names = [s.study_name for s in optuna.get_all_study_summaries(handle)]
         name = study or _default_study(names)
         if name is None:
-            raise ConfigErrors([ConfigError("--study", f"the storage {redact(storage)} holds {len(names)} studies; name one of: {', '.join(names)}")])
+            raise ConfigErrors([ConfigError("--study", f"the storage {mask_url(storage)} holds {len(names)} studies; name one of: {', '.join(names)}")])
     if name not in names:
-        raise ConfigErrors([ConfigError("--study", f"no study {name!r} in the storage; it holds: {', '.join(names) or 'none'}")])
+        raise ConfigErrors([ConfigError("--study", f"no study {excerpt(name)} in the storage; it holds: {', '.join(names) or 'none'}")])
     return optuna.load_study(study_name=name, storage=handle)
 
 

@@ -36,7 +36,7 @@ from archsearch.evaluate import model_num_classes
 from archsearch.schema.train import SampleConfig
 from archsearch.settings import RunSettings
 
-__all__ = ["generate", "make_grid", "auto_scale", "add_caption", "strip_caption", "caption_font_size", "MIN_CELL",
+__all__ = ["generate", "make_grid", "write_image", "auto_scale", "add_caption", "strip_caption", "caption_font_size", "MIN_CELL",
            "checkpoint_samples", "sample_checkpoint", "save_sample_grid"]
 
 _CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
@@ -202,10 +202,17 @@ def save_sample_grid(
     """Sample rows*cols images with `cfg.sampler` and write them as a PNG grid at `path`
     (`scale` and `caption` as `make_grid` takes them)."""
     images = generate(model, cfg, settings, image_shape, num_classes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    make_grid(images, cfg.rows, cfg.cols, scale=scale, caption=caption).save(path)
-    return path
+    return write_image(path, make_grid(images, cfg.rows, cfg.cols, scale=scale, caption=caption))
+
+
+def write_image(path: str | Path, image) -> Path:
+    """Write a PIL image atomically, in the format its suffix names (PNG when it names none)."""
+    from PIL import Image
+
+    from archsearch.io import atomic_write
+
+    image_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    return atomic_write(path, lambda tmp: image.save(tmp, format=image_format))
 
 
 def checkpoint_samples(checkpoint: str | Path, cfg: SampleConfig, device: str = "auto") -> Tensor:
@@ -246,7 +253,4 @@ def sample_checkpoint(checkpoint: Path, path: str | Path, cfg: SampleConfig, dev
     """`archsearch sample`: a grid of a checkpoint's samples (`checkpoint_samples`) written as a
     PNG at `path`, `scale` and `caption` as `make_grid` takes them."""
     images = checkpoint_samples(checkpoint, cfg, device)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    make_grid(images, cfg.rows, cfg.cols, scale=scale, caption=caption).save(path)
-    return path
+    return write_image(path, make_grid(images, cfg.rows, cfg.cols, scale=scale, caption=caption))

@@ -60,7 +60,7 @@ from archsearch.diffusion import training_loss
 from archsearch.errors import ConfigError
 from archsearch.device import autocast_context, configure_backends, is_out_of_memory, synchronize
 from archsearch.evaluate import EvalResult, ValidationProtocol, model_num_classes
-from archsearch.io import atomic_write
+from archsearch.io import atomic_torch_save
 from archsearch.schema.train import TrainConfig
 from archsearch.settings import RunSettings
 from archsearch.train_state import Position, capture, restore
@@ -327,19 +327,33 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, train_cfg:
     only), atomically: a reader never sees half a checkpoint, and a failed write keeps the old one."""
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     payload = {"format": _FORMAT, "config": config, "state_dict": state, "train": train_cfg, "data": data}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_torch_save(path, payload)
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (with `weights_only=True`: no code runs)."""
+    """Read a checkpoint written by `save_checkpoint` (with `weights_only=True`: no code runs).
+
+    Anything else is a ConfigError of one line that names the file: missing, a folder, empty,
+    truncated, not torch's, a pickle that would run code (refused as unsafe), or a torch file
+    without this format's marker and fields."""
+    from archsearch.train_state import NotLoadable, load_plain
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("checkpoint", f"{path} does not exist")
     try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError("checkpoint", f"{path} does not exist") from None
-    except Exception as exc:  # unpickling errors come in many types
-        raise ConfigError("checkpoint", f"{path} is not a readable checkpoint ({exc})") from None
+        ckpt = load_plain(path)
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ConfigError("checkpoint", f"{path} cannot be read as a checkpoint ({exc.strerror or exc})") from None
+    except NotLoadable as exc:
+        what = "was refused as unsafe" if exc.unsafe else "is not a readable checkpoint"
+        raise ConfigError("checkpoint", f"{path} {what}: {exc.reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
         raise ConfigError("checkpoint", f"{path} is not an archsearch checkpoint (written by `archsearch train`)")
+    wrong = [key for key in ("config", "state_dict", "train") if not isinstance(ckpt.get(key), dict)]
+    if wrong or not all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values()):
+        what = f"no {wrong[0]} mapping" if wrong else "weights that are not all tensors"
+        raise ConfigError("checkpoint", f"{path} is a damaged archsearch checkpoint ({what})")
     return ckpt
 
 

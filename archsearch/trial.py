@@ -17,6 +17,12 @@ A trial never raises for what a search must survive: out of memory (`oom`), a no
 (`diverged`); both come back as a `TrialResult` with the reason. Anything else propagates to
 the caller, which records it as `error: ...`.
 
+A completed run's optional files (its checkpoint and sample grid) are not written by `run_trial`:
+the result carries them (`TrialResult.write_files`), so that the caller records the measured
+outcome first and writes them after. A file that cannot be written (a full disk, a sampler out
+of memory) is named in `metrics.missing_files` with the reason and a `WriteWarning`, and the run
+stays what it was: a measured trial is never failed by its files.
+
 The trial's `RunSettings` (archsearch.settings: device, precision, memory format, noise schedule,
 prediction) are resolved once from its train config, which may differ from trial to trial (a
 searched learning rate or precision), and every phase runs under them. The validation protocol
@@ -33,6 +39,7 @@ would bring the OOM killer or swap to the whole machine rather than an exception
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +51,7 @@ from .data import ImageData
 from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .errors import ConfigError, ConfigErrors
 from .evaluate import ValidationProtocol
-from .io import atomic_write_json
+from .io import WriteWarning, atomic_write_json, write_failure
 from .measure import MeasurementOOM, Reference, count_params, measure
 from .metrics import MEASURED_METRICS, METRIC_NAMES, TrialMetrics
 from .nn import build_unet, meta_unet
@@ -117,6 +124,68 @@ class TrialResult:
     outcome: str  # completed | stopped | diverged | oom
     reason: str = ""
     metrics: TrialMetrics = field(default_factory=TrialMetrics)
+    files: RunFiles | None = field(default=None, repr=False)  # a completed run's files, not written yet
+
+    def write_files(self, label: str = "") -> dict[str, str]:
+        """Write the run's checkpoint and sample grid (where asked for), once; what could not be
+        written, by file, with why (also in `metrics.missing_files`, and warned, `label` first)."""
+        if self.files is None:
+            return {}
+        files, self.files = self.files, None
+        missing = files.write()
+        for why in missing.values():
+            warnings.warn(f"{label}{': ' if label else ''}{why}", WriteWarning, stacklevel=2)
+        self.metrics.missing_files = "; ".join(missing.values()) or None
+        return missing
+
+
+@dataclass
+class RunFiles:
+    """What a completed run's optional files are made of, until `write` writes them and lets the model go."""
+
+    model: Any
+    config: UNetConfig
+    train_cfg: TrainConfig
+    settings: RunSettings
+    eval_cfg: EvalConfig
+    data_info: dict[str, Any]
+    checkpoint_path: Path | None
+    samples_path: Path | None
+
+    def write(self) -> dict[str, str]:
+        """Write each file; a failure is kept as `<file> not written: <why>`, never raised."""
+        missing = {}
+        for label, path, save in (("checkpoint", self.checkpoint_path, self._checkpoint),
+                                  ("samples", self.samples_path, self._samples)):
+            if path is None:
+                continue
+            try:
+                save(path)
+            except Exception as exc:  # noqa: BLE001 - the run is measured; a file is optional
+                failure = write_failure(exc, path)
+                why = str(failure) if failure is not None else f"{type(exc).__name__}: {_first_line(exc)}"
+                missing[label] = f"{label} not written: {why}"
+        device, self.model = self.settings.device, None
+        _free(device)
+        return missing
+
+    def _checkpoint(self, path: Path) -> None:
+        save_checkpoint(path, self.model, self.config.model_dump(mode="json"), self.train_cfg.model_dump(mode="json"),
+                        self.data_info)
+
+    def _samples(self, path: Path) -> None:
+        from .samples import save_sample_grid
+
+        shape = (self.config.in_channels, self.config.image_size, self.config.image_size)
+        save_sample_grid(self.model, path, self.eval_cfg.samples, self.settings, shape,
+                         num_classes=self.config.num_classes)
+
+
+def _first_line(exc: BaseException) -> str:
+    from .urls import redact
+
+    text = redact(str(exc)).strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def run_trial(
@@ -140,7 +209,8 @@ def run_trial(
     throughput, FLOPs, ...). Returning True stops the run there: the trial's outcome is
     `stopped`, with its steps and learning curve but no final score (`val_loss` stays None).
     `speed_anchor(metrics)`, asked once the cost is measured, gives the reference images/s that
-    normalizes the speed (None: the trial's own). `resume` and `on_step` go to `train`: a state
+    normalizes the speed (None: the trial's own). A completed run's `checkpoint_path` and
+    `samples_path` are written by `TrialResult.write_files`, once its caller has recorded it. `resume` and `on_step` go to `train`: a state
     to continue from (archsearch.train_state; the model is built and measured afresh first), and
     the callback that hears every step with the means to snapshot one.
     """
@@ -193,15 +263,20 @@ def run_trial(
     metrics.learning_curve = [[int(s), float(v)] for s, v in result.learning_curve]
     metrics.train_loss_curve = [[int(s), float(v)] for s, v in result.train_loss]
     metrics.train_loss = float(result.train_loss[-1][1]) if result.train_loss else None
+    files = None
     if result.final is not None and result.outcome == "completed":  # a stopped run's last loss is not its score
         metrics.val_loss = result.final.val_loss
         metrics.val_loss_buckets = list(result.final.val_loss_buckets)
-        _save_outputs(model, config, train_cfg, settings, eval_cfg, context, samples_path, checkpoint_path)
+        if checkpoint_path is not None or samples_path is not None:
+            files = RunFiles(model, config, train_cfg, settings, eval_cfg,
+                             {"name": context.data.name, "num_classes": context.data.num_classes},
+                             checkpoint_path, samples_path)
     metrics.duration_s = time.perf_counter() - start
     reason = "" if result.outcome in ("completed", "stopped") else (result.reason or result.outcome)
     del model
-    _free(device)
-    return TrialResult(result.outcome, reason, metrics)
+    if files is None:
+        _free(device)
+    return TrialResult(result.outcome, reason, metrics, files)
 
 
 def _oom(metrics: TrialMetrics, start: float, detail: str) -> TrialResult:
@@ -254,10 +329,13 @@ def train_fixed(
     context = LazyContext(space.data, space.eval, device, on_load=on_load)(train_cfg)
     result = run_trial(config, context, train_cfg, space.measure, on_progress=on_progress,
                        samples_path=samples_path, checkpoint_path=checkpoint_path)
-    if metrics_path:
+    if metrics_path:  # the measured result first, then its files, then what they came to
+        atomic_write_json(metrics_path, result.metrics.to_dict())
+    missing = result.write_files()
+    if missing and metrics_path:
         atomic_write_json(metrics_path, result.metrics.to_dict())
     written = (("metrics", metrics_path), ("samples", samples_path), ("checkpoint", checkpoint_path))
-    return FixedRun(result, {label: path for label, path in written if path and path.exists()})
+    return FixedRun(result, {label: path for label, path in written if path and path.exists() and label not in missing})
 
 
 def _gib(n: int) -> str:
@@ -270,15 +348,3 @@ def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _save_outputs(model, config, train_cfg, settings: RunSettings, eval_cfg, context, samples_path,
-                  checkpoint_path) -> None:
-    if checkpoint_path is not None:
-        data_info = {"name": context.data.name, "num_classes": context.data.num_classes}
-        save_checkpoint(checkpoint_path, model, config.model_dump(mode="json"), train_cfg.model_dump(mode="json"), data_info)
-    if samples_path is not None:
-        from .samples import save_sample_grid
-
-        shape = (config.in_channels, config.image_size, config.image_size)
-        save_sample_grid(model, samples_path, eval_cfg.samples, settings, shape, num_classes=config.num_classes)

@@ -62,7 +62,7 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     # exactly what MEASURE turns off, the GPU's readings on the CPU, and the table's own flag;
     # busy_cpus is read only when there are threads to spare (the suite runs torch at one)
     expected = {"infer_throughput", "latency_ms", "flops", "gpu_util", "sm_clock_mhz", "measured_under_load"}
-    assert unmeasured - {"busy_cpus"} == expected
+    assert unmeasured - {"busy_cpus", "missing_files"} == expected  # files: none asked for, none missing
     assert ("busy_cpus" in unmeasured) == (torch.get_num_threads() == 1)
     json.dumps(m, allow_nan=False)  # what `archsearch train --out` and the storage receive
     assert m["outcome"] == "completed" and m["steps_trained"] == 5 and m["device"]
@@ -122,7 +122,7 @@ def test_every_phase_runs_under_the_trials_one_settings_record(context, config, 
     for module, name in ((trial_module, "measure"), (trial_module, "train"), (samples_module, "save_sample_grid")):
         monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
     samples = tmp_path / "samples.png"
-    run_trial(config, context, train_cfg(steps=2, channels_last="on"), MEASURE, samples_path=samples)
+    run_trial(config, context, train_cfg(steps=2, channels_last="on"), MEASURE, samples_path=samples).write_files()
     assert [name for name, _ in seen] == ["measure", "train", "save_sample_grid"] and samples.exists()
     assert all(settings is seen[0][1] for _, settings in seen) and seen[0][1].channels_last
 
@@ -255,8 +255,10 @@ def test_other_errors_propagate(context, config, armed):
 def test_progress_phases_in_order_and_outputs_written(context, config, tmp_path):
     phases = []
     checkpoint = tmp_path / "out" / "model.pt"
-    run_trial(config, context, train_cfg(steps=2), MEASURE, checkpoint_path=checkpoint,
-              on_progress=lambda phase, step, total, loss=None: phases.append(phase))
+    result = run_trial(config, context, train_cfg(steps=2), MEASURE, checkpoint_path=checkpoint,
+                       on_progress=lambda phase, step, total, loss=None: phases.append(phase))
+    assert not checkpoint.exists()  # written once the caller has recorded the result
+    assert result.write_files() == {} and result.metrics.missing_files is None
     firsts = list(dict.fromkeys(phases))
     assert firsts[:3] == ["building", "measuring", "training"] and "evaluating" in firsts
     state = load_checkpoint(checkpoint)

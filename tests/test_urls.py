@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+import archsearch.urls as urls
 from archsearch.errors import ConfigError
-from archsearch.urls import check_storage_url, grpc_address, redact
+from archsearch.urls import check_storage_url, grpc_address, mask_url, redact
+from test_bad_inputs import answers_within
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    monkeypatch.setattr(urls, "_KNOWN", {})
 
 
 @pytest.mark.parametrize("url,secret", [
@@ -85,3 +92,50 @@ def test_a_driver_message_quoting_the_bare_password_is_redacted():
     url = "postgresql+psycopg://user:hunter2@db/x"
     assert redact('FATAL: password "hunter2" rejected', url) == 'FATAL: password "***" rejected'
     assert redact("x" * 3, "postgresql://u:x@db/y") == "xxx"  # too short to hide without hiding everything
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql+psycopg://u:it's a secret@db/x?password=p", "postgresql+psycopg://u:***@db/x?password=***"),
+    ("postgresql://u:@db/x", "postgresql://u:***@db/x"),
+    ("postgresql://u:pw@[::1]:5432/x", "postgresql://u:***@[::1]:5432/x"),
+    ("postgresql://db/x?application_name=a&sslpassword=k&x=1", "postgresql://db/x?application_name=a&sslpassword=***&x=1"),
+    ("postgresql://u:pw@db/x?password=a&b;c&x=1", "postgresql://u:***@db/x?password=***&x=1"),  # a raw '&' in it
+    ("postgresql://u:a?password=b@db/x", "postgresql://u:***"),  # read as a query too: hidden to the end
+    ("u:pw@db/x", "u:***@db/x"),  # no scheme: masked alike
+    # nothing to hide
+    ("sqlite:///C:/a@b/x.db", "sqlite:///C:/a@b/x.db"),
+    ("journal:///home/me@corp/optuna.journal", "journal:///home/me@corp/optuna.journal"),
+    ("postgresql://u@db/x?sslmode=require", "postgresql://u@db/x?sslmode=require"),
+    ("grpc://[::1]:13000", "grpc://[::1]:13000"),
+    ("not a url", "not a url"),
+])
+def test_mask_url_reads_the_structure(url, shown):
+    assert mask_url(url) == shown
+
+
+def test_sqlalchemys_rendering_is_redacted():
+    """`repr(make_url(...))` hides the user-info's password but not the query's."""
+    from sqlalchemy.engine import make_url
+
+    url = "postgresql+psycopg://u:hunter2@db/x?sslpassword=k3y-s3cret"
+    rendered = [repr(make_url(url)), make_url(url).render_as_string(hide_password=False)]
+    assert "k3y-s3cret" in rendered[0]
+    for text in rendered:
+        assert "hunter2" not in redact(text) and "k3y-s3cret" not in redact(text)
+        assert "hunter2" not in redact(text, url) and "k3y-s3cret" not in redact(text, url)
+
+
+@pytest.mark.parametrize("text", [
+    "a" * 5_000_000,  # the old `scheme://` pattern backtracked over every letter from every start
+    "a:/" * 2_000_000,
+    "a://" * 1_250_000,
+    "postgresql://u:" + "x" * 5_000_000,
+    "postgresql://u:p " * 300_000,
+    "postgresql://" + "@" * 5_000_000,
+    "postgresql://h/x?" + "&password=a" * 400_000,
+], ids=["letters", "colon-slash", "schemes", "user-info", "urls", "at-signs", "query"])
+def test_redact_takes_linear_time_on_any_text(text):
+    with answers_within(30):  # a hang guard: seconds, where a quadratic scan takes hours
+        shown = redact(text, "postgresql://u:secret@db/x")
+        mask_url(text)
+    assert len(shown) < 2 * len(text)  # a `***` for each secret, no more

@@ -106,7 +106,7 @@ def run_ablation(
     view = QueueDisplay(console, spec.study.name, len(identities), enabled=live and console.is_terminal)
     study_dir, context = preflight(results_dir, spec.study.name, storage, spec.data, spec.eval,
                                    spec.train.model_dump(), device or spec.study.device,
-                                   "--device" if device else "study.device", on_load=view.data_loaded)
+                                   "--device" if device else "study.device", on_load=view.data_loaded, spec=spec)
     study = open_ablation_study(spec, study_dir, storage)
     atomic_write_text(study_dir / "ablation.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     source = QueueSource({(name, seed): Fixed(ident, {"variant": name, "seed": seed}, f"{name}, seed {seed}")
@@ -177,6 +177,12 @@ def ablate(
             from ..errors import ConfigError, ConfigErrors
 
             raise ConfigErrors([ConfigError(str(study_dir), f"holds no ablation yet (no {JOURNAL_NAME}); run it first")])
+        if storage is None:  # a damaged journal: one line naming it (as every command reads a study folder)
+            from ..search.storage import open_storage
+            from ..search.study_files import check_journal, replayed
+
+            check_journal(study_dir / JOURNAL_NAME)
+            replayed(study_dir / JOURNAL_NAME, lambda: open_storage(None, study_dir))
         trials = open_ablation_study(spec, study_dir, storage).get_trials(deepcopy=False)
         identities = pair_identities(spec)
         runs, pending = collect_runs(trials, identities), unfinished(trials, identities)

@@ -6,22 +6,26 @@
     for step, (x, y) in zip(range(steps), data.loader(device, batch_size=64, seed=0)): ...
 
 Every source is decoded once into memory as 8-bit pixels at the configured size and channels
-(see `convert` for the layout, range and resizing rules), capped at `max_images`, and split: a
+(see `convert` for the layout, range and resizing rules, `images` for image files of any mode),
+capped at `max_images`, split, and kept as those 8-bit pixels: `train` and `val` make the float32
+images when asked for (four times the memory, so nothing holds on to them). The split: a
 permutation drawn from `split_seed` alone sends its last ceil(val_fraction * N) images (at least
 one) to validation. The same `split_seed` gives the same split every time, whatever the training
 seed, so every trial of a study is validated on the same images. Files that could not be decoded
 are listed in `data.skipped`, not fatal; `data.describe()` is what to tell the user once it is
 read (sizes and split, how a folder's images were converted, what was skipped).
 
+`estimate_data(cfg)` (archsearch.data.memory) says what reading a source will hold, from image
+counts and file headers alone, without decoding; `archsearch validate` and `run` check it against
+the machine's memory before reading anything.
+
 Knows no model and no study: may import `schema` and `errors` only.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 
@@ -29,15 +33,20 @@ from archsearch.errors import ConfigError
 from archsearch.schema.data import DEFAULT_DATA, DataConfig
 
 from .batches import DEFAULT_MAX_RESIDENT_BYTES, DeviceBatches
-from .convert import to_signed, to_unsigned
+from .convert import to_signed
+from .memory import DataEstimate, count_field, estimate_data, split_sizes
 from .sources import Raw, read_digits, read_folder, read_npy, read_npz, read_synthetic
 from .standard import DownloadError, read_cifar10, read_mnist
 
 __all__ = [
     "DEFAULT_MAX_RESIDENT_BYTES",
+    "DataEstimate",
     "DeviceBatches",
     "DownloadError",
     "ImageData",
+    "count_field",
+    "estimate_data",
+    "split_sizes",
     "load_data",
     "split_indices",
 ]
@@ -58,8 +67,8 @@ _READERS: dict[str, Callable[..., Raw]] = {
 class ImageData:
     """A training set and its held-out validation set, ready for a diffusion model."""
 
-    train: torch.Tensor                     # (N_train, C, H, W) float32 in [-1, 1], CPU
-    val: torch.Tensor                       # (N_val, C, H, W) float32 in [-1, 1], CPU
+    train_uint8: torch.Tensor               # (N_train, C, H, W) uint8, the 8-bit pixels, CPU
+    val_uint8: torch.Tensor                 # (N_val, C, H, W) uint8, CPU
     train_labels: torch.Tensor | None       # (N_train,) int64, or None without labels
     val_labels: torch.Tensor | None         # (N_val,) int64, or None
     num_classes: int | None                 # size of the label vocabulary, or None
@@ -69,17 +78,22 @@ class ImageData:
     notes: list[str] = field(default_factory=list)  # how the source was read (files found, modes converted)
 
     @property
+    def train(self) -> torch.Tensor:
+        """(N_train, C, H, W) float32 in [-1, 1]: made anew at each call (4x the 8-bit pixels)."""
+        return to_signed(self.train_uint8)
+
+    @property
+    def val(self) -> torch.Tensor:
+        """(N_val, C, H, W) float32 in [-1, 1]: made anew at each call."""
+        return to_signed(self.val_uint8)
+
+    @property
     def channels(self) -> int:
-        return self.train.shape[1]
+        return self.train_uint8.shape[1]
 
     @property
     def image_size(self) -> int:
-        return self.train.shape[-1]
-
-    @cached_property
-    def train_uint8(self) -> torch.Tensor:
-        """The training images as the 8-bit pixels they were made from (exact inverse)."""
-        return to_unsigned(self.train)
+        return self.train_uint8.shape[-1]
 
     def loader(
         self,
@@ -96,11 +110,12 @@ class ImageData:
 
     def summary(self) -> str:
         """One line for logs: `digits: 1617 train + 180 val images, 1x16x16, 10 classes`."""
-        c, h, w = self.train.shape[1:]
+        c, h, w = self.train_uint8.shape[1:]
         classes = f", {self.num_classes} classes" if self.num_classes else ""
         n = len(self.skipped)
         skipped = f", {n} unreadable file{'s' * (n > 1)} skipped" if n else ""
-        return f"{self.name}: {len(self.train)} train + {len(self.val)} val images, {c}x{h}x{w}{classes}{skipped}"
+        return (f"{self.name}: {len(self.train_uint8)} train + {len(self.val_uint8)} val images, "
+                f"{c}x{h}x{w}{classes}{skipped}")
 
     def describe(self) -> list[str]:
         """Informational lines for the user: the summary, how the images were read, each skipped file."""
@@ -112,7 +127,7 @@ def split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[torch.T
     global RNG. Validation gets ceil(val_fraction * n) images, at least 1 and at most n - 1."""
     if n < 2:
         raise ConfigError("data", f"{n} image(s) cannot be split into training and validation; need at least 2")
-    num_val = min(max(math.ceil(val_fraction * n - 1e-9), 1), n - 1)  # 1e-9: 0.07 * 100 is 7.000000000000001
+    num_val = split_sizes(n, val_fraction)[1]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     return perm[: n - num_val].sort().values, perm[n - num_val:].sort().values
 
@@ -124,8 +139,8 @@ def load_data(cfg: DataConfig = DEFAULT_DATA) -> ImageData:
     labels = torch.from_numpy(raw.labels) if raw.labels is not None else None
     name = f"{cfg.source}:{cfg.path}" if cfg.source in ("folder", "npz", "npy") else cfg.source
     return ImageData(
-        train=to_signed(raw.images[train_idx]),
-        val=to_signed(raw.images[val_idx]),
+        train_uint8=raw.images[train_idx],
+        val_uint8=raw.images[val_idx],
         train_labels=labels[train_idx] if labels is not None else None,
         val_labels=labels[val_idx] if labels is not None else None,
         num_classes=len(raw.class_names) if labels is not None and raw.class_names else None,

@@ -11,7 +11,8 @@ Every source ends here, so that all of them obey the same rules:
               (0.299 R + 0.587 G + 0.114 B), the same as Pillow's `convert("L")`.
     size      a non-square image is center-cropped to a square, then resized with torch's
               antialiased bilinear filter (area-like when shrinking, smooth when enlarging
-              digits' 8x8), in chunks so that memory stays bounded.
+              digits' 8x8), in chunks of at most `CHUNK_PIXELS` float pixels (a few hundred MB of
+              temporaries, whatever the image size), so that memory stays bounded.
 
 The result is rounded to 8 bits: sources are 8-bit images, and one exact 8-bit copy lets the
 device-resident and the streamed batch paths feed bit-identical pixels.
@@ -25,11 +26,16 @@ import torch.nn.functional as F
 
 from archsearch.errors import ConfigError
 
-__all__ = ["LUMA", "to_uint8_images", "to_signed", "to_unsigned"]
+__all__ = ["LUMA", "CHUNK_PIXELS", "as_nchw", "chunk_images", "to_uint8_images", "to_signed", "to_unsigned"]
 
 LUMA = (0.299, 0.587, 0.114)
 
-_CHUNK = 4096  # images converted at a time: bounds the float32 temporaries to a few hundred MB
+CHUNK_PIXELS = 1 << 24  # float pixels of one conversion chunk (64 MB; a few such temporaries at once)
+
+
+def chunk_images(pixels_in: int, pixels_out: int) -> int:
+    """Images converted at a time when each has `pixels_in` values in and `pixels_out` out."""
+    return max(1, min(4096, CHUNK_PIXELS // max(pixels_in, pixels_out, 1)))
 
 
 def to_signed(images: torch.Tensor) -> torch.Tensor:
@@ -44,24 +50,27 @@ def to_unsigned(images: torch.Tensor) -> torch.Tensor:
 
 def to_uint8_images(array: np.ndarray, *, channels: int, size: int, path: str) -> torch.Tensor:
     """Bring an image array to uint8 (N, channels, size, size); `path` names the field in errors."""
-    nchw = _as_nchw(array, path)
+    nchw = as_nchw(array, path)
     scale, offset = _value_range(nchw, path)
     n, c, h, w = nchw.shape
     if nchw.dtype == np.uint8 and c == channels and h == w == size:
         return torch.from_numpy(np.require(nchw, requirements=["C", "W"]))  # already right: no float round-trip
     out = torch.empty((n, channels, size, size), dtype=torch.uint8)
-    for start in range(0, n, _CHUNK):
-        chunk = torch.from_numpy(np.require(nchw[start:start + _CHUNK], requirements=["C", "W"]))
+    step = chunk_images(c * h * w, channels * size * size)
+    for start in range(0, n, step):
+        chunk = torch.from_numpy(np.require(nchw[start:start + step], requirements=["C", "W"]))
         x = chunk.to(torch.float32) * scale + offset  # [0, 1]; never in place: chunk may be the caller's array
         x = _match_channels(x, channels)
         x = _center_crop(x)
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + _CHUNK] = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        out[start:start + step] = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
     return out
 
 
-def _as_nchw(array: np.ndarray, path: str) -> np.ndarray:
+def as_nchw(array: np.ndarray, path: str) -> np.ndarray:
+    """The array as (N, C, H, W), C in 1 or 3 (alpha dropped); ConfigError at `path` for a layout or
+    dtype that is not an image array."""
     numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     if array.dtype == np.bool_ or not numeric:
         raise ConfigError(path, f"images must be an integer or float array, got dtype {array.dtype}")

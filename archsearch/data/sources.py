@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from archsearch.errors import ConfigError
+from archsearch.errors import ConfigError, excerpt
 from archsearch.schema.data import Digits, Folder, Npy, Npz, Synthetic
 
 from .convert import to_uint8_images
+from .images import IMAGE_SUFFIXES, Conversion, conversion_notes, decode_file
 
-__all__ = ["IMAGE_SUFFIXES", "Raw", "read_digits", "read_folder", "read_npy", "read_npz", "read_synthetic"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+__all__ = ["IMAGE_SUFFIXES", "Raw", "read_digits", "read_folder", "read_npy", "read_npz", "read_synthetic",
+           "image_files", "folder_classes", "unreadable_folder", "existing_file", "load_npy", "check_labels",
+           "synthetic_chunk", "check_npz_keys", "DIGITS_COUNT"]
 
 
 @dataclass
@@ -39,6 +40,9 @@ class Raw:
     class_names: tuple[str, ...] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)  # how the images were read, for the user
+
+
+DIGITS_COUNT = 1797  # images in scikit-learn's digits
 
 
 def _cap(n: int, max_images: int | None) -> int:
@@ -75,9 +79,9 @@ def _digits_table() -> np.ndarray:
 # --------------------------------------------------------------------------- folder
 
 
-def read_folder(cfg: Folder) -> Raw:
-    """Decode the PNG/JPEG files under `cfg.path` in sorted order, skipping unreadable ones."""
-    root = Path(cfg.path)
+def image_files(root: Path) -> list[Path]:
+    """The image files under the folder `root` (recursively), in sorted order; ConfigError(data.path)
+    when `root` is not a folder or holds none."""
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
         raise ConfigError("data.path", f"{root} {what}; point data.path at a folder of PNG/JPEG images")
@@ -86,37 +90,43 @@ def read_folder(cfg: Folder) -> Raw:
         key=lambda p: p.relative_to(root).as_posix(),
     )
     if not files:
-        raise ConfigError("data.path", f"no .png/.jpg/.jpeg files under {root} (searched recursively)")
-    class_of = _folder_classes(root, files) if cfg.labels else None
+        others = "/".join(IMAGE_SUFFIXES[3:])
+        raise ConfigError("data.path", f"no .png/.jpg/.jpeg files (nor {others}) under {root} (searched recursively)")
+    return files
 
-    mode = "L" if cfg.channels == 1 else "RGB"
+
+def read_folder(cfg: Folder) -> Raw:
+    """Decode the image files under `cfg.path` in sorted order, skipping unreadable ones; any
+    mode Pillow reads, each scaled by its own range (archsearch.data.images)."""
+    root = Path(cfg.path)
+    files = image_files(root)
+    class_of = folder_classes(root, files) if cfg.labels else None
+
     want = _cap(len(files), cfg.max_images)
     kept: list[tuple[Path, np.ndarray]] = []
-    modes: dict[str, int] = {}  # the files' own modes, of the images kept
+    conversions: dict[Conversion, int] = {}  # how the images kept were converted, by kind
     skipped: list[tuple[str, str]] = []
     workers = min(8, os.cpu_count() or 1) if len(files) > 64 else 1
     with ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding/resizing
         for start in range(0, len(files), 256):
             chunk = files[start:start + 256]
-            results = pool.map(lambda file: _decode(file, cfg.image_size, mode), chunk)
+            results = pool.map(lambda file: decode_file(file, cfg.image_size, cfg.channels), chunk)
             for file, result in zip(chunk, results):
                 if isinstance(result, str):
                     skipped.append((file.relative_to(root).as_posix(), result))
                 elif len(kept) < want:
-                    array, source_mode = result
+                    array, how = result
                     kept.append((file, array))
-                    modes[source_mode] = modes.get(source_mode, 0) + 1
+                    if how is not None:
+                        conversions[how] = conversions.get(how, 0) + 1
             if len(kept) >= want:
                 break
     if not kept:
-        name, reason = skipped[0]
-        raise ConfigError(
-            "data.path", f"none of the {len(files)} image files under {root} could be read (e.g. {name}: {reason})"
-        )
+        raise unreadable_folder(root, files, skipped)
     pixels = np.stack([array for _, array in kept])  # (N, S, S) or (N, S, S, 3) uint8
     pixels = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)  # (N, C, S, S)
     images = to_uint8_images(pixels, channels=cfg.channels, size=cfg.image_size, path="data.path")
-    notes = [_found_note(root, len(files), len(kept), cfg.max_images), *_mode_notes(modes, mode)]
+    notes = [_found_note(root, len(files), len(kept), cfg.max_images), *conversion_notes(conversions)]
     if class_of is None:
         return Raw(images, skipped=skipped, notes=notes)
     names = tuple(sorted(set(class_of.values())))
@@ -125,29 +135,19 @@ def read_folder(cfg: Folder) -> Raw:
     return Raw(images, labels, names, skipped, notes)
 
 
-_MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "P": "palette", "PA": "palette+alpha", "1": "1-bit",
-               "I": "32-bit grayscale", "I;16": "16-bit grayscale", "F": "float grayscale"}
-
-
 def _found_note(root: Path, found: int, read: int, max_images: int | None) -> str:
     cap = f" (max_images: {max_images})" if max_images is not None and read == max_images < found else ""
     return f"{found} image files under {root}, {read} read{cap}"
 
 
-def _mode_notes(modes: dict[str, int], target: str) -> list[str]:
-    """`12 RGBA images converted to RGB (alpha dropped)`, `3 grayscale images expanded to RGB`."""
-    notes = []
-    for mode, n in sorted(modes.items(), key=lambda item: -item[1]):
-        if mode == target:
-            continue
-        gray = mode in ("L", "LA", "1", "I", "I;16", "F")
-        verb = "expanded to RGB" if target == "RGB" and gray else f"converted to {_MODE_NAMES.get(target, target)}"
-        dropped = " (alpha dropped)" if mode.endswith("A") else ""
-        notes.append(f"{n} {_MODE_NAMES.get(mode, mode)} image{'s' * (n != 1)} {verb}{dropped}")
-    return notes
+def unreadable_folder(root: Path, files: list[Path], skipped: list[tuple[str, str]]) -> ConfigError:
+    """The error of a folder none of whose image files could be decoded."""
+    name, reason = skipped[0]
+    return ConfigError("data.path", f"none of the {len(files)} image files under {root} could be read "
+                                    f"(e.g. {name}: {reason})")
 
 
-def _folder_classes(root: Path, files: list[Path]) -> dict[Path, str]:
+def folder_classes(root: Path, files: list[Path]) -> dict[Path, str]:
     loose = [f for f in files if len(f.relative_to(root).parts) == 1]
     if loose:
         raise ConfigError(
@@ -158,40 +158,22 @@ def _folder_classes(root: Path, files: list[Path]) -> dict[Path, str]:
     return {f: f.relative_to(root).parts[0] for f in files}
 
 
-def _decode(file: Path, size: int, mode: str) -> tuple[np.ndarray, str] | str:
-    """(the image as a uint8 array center-cropped and resized to size x size, the file's own
-    mode), or why it failed."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as img:
-            source_mode = img.mode
-            img.draft(mode, (size, size))  # JPEG: decode at the smallest scale still >= size
-            img = img.convert(mode)
-            # Crop first, then resize: resizing a box of the full image would let the filter
-            # reach past the crop into pixels that are not part of the square.
-            w, h = img.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-            if side != size:
-                img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            return np.asarray(img, dtype=np.uint8), source_mode
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 # --------------------------------------------------------------------------- arrays
+
+
+def check_npz_keys(cfg: Npz, path: Path, arrays) -> None:
+    """ConfigError at `data.key` / `data.labels_key` for an array the opened .npz lacks."""
+    for key, where in ((cfg.key, "data.key"), (cfg.labels_key, "data.labels_key")):
+        if key is not None and key not in arrays.files:
+            raise ConfigError(where, f"{path.name} has no array {excerpt(key)}; it holds {sorted(arrays.files)}")
 
 
 def read_npz(cfg: Npz) -> Raw:
     """The `key` array (and the `labels_key` array) of an .npz file."""
-    path = _existing_file(cfg.path, "data.path")
+    path = existing_file(cfg.path, "data.path")
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            for key, where in ((cfg.key, "data.key"), (cfg.labels_key, "data.labels_key")):
-                if key is not None and key not in arrays.files:
-                    raise ConfigError(where, f"{path.name} has no array {key!r}; it holds {sorted(arrays.files)}")
+            check_npz_keys(cfg, path, arrays)
             images = arrays[cfg.key]
             labels = arrays[cfg.labels_key] if cfg.labels_key is not None else None
     except ConfigError:
@@ -203,25 +185,36 @@ def read_npz(cfg: Npz) -> Raw:
 
 def read_npy(cfg: Npy) -> Raw:
     """The images of an .npy file (memory-mapped, so a cap reads only what it keeps)."""
-    images = _load_npy(_existing_file(cfg.path, "data.path"), "data.path")
+    images = load_npy(existing_file(cfg.path, "data.path"), "data.path")
     labels = None
     if cfg.labels_path is not None:
-        labels = _load_npy(_existing_file(cfg.labels_path, "data.labels_path"), "data.labels_path")
+        labels = load_npy(existing_file(cfg.labels_path, "data.labels_path"), "data.labels_path")
     return _from_arrays(cfg, images, labels, "data.path", "data.labels_path")
 
 
-def _existing_file(path: str, where: str) -> Path:
+def existing_file(path: str, where: str) -> Path:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(where, f"{file} {'is not a file' if file.exists() else 'does not exist'}")
     return file
 
 
-def _load_npy(path: Path, where: str) -> np.ndarray:
+def load_npy(path: Path, where: str) -> np.ndarray:
+    """The array of an .npy file, memory-mapped (only its header is read until it is indexed)."""
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ConfigError(where, f"cannot read {path} as an .npy file: {exc}") from None
+
+
+def check_labels(labels: np.ndarray, num_images: int, where: str) -> None:
+    """The rules of an array of class labels for `num_images` images; ConfigError at `where`."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigError(where, f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    if len(labels) != num_images:
+        raise ConfigError(where, f"{len(labels)} labels for {num_images} images")
+    if len(labels) and labels.min() < 0:
+        raise ConfigError(where, "labels must be class indices >= 0")
 
 
 def _from_arrays(cfg: Npz | Npy, images: np.ndarray, labels: np.ndarray | None, where: str, labels_where: str) -> Raw:
@@ -231,12 +224,7 @@ def _from_arrays(cfg: Npz | Npy, images: np.ndarray, labels: np.ndarray | None, 
         )
     n = _cap(len(images), cfg.max_images)
     if labels is not None:
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ConfigError(labels_where, f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
-        if len(labels) != len(images):
-            raise ConfigError(labels_where, f"{len(labels)} labels for {len(images)} images")
-        if len(labels) and labels.min() < 0:
-            raise ConfigError(labels_where, "labels must be class indices >= 0")
+        check_labels(labels, len(images), labels_where)
         labels = np.array(labels[:n], dtype=np.int64)  # a copy, out of the memory map
     # np.array copies the kept images out of the (read-only) memory map.
     out = to_uint8_images(np.array(images[:n]), channels=cfg.channels, size=cfg.image_size, path=where)
@@ -247,6 +235,12 @@ def _from_arrays(cfg: Npz | Npy, images: np.ndarray, labels: np.ndarray | None, 
 # --------------------------------------------------------------------------- synthetic
 
 SHAPES = ("circle", "square", "stripes")
+SYNTHETIC_BYTES_PER_PIXEL = 64  # float64 and boolean planes of a chunk being drawn, per pixel of it
+
+
+def synthetic_chunk(size: int) -> int:
+    """Shapes drawn at a time: up to 1024, fewer for large images (temporaries of ~256 MB)."""
+    return max(1, min(1024, (256 << 20) // (SYNTHETIC_BYTES_PER_PIXEL * size * size)))
 
 
 def read_synthetic(cfg: Synthetic) -> Raw:
@@ -265,8 +259,9 @@ def read_synthetic(cfg: Synthetic) -> Raw:
 
     grid = np.arange(s, dtype=np.float32) + 0.5
     images = np.empty((n, c, s, s), dtype=np.uint8)
-    for start in range(0, n, 1024):
-        sl = slice(start, min(start + 1024, n))
+    step = synthetic_chunk(s)
+    for start in range(0, n, step):
+        sl = slice(start, min(start + step, n))
         dy = grid[None, :, None] - center[sl, 0, None, None]        # (B, S, 1)
         dx = grid[None, None, :] - center[sl, 1, None, None]        # (B, 1, S)
         r = radius[sl, None, None]

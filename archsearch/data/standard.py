@@ -29,12 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from archsearch.errors import ConfigError
+from archsearch.io import write_failure
 from archsearch.schema.data import Cifar10, FashionMnist, Mnist
 
 from .convert import to_uint8_images
 from .sources import Raw
 
-__all__ = ["DownloadError", "RESOURCES", "Resource", "fetch", "read_cifar10", "read_mnist"]
+__all__ = ["DownloadError", "RESOURCES", "Resource", "fetch", "read_cifar10", "read_mnist", "cifar10_count",
+           "mnist_count", "CIFAR10_COUNT", "MNIST_COUNT"]
+
+CIFAR10_COUNT = 50_000  # training images of CIFAR-10 (five batches of 10,000)
+MNIST_COUNT = 60_000    # training images of MNIST and Fashion-MNIST
 
 
 class DownloadError(RuntimeError):
@@ -110,6 +115,9 @@ def fetch(resource: Resource, folder: Path) -> Path:
                     out.write(block)
         except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts; ValueError: bad URL
             part.unlink(missing_ok=True)
+            failure = write_failure(exc, part)
+            if failure is not None:  # a full disk: another mirror would fill it too
+                raise failure from None
             problems.append(f"{url}: {exc}")
             continue
         if digest.hexdigest() != resource.md5:
@@ -160,6 +168,17 @@ def read_cifar10(cfg: Cifar10) -> Raw:
     return Raw(out, np.concatenate(labels)[:n], CIFAR10_CLASSES)
 
 
+def cifar10_count(cfg: Cifar10) -> int:
+    """The training images `read_cifar10` would read, found without reading them (nor
+    downloading or extracting anything); the same error when they are missing."""
+    root = Path(cfg.root)
+    folder = root / _CIFAR_DIR
+    archive = root / RESOURCES["cifar10"][0].filename
+    if not all((folder / b).is_file() for b in _CIFAR_BATCHES) and not archive.is_file() and not cfg.download:
+        raise _missing("CIFAR-10", root, f"{folder}/data_batch_1..5 (or the tarball {archive.name} in {root})")
+    return CIFAR10_COUNT
+
+
 def _extract(archive: Path, root: Path) -> None:
     try:
         with tarfile.open(archive) as tar:
@@ -169,6 +188,9 @@ def _extract(archive: Path, root: Path) -> None:
             else:
                 tar.extractall(root, members=members)
     except (tarfile.TarError, OSError) as exc:
+        failure = write_failure(exc, root / _CIFAR_DIR / "file")  # a full disk is not a bad archive
+        if failure is not None:
+            raise failure from None
         raise ConfigError("data.root", f"cannot extract {archive}: {exc}; delete it and download again") from None
 
 
@@ -233,6 +255,38 @@ def read_mnist(cfg: Mnist | FashionMnist) -> Raw:
         return Raw(out)
     names = tuple(str(d) for d in range(10)) if cfg.source == "mnist" else FASHION_CLASSES
     return Raw(out, labels[:n].astype(np.int64), names)
+
+
+def mnist_count(cfg: Mnist | FashionMnist) -> int:
+    """The training images `read_mnist` would read, from the IDX headers alone (nothing is
+    downloaded); the same errors when the files are missing or do not match."""
+    root = Path(cfg.root)
+    found = _find_idx(root, cfg.source)
+    if found is None:
+        if not cfg.download:
+            title = "MNIST" if cfg.source == "mnist" else "Fashion-MNIST"
+            folder = root / _MNIST_DIRS[cfg.source][0]
+            raise _missing(title, root, f"{folder}/train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]")
+        return MNIST_COUNT
+    images, labels = _idx_dims(found[0], ndim=3), _idx_dims(found[1], ndim=1)
+    if labels[0] != images[0]:
+        raise ConfigError("data.root", f"{found[1]} has {labels[0]} labels for {images[0]} images in {found[0]}")
+    return images[0]
+
+
+def _idx_dims(path: Path, ndim: int) -> tuple[int, ...]:
+    """The dimensions in an IDX file's header (gzipped or not)."""
+    header = 4 + 4 * ndim
+    try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            raw = f.read(header)
+    except (OSError, EOFError) as exc:
+        raise ConfigError("data.root", f"{path} is a damaged gzip file ({exc}); delete it and download again") from None
+    if len(raw) < header or raw[:4] != bytes((0, 0, 0x08, ndim)):
+        raise ConfigError("data.root", f"{path} is not an IDX file of uint8 with {ndim} dimension(s)")
+    return struct.unpack(f">{ndim}I", raw[4:header])
 
 
 def _find_idx(root: Path, source: str) -> tuple[Path, Path] | None:

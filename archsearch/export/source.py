@@ -27,7 +27,6 @@ from ..search.records import CHECKPOINT_NAME, checkpoint_path
 __all__ = ["Source", "study_source", "file_source", "select_trial", "study_trial", "CHECKPOINT_NAME"]
 
 
-
 @dataclass
 class Source:
     """One network to export: its config, where its weights are (None: it has none), a label for
@@ -106,5 +105,16 @@ def file_source(path: str | Path) -> Source:
     if path.suffix == ".pt":
         from ..train import load_checkpoint
 
-        return Source(unet_config_from_dict(load_checkpoint(path)["config"]), path, f"checkpoint {path}")
-    return Source(load_unet_config(path), None, f"config {path}")
+        config = load_checkpoint(path)["config"]
+        return Source(_in_file(path, lambda: unet_config_from_dict(config)), path, f"checkpoint {path}")
+    return Source(_in_file(path, lambda: load_unet_config(path)), None, f"config {path}")
+
+
+def _in_file(path: Path, read):
+    """`read()`, its config's problems located in the file (`FILE: levels.0.width: ...`): the
+    file is what the user named, a trial's config.yaml or a checkpoint whose config it records."""
+    try:
+        return read()
+    except ConfigErrors as exc:
+        raise ConfigErrors(ConfigError(str(path), f"{e.path}: {e.message}" if e.path and e.path != str(path)
+                                       else e.message) for e in exc.errors) from None

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..errors import ConfigError, ConfigErrors
 from ..metrics import CONTEXT_METRICS, bucket_columns
@@ -73,10 +72,11 @@ def load_study_input(study_dir: str | Path | None = None, storage: str | None = 
 
 
 def read_space(folder: Path | None) -> dict[str, Any] | None:
-    """The resolved space file `archsearch run` keeps in a study folder, if there is one."""
-    if folder is None or not (folder / "space.yaml").exists():
-        return None
-    return yaml.safe_load((folder / "space.yaml").read_text()) or None
+    """The resolved space file `archsearch run` keeps in a study folder, if there is one (read
+    as every command reads it: archsearch.search.study_files.read_space)."""
+    from ..search.study_files import read_space as read_study_space
+
+    return read_study_space(folder)
 
 
 def _searched(trials: list, df: pd.DataFrame) -> dict[str, pd.Series]:

@@ -45,13 +45,15 @@ from .console import format_metric
 from .document import Block, Bullets, Heading, Image, Paragraph
 
 __all__ = ["GRID_NAME", "SIDECAR_NAME", "Grid", "SampleGrids", "grid_path_for", "weights_of", "grid_caption",
-           "plan_grids", "draw_grids", "sample_blocks", "summary_line", "NO_CHECKPOINT", "HOW_TO_GET_GRIDS"]
+           "plan_grids", "draw_grids", "sample_blocks", "summary_line", "NO_CHECKPOINT", "HOW_TO_GET_GRIDS",
+           "LOST_CHECKPOINT"]
 
 GRID_NAME = "samples.png"      # trials/<n>/samples.png, beside trials/<n>/checkpoint.pt
 SIDECAR_NAME = "samples.json"  # what that grid was drawn from (the cache key)
 _CACHE_FORMAT = 1
 
 NO_CHECKPOINT = "no checkpoint: study.checkpoints is none, or the trial ran before checkpoints were saved"
+LOST_CHECKPOINT = "no checkpoint: it could not be written"  # then the trial's missing_files, in brackets
 HOW_TO_GET_GRIDS = ("set `study.checkpoints: front` (or `all`) in the space file so that trials keep their final "
                     "weights, then run `archsearch report` again")
 
@@ -151,7 +153,10 @@ def plan_grids(folder: Path | None, space: dict[str, Any] | None, df: pd.DataFra
         grid = Grid(number, grid_caption(row, objectives), Path(folder) / "trials" / str(number) / GRID_NAME,
                     checkpoint, origin)
         if checkpoint is None:
-            grid.status, grid.reason = "missing", _why_missing(space, origin)
+            written = row.get("missing_files")
+            grid.status = "missing"
+            lost = isinstance(written, str) and written  # its checkpoint could not be written (a full disk)
+            grid.reason = f"{LOST_CHECKPOINT} ({written})" if lost else _why_missing(space, origin)
             if grid.path.is_file():  # written by another run (training, an earlier checkpoint): shown as it is
                 grid.status = "kept"
         grids.append(grid)
@@ -275,7 +280,7 @@ def sample_blocks(plan: SampleGrids | None, level: int) -> list[Block]:
         return []
     blocks: list[Block] = [Heading("Samples from the front's models", level)]
     shown = plan.shown
-    if not shown and not plan.with_weights:
+    if not shown and not plan.with_weights and not _lost(plan):
         return blocks + [Paragraph(f"No front member has saved weights, so there are no sample grids: {HOW_TO_GET_GRIDS}.")]
     drawn = [g for g in shown if g.status != "kept"]
     if drawn:
@@ -297,9 +302,14 @@ def sample_blocks(plan: SampleGrids | None, level: int) -> list[Block]:
     if absent:
         blocks.append(Paragraph("Front members without a grid:"))
         blocks.append(Bullets([f"**#{g.number}**: {g.reason}" for g in absent]))
-    if not plan.with_weights:
+    if not plan.with_weights and not _lost(plan):
         blocks.append(Paragraph(f"To draw grids of every front member, {HOW_TO_GET_GRIDS}."))
     return blocks
+
+
+def _lost(plan: SampleGrids) -> list[Grid]:
+    """The members whose checkpoint the study asked for but could not write."""
+    return [g for g in plan.grids if g.reason and g.reason.startswith(LOST_CHECKPOINT)]
 
 
 def summary_line(plan: SampleGrids | None) -> str | None:
@@ -309,7 +319,9 @@ def summary_line(plan: SampleGrids | None) -> str | None:
     shown, missing = len(plan.shown), sum(g.status == "missing" for g in plan.grids)
     failed = sum(g.status == "failed" for g in plan.grids)
     if not shown and not plan.with_weights:
-        return f"sample grids: none (no front member has saved weights; {HOW_TO_GET_GRIDS.replace('`', '')})"
+        lost = _lost(plan)
+        why = f"{len(lost)} could not be written: {lost[0].reason}" if lost else HOW_TO_GET_GRIDS.replace('`', '')
+        return f"sample grids: none (no front member has saved weights; {why})"
     extra = [text for count, text in ((missing, f"{missing} without weights"), (failed, f"{failed} failed to load"))
              if count]
     members = "front member" if shown == 1 else "front members"

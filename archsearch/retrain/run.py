@@ -16,7 +16,8 @@ It is one trial (archsearch.trial.run_trial: build, measure, train, evaluate, sa
   first step (building, measuring) or a second one stops it at once, leaving the state saved last
   (every write is atomic). One during the final evaluation lets the run finish. The state is
   removed once the run has ended (completed, diverged or out of memory): it exists only while
-  there is a run to resume.
+  there is a run to resume, or while its checkpoint could not be written (a full disk: resuming
+  once there is room writes it).
 - **Resuming** (`resume=True`) continues from `out_dir/state.pt`, and is refused when the state
   belongs to another run: the architecture, training settings, data, validation protocol and
   device it was saved with (its `run` entry) must all be this run's, and each field that differs
@@ -31,16 +32,22 @@ and `archsearch export` read), `metrics.json` (every metric, as `--out` writes t
 `eval.samples.save` is on, `samples.png`. Each may be sent elsewhere; a study trial's own files
 (`TrainJob.protected`: the search's checkpoint and record of the trial) are never written.
 Without `out_dir` nothing is written but what is asked for, and the run cannot be resumed.
+
+A write that fails (archsearch.io.WriteFailed: a full disk) stops nothing that is already safe:
+a state save that fails ends the run with the error, the state saved before it kept to resume
+from; `metrics.json` is written before the checkpoint and the sample grid, and a file that cannot
+be written is named in `JobRun.missing` (and in the metrics' `missing_files`) rather than raised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +80,12 @@ class JobRun:
     result: Any  # archsearch.trial.TrialResult
     files: dict[str, Path]
     resumed_from: int | None = None
+    missing: dict[str, str] = field(default_factory=dict)  # files that could not be written, with why
+    state_kept: Path | None = None  # the state left to resume from, when the checkpoint could not be written
 
     @property
     def ok(self) -> bool:
-        return self.result.outcome in ("completed", "stopped")
+        return self.result.outcome in ("completed", "stopped") and not self.missing
 
 
 def default_every(steps: int) -> int:
@@ -102,7 +111,7 @@ def run_job(
     """Train `job` (see the module docstring); raises RunInterrupted on SIGINT/SIGTERM and
     ConfigErrors for bad input (before any data is read)."""
     from ..device import resolve_device
-    from ..trial import LazyContext
+    from ..search.preflight import check_inputs
 
     config, train_cfg = job.config, job.train
     steps = train_cfg.steps
@@ -123,7 +132,9 @@ def run_job(
                 "device": torch_device.type}
     state = _state_to_resume(state_path, resume, identity)
 
-    context = LazyContext(job.space.data, eval_cfg, torch_device, on_load=on_load)(train_cfg)
+    # the data, its memory and the validation protocol checked as `run` checks them, then read
+    context = check_inputs(job.space.data, eval_cfg, train_cfg.model_dump(), torch_device, "--device", on_load,
+                           spec=job.space, read=True)(train_cfg)
     hook = None if on_evaluated is None else lambda step, res, metrics: on_evaluated(step, steps, res.val_loss)
     saver = _Saver(state_path, identity, save_every, steps)
     with saver.signals():
@@ -133,12 +144,18 @@ def run_job(
             config, context, train_cfg, job.space.measure, on_progress=on_progress, on_eval=hook,
             samples_path=outputs["samples"], checkpoint_path=outputs["checkpoint"],
             eval_steps=range(eval_every, steps, eval_every) if eval_every else (), resume=state, on_step=saver)
-    if state_path is not None and state_path.exists():
-        state_path.unlink()  # the run has ended: nothing is left to resume
-    if outputs["metrics"] is not None:
+    if outputs["metrics"] is not None:  # the measured result first (a full disk here: exit 1, the state kept)
         atomic_write_json(outputs["metrics"], result.metrics.to_dict())
-    files = {label: path for label, path in outputs.items() if path is not None and path.exists()}
-    return JobRun(result, files, None if state is None else int(state["position"]["step"]))
+    missing = result.write_files()
+    if missing and outputs["metrics"] is not None:
+        with contextlib.suppress(OSError):  # what the files came to; the result above stands either way
+            atomic_write_json(outputs["metrics"], result.metrics.to_dict())
+    if state_path is not None and state_path.exists() and "checkpoint" not in missing:
+        state_path.unlink()  # the run has ended: nothing is left to resume
+    files = {label: path for label, path in outputs.items()
+             if path is not None and path.exists() and label not in missing}
+    kept = state_path if missing and state_path is not None and state_path.exists() else None
+    return JobRun(result, files, None if state is None else int(state["position"]["step"]), missing, kept)
 
 
 class _Saver:

@@ -44,12 +44,12 @@ from ..schema.paths import ARCHITECTURE, SECTIONS, TRAIN, apply_sets, qualified
 from ..schema.space import SearchSpace, load_space, space_from_dict, walk_distributions
 from ..schema.train import TrainConfig
 from ..schema.unet import UNetConfig
+from ..search.study_files import SPACE_NAME, read_space
 
 __all__ = ["TrainJob", "train_job", "TRIAL_FILES"]
 
 # What the search keeps in trials/<n>/ (archsearch.search.records, archsearch.trial).
 TRIAL_FILES = (CHECKPOINT_NAME, "metrics.json", "config.yaml", "samples.png")
-SPACE_NAME = "space.yaml"  # a study folder's resolved space (archsearch.search.study)
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,11 @@ def train_job(source: str | Path, trial: str | None = None, space_file: str | Pa
     source = Path(source)
     overrides = _with_budget(sets, steps, seconds)
     if source.is_dir():
+        from ..search.storage import JOURNAL_NAME
+
+        if not (source / JOURNAL_NAME).exists():
+            raise ConfigErrors([ConfigError(str(source), f"is a folder, but not a study folder (no {JOURNAL_NAME}); give "
+                                                         "a space file, a U-Net config, or a study folder with --trial")])
         if trial is None:
             raise ConfigErrors([ConfigError("--trial", f"{source} is a study folder: name a trial number or `knee`")])
         if space_file is not None:
@@ -133,7 +138,8 @@ def _with_budget(sets: dict[str, Any] | None, steps: int | None, seconds: float 
 def _config_job(source: Path, architecture: dict[str, Any], space_file, overrides: dict[str, Any]) -> TrainJob:
     if space_file is not None:
         space_data = read_study_file(space_file)
-        space = _compose(space_data, architecture, space_data.get(TRAIN) or {}, overrides, f"--space {space_file}")
+        space = _compose(space_data, architecture, space_data.get(TRAIN) or {}, overrides, f"--space {space_file}",
+                         config_file=source)
         return TrainJob(space, f"config {source} under {space_file}")
     found_in = _study_of(source)
     if found_in is None:
@@ -142,8 +148,8 @@ def _config_job(source: Path, architecture: dict[str, Any], space_file, override
                                                      "space file's (or give a study folder with --trial N)")])
     study_dir, number = found_in
     _, found = study_trial(study_dir, str(number))
-    space = _compose(read_yaml(study_dir / SPACE_NAME), architecture, _recorded(found, TRAIN, number), overrides,
-                     str(study_dir / SPACE_NAME))
+    space = _compose(read_space(study_dir, required=True), architecture, _recorded(found, TRAIN, number), overrides,
+                     str(study_dir / SPACE_NAME), config_file=source)
     return TrainJob(space, f"config {source} (trial {number} of {study_dir})", study_dir, number)
 
 
@@ -151,21 +157,26 @@ def _study_of(source: Path) -> tuple[Path, int] | None:
     """(STUDY_DIR, n) for a file at STUDY_DIR/trials/<n>/ beside STUDY_DIR/space.yaml, else None."""
     folder = source.resolve().parent
     study_dir = folder.parent.parent
-    if not (folder.name.isdigit() and folder.parent.name == "trials" and (study_dir / SPACE_NAME).is_file()):
+    if not (folder.name.isdigit() and folder.parent.name == "trials" and (study_dir / SPACE_NAME).exists()):
         return None
     return (study_dir if source.is_absolute() else Path(os.path.relpath(study_dir))), int(folder.name)
 
 
 def _study_job(study_dir: Path, which: str, overrides: dict[str, Any]) -> TrainJob:
     number, found = study_trial(study_dir, which)
-    if not (study_dir / SPACE_NAME).is_file():
-        raise ConfigErrors([ConfigError(str(study_dir), f"holds no {SPACE_NAME}: a trial trains under the data, "
-                                                        "validation and timing settings that `archsearch run` keeps "
-                                                        "there; give the study's folder")])
+    space_data = read_space(study_dir, required=True)
     config, train = _recorded(found, "config", number), _recorded(found, TRAIN, number)
-    space = _compose(read_yaml(study_dir / SPACE_NAME), config, train, overrides, str(study_dir / SPACE_NAME))
+    space = _compose(space_data, config, train, overrides, str(study_dir / SPACE_NAME))
     label = f"trial {number}{' (the knee)' if which == 'knee' else ''} of {study_dir}"
     return TrainJob(space, label, study_dir, number)
+
+
+def _in_file(error: ConfigError, config_file: Path) -> ConfigError:
+    """An architecture problem of a config file, located in that file (`FILE: levels.0.width: ...`)."""
+    prefix = f"{ARCHITECTURE}."
+    if error.path == ARCHITECTURE or not error.path.startswith(prefix):
+        return error if error.path != ARCHITECTURE else ConfigError(str(config_file), error.message)
+    return ConfigError(str(config_file), f"{error.path[len(prefix):]}: {error.message}")
 
 
 def _recorded(trial, key: str, number: int) -> dict[str, Any]:
@@ -178,14 +189,20 @@ def _recorded(trial, key: str, number: int) -> dict[str, Any]:
 
 
 def _compose(space_data: dict[str, Any], architecture: dict[str, Any], train: dict[str, Any],
-             overrides: dict[str, Any], origin: str) -> SearchSpace:
+             overrides: dict[str, Any], origin: str, config_file: Path | None = None) -> SearchSpace:
     """A space of `space_data`'s data, eval and measure sections (and device), with this
-    architecture and these training settings; `origin` says where a distribution came from."""
+    architecture and these training settings; `origin` says where a distribution came from, and
+    the architecture's problems name `config_file` (a U-Net config the user gave) when it is one."""
     study = space_data.get("study") if isinstance(space_data.get("study"), dict) else {}
     data = {k: space_data[k] for k in ("data", "eval", "measure") if k in space_data}
     data["study"] = {k: study[k] for k in ("name", "device") if k in study}
     data[ARCHITECTURE], data[TRAIN] = architecture, train
-    space = space_from_dict(apply_sets(data, overrides))
+    try:
+        space = space_from_dict(apply_sets(data, overrides))
+    except ConfigErrors as exc:
+        if config_file is None or any(path.startswith(f"{ARCHITECTURE}.") for path in overrides):
+            raise
+        raise ConfigErrors(_in_file(error, config_file) for error in exc.errors) from None
     searched = [(section, path, node) for section in SECTIONS for path, node in walk_distributions(getattr(space, section))]
     if searched:
         raise ConfigErrors([ConfigError(qualified(section, path), f"is searched in {origin} ({node}); `archsearch "

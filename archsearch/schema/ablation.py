@@ -35,8 +35,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ..errors import ConfigError, ConfigErrors
-from ._base import Model
+from ..errors import ConfigError, ConfigErrors, excerpt
+from ._base import MAX_SECONDS, Model
 from .data import DataConfig, Digits
 from .loading import deep_merge, read_study_file, resolve_base, unet_config_from_dict, validate_model
 from .measure import MeasureConfig, reference_architecture
@@ -60,7 +60,8 @@ class AblationStudy(Model):
 
     name: StudyName = Field("ablation", description="Study name; the study folder is <results-dir>/<name>.")
     device: Device = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds (rerun to resume).")
+    timeout: float | None = Field(None, gt=0, le=MAX_SECONDS,
+                                  description="Stop starting trials after this many seconds (rerun to resume).")
 
 
 
@@ -89,9 +90,9 @@ class AblationSpec(Model):
     def _variant_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for name in value:
             if name == BASE:
-                raise ValueError(f"{name!r} names the reference; give the variant another name")
+                raise ValueError(f"{excerpt(name)} names the reference; give the variant another name")
             if not _NAME.fullmatch(name):
-                raise ValueError(f"variant name {name!r}: use letters, digits, '_', '-' and '+' (no dots)")
+                raise ValueError(f"variant name {excerpt(name)}: use letters, digits, '_', '-' and '+' (no dots)")
         return value
 
     @property
@@ -191,7 +192,7 @@ def ablation_from_dict(data: dict[str, Any]) -> AblationSpec:
         where = _where(name)
         description = variant.get("description", "")
         if not isinstance(description, str):
-            errors.append(ConfigError(f"{where}.description", f"must be text (got {description!r})"))
+            errors.append(ConfigError(f"{where}.description", f"must be text (got {excerpt(description)})"))
         for key in _FROM_DATA:
             if key in variant:
                 data_key = "image_size" if key == "image_size" else "channels"
@@ -207,7 +208,7 @@ def ablation_from_dict(data: dict[str, Any]) -> AblationSpec:
         own_train = variant.get("train")
         if own_train is not None:
             if not isinstance(own_train, dict) or not own_train:
-                errors.append(ConfigError(f"{where}.train", f"must be a mapping of training settings (got {own_train!r})"))
+                errors.append(ConfigError(f"{where}.train", f"must be a mapping of training settings (got {excerpt(own_train)})"))
                 continue
             if "seed" in own_train:
                 errors.append(ConfigError(f"{where}.train.seed", "is set by `seeds` for every network; remove it"))
@@ -224,7 +225,7 @@ def ablation_from_dict(data: dict[str, Any]) -> AblationSpec:
             continue
         twin = seen.setdefault(config.model_dump_json() + train.model_dump_json(), name)
         if twin != name:
-            what = "the base" if twin == BASE else f"variant {twin!r}"
+            what = "the base" if twin == BASE else f"variant {excerpt(twin)}"
             errors.append(ConfigError(where, f"builds the same network as {what} and trains it alike; change a field or drop it"))
     try:
         reference_architecture(spec.measure, spec.data.image_size, spec.data.channels)

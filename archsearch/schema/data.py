@@ -4,7 +4,7 @@ A `data` section picks one source by its `source` tag (digits when left out); ea
 the fields it needs:
 
     digits          scikit-learn's bundled 8x8 handwritten digits (1,797 images; no download)
-    folder          any folder of PNG/JPEG files, searched recursively
+    folder          any folder of image files (PNG, JPEG, TIFF, BMP, WebP), searched recursively
     cifar10         CIFAR-10's python pickle batches under `root`
     mnist           MNIST's IDX files under `root`
     fashion-mnist   Fashion-MNIST's IDX files under `root`
@@ -116,15 +116,19 @@ class Digits(_Labelled):
 
 
 class Folder(_Common):
-    """Every PNG/JPEG file below `path` (recursively), decoded with Pillow.
+    """Every image file below `path` (recursively: .png, .jpg/.jpeg, .tif/.tiff, .bmp, .webp),
+    decoded with Pillow.
 
-    Files that cannot be decoded are skipped and reported by name. With `labels: true` the class of
-    an image is the first sub-folder it sits in (`path/cat/x.png` -> `cat`), as torchvision's
-    ImageFolder does.
+    Any mode is scaled by its own range onto 8 bits, never clipped: 16-bit grayscale (0..65535),
+    32-bit integer and float grayscale, palette, CMYK, YCbCr, Lab and HSV color (see
+    archsearch.data.images); what was converted is said once the folder is read. Files that cannot
+    be decoded are skipped and reported by name. With `labels: true` the class of an image is the
+    first sub-folder it sits in (`path/cat/x.png` -> `cat`), as torchvision's ImageFolder does.
     """
 
     source: Literal["folder"] = "folder"
-    path: UserPath = Field(description="Folder to search for .png/.jpg/.jpeg files (recursively).")
+    path: UserPath = Field(description="Folder to search for .png/.jpg/.jpeg/.tif/.tiff/.bmp/.webp files "
+                                       "(recursively).")
     channels: Channels = Field(3, description="3 (RGB) or 1 (grayscale, Pillow's 'L' luminance).")
     labels: bool = Field(
         False,

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ConfigErrors
+from ..errors import ConfigError, ConfigErrors, excerpt
 
 __all__ = ["PREFIX", "DEFAULTS", "DOWN_TYPES", "UP_TYPES", "ACTIVATIONS", "read_diffusers_config",
            "unet_dict_from_diffusers"]
@@ -115,7 +115,7 @@ class _Reader:
         self._require("center_input_sample", False, "archsearch takes inputs as given; scale them before the model")
         self._require("mid_block_scale_factor", 1, "archsearch's middle blocks do not rescale their sums")
         if str(cfg["act_fn"]).lower() not in ACTIVATIONS:
-            self.problem("act_fn", f"{cfg['act_fn']!r}: diffusers' head and time MLP stay SiLU whatever act_fn says, "
+            self.problem("act_fn", f"{excerpt(cfg['act_fn'])}: diffusers' head and time MLP stay SiLU whatever act_fn says, "
                                    f"archsearch uses one activation everywhere; only silu (swish) maps")
         arch = {
             "image_size": self._image_size(),
@@ -149,7 +149,7 @@ class _Reader:
 
     def _require(self, key: str, value: Any, why: str) -> None:
         if self.cfg[key] != value:
-            self.problem(key, f"{self.cfg[key]!r} is not supported ({why})")
+            self.problem(key, f"{excerpt(self.cfg[key])} is not supported ({why})")
 
     def _image_size(self) -> int | None:
         """None (left out: the file's, the data's or the default size applies) when not given."""
@@ -157,7 +157,7 @@ class _Reader:
         if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1]:
             size = size[0]
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
-            self.problem("sample_size", f"{size!r}: archsearch needs one square image size in pixels, e.g. 32")
+            self.problem("sample_size", f"{excerpt(size)}: archsearch needs one square image size in pixels, e.g. 32")
             return None
         return size
 
@@ -201,7 +201,7 @@ class _Reader:
             return None
         kind = next(iter(kinds), "conv")
         if kind not in _RESAMPLE:
-            self.problem(key, f"{kind!r} is not supported; use conv or resnet")
+            self.problem(key, f"{excerpt(kind)} is not supported; use conv or resnet")
             return None
         if kind == "resnet":
             return dict(_RESAMPLE[kind])
@@ -209,7 +209,7 @@ class _Reader:
             return {"kind": "nearest_conv"}
         padding = self.cfg["downsample_padding"]
         if padding not in (0, 1):
-            self.problem("downsample_padding", f"{padding!r} is not supported; 1 pads symmetrically, 0 like TF 'SAME'")
+            self.problem("downsample_padding", f"{excerpt(padding)} is not supported; 1 pads symmetrically, 0 like TF 'SAME'")
             return None
         return {"kind": "conv", "padding": "symmetric" if padding == 1 else "same"}
 
@@ -218,7 +218,7 @@ class _Reader:
         if kind is None:
             return {"blocks": 0, "attention": False, "downsample": False}
         if kind != "UNetMidBlock2D":
-            self.problem("mid_block_type", f"{kind!r} is not supported; use UNetMidBlock2D or null")
+            self.problem("mid_block_type", f"{excerpt(kind)} is not supported; use UNetMidBlock2D or null")
         attention = bool(self.cfg["add_attention"])
         groups = self.cfg["attn_norm_num_groups"]
         if attention and groups is None and self.cfg["resnet_time_scale_shift"] != "default":
@@ -233,14 +233,14 @@ class _Reader:
     def _groups(self) -> int | None:
         groups = self.cfg["norm_num_groups"]
         if not isinstance(groups, int):
-            self.problem("norm_num_groups", f"{groups!r}: archsearch needs a fixed number of GroupNorm groups")
+            self.problem("norm_num_groups", f"{excerpt(groups)}: archsearch needs a fixed number of GroupNorm groups")
             return None
         return groups
 
     def _time_injection(self) -> str | None:
         shift = self.cfg["resnet_time_scale_shift"]
         if shift not in ("default", "scale_shift"):
-            self.problem("resnet_time_scale_shift", f"{shift!r} is not supported; use default (add) or scale_shift")
+            self.problem("resnet_time_scale_shift", f"{excerpt(shift)} is not supported; use default (add) or scale_shift")
             return None
         return "add" if shift == "default" else "scale_shift"
 
@@ -263,7 +263,7 @@ class _Reader:
         kind = cfg["time_embedding_type"]
         if kind == "positional":
             if cfg["freq_shift"] not in (0, 1):
-                self.problem("freq_shift", f"{cfg['freq_shift']!r} is not supported; use 0 or 1")
+                self.problem("freq_shift", f"{excerpt(cfg['freq_shift'])} is not supported; use 0 or 1")
             encoding = {"kind": "sinusoidal", "flip_sin_to_cos": bool(cfg["flip_sin_to_cos"]),
                         "freq_shift": cfg["freq_shift"], "max_period": 10000.0}
         elif kind == "learned":
@@ -271,7 +271,7 @@ class _Reader:
                 self.problem("num_train_timesteps", "a learned time embedding needs the number of timesteps")
             encoding = {"kind": "learned", "num_timesteps": cfg["num_train_timesteps"]}
         else:
-            self.problem("time_embedding_type", f"{kind!r} is not supported (diffusers' fourier takes log σ and divides "
+            self.problem("time_embedding_type", f"{excerpt(kind)} is not supported (diffusers' fourier takes log σ and divides "
                                                 "the output by σ); use positional or learned")
             encoding = None
         dim = cfg["time_embedding_dim"]
@@ -279,6 +279,6 @@ class _Reader:
 
     def _classes(self) -> int | None:
         if self.cfg["class_embed_type"] is not None:
-            self.problem("class_embed_type", f"{self.cfg['class_embed_type']!r} is not supported; archsearch's classes "
+            self.problem("class_embed_type", f"{excerpt(self.cfg['class_embed_type'])} is not supported; archsearch's classes "
                                              "are a learned table (class_embed_type null with num_class_embeds)")
         return self.cfg["num_class_embeds"]

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ._base import Model
+from ..errors import ConfigError, ConfigErrors, excerpt
+from ._base import Model, validate_model
 
 # Range ends fit an int64 (what Optuna stores); the field a range sets bounds it further.
 _INT64 = 2**63 - 1
@@ -95,20 +96,29 @@ def is_distribution(node: Any) -> bool:
     return isinstance(node, dict) and len(node) == 1 and next(iter(node)) in _KEYS
 
 
-def as_distribution(node: Any) -> Distribution:
+def as_distribution(node: Any, where: str = "") -> Distribution:
     """Parse `{choice: [...]}`, `{int: [lo, hi]}`, `{int: {low, high, step, log}}`, `{float: ...}`.
 
-    Raises pydantic's ValidationError or a ValueError (located by the caller) on a malformed one.
+    Raises ConfigErrors located under `where`, the distribution's path, on a malformed one
+    (`levels.0.width.choice: List should have at least 1 item`, `train.lr.low: ...`).
     """
     (key, spec), = node.items()
     if key == "choice":
-        return Choice.model_validate({"choices": spec if isinstance(spec, list) else [spec]})
+        try:
+            return validate_model(Choice, {"choices": spec if isinstance(spec, list) else [spec]})
+        except ConfigErrors as exc:  # the list the user wrote is `choice`, not the model's `choices`
+            raise ConfigErrors(ConfigError(_join(where, "choice" + e.path[len("choices"):]), e.message)
+                               for e in exc.errors) from None
     model = IntRange if key == "int" else FloatRange
     if isinstance(spec, list):
         if len(spec) != 2:
-            raise ValueError(f"write [low, high] or {{low: ..., high: ...}}, not {spec!r}")
+            raise ConfigErrors([ConfigError(where, f"write [low, high] or {{low: ..., high: ...}}, not {excerpt(spec)}")])
         spec = {"low": spec[0], "high": spec[1]}
-    return model.model_validate(spec)
+    return validate_model(model, spec, where)
+
+
+def _join(where: str, path: str) -> str:
+    return f"{where}.{path}" if where else path
 
 
 def encode_choice(value: Any) -> Any:
@@ -122,4 +132,4 @@ def decode_choice(dist: Choice, value: Any) -> Any:
     for choice in dist.choices:
         if encode_choice(choice) == value:
             return choice
-    raise ValueError(f"{value!r} is not one of {dist.choices!r}")
+    raise ValueError(f"{excerpt(value)} is not one of {excerpt(dist.choices, 200)}")

@@ -59,9 +59,9 @@ def json_schema(kind: str = "space") -> dict[str, Any]:
     file, where every field also accepts a distribution; `ablation` an ablation file.
     """
     if kind not in SCHEMA_KINDS:
-        from ..errors import ConfigError, ConfigErrors
+        from ..errors import ConfigError, ConfigErrors, excerpt
 
-        raise ConfigErrors([ConfigError("kind", f"unknown schema {kind!r}; use unet, space or ablation")])
+        raise ConfigErrors([ConfigError("kind", f"unknown schema {excerpt(kind)}; use unet, space or ablation")])
     schema = {"unet": _unet_file_schema, "space": _space_schema, "ablation": _ablation_schema}[kind]()
     return {"$schema": SCHEMA_DIALECT, "$id": schema_id(kind), **schema}
 

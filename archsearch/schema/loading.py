@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from ..errors import ConfigError, ConfigErrors, from_validation_error
+from ..errors import ConfigError, ConfigErrors, excerpt
+from ._base import validate_model
 from .unet import UNetConfig
 from .yaml_file import read_yaml
 
@@ -40,7 +40,7 @@ PRESETS = ("seed", "ddpm-cifar10", "adm-imagenet64", "edm-adm-imagenet64", "edm-
 def preset_dict(name: str) -> dict[str, Any]:
     """The fields of a shipped preset, as plain data."""
     if name not in PRESETS:
-        raise ConfigErrors([ConfigError("base", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")])
+        raise ConfigErrors([ConfigError("base", f"unknown preset {excerpt(name)}; choose one of {', '.join(PRESETS)}")])
     text = resources.files("archsearch.presets").joinpath(f"{name}.yaml").read_text()
     return yaml.safe_load(text)
 
@@ -94,14 +94,6 @@ def resolve_base(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     except ConfigErrors as exc:
         raise exc.prefixed(prefix) from None
     return deep_merge(base, rest)
-
-
-def validate_model(model: type, data: Any, prefix: str = ""):
-    """`model.model_validate(data)`, with errors as `ConfigErrors` located under `prefix`."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc, data, prefix) from None
 
 
 def unet_config_from_dict(data: dict[str, Any], prefix: str = "", plan: bool = True) -> UNetConfig:

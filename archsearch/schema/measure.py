@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from archsearch.errors import ConfigError, ConfigErrors
+from archsearch.errors import ConfigError, ConfigErrors, excerpt
 from archsearch.schema._base import MAX_COUNT, Model
 
 __all__ = ["MeasureConfig", "MIN_TIMED_STEPS", "AUTO_REFERENCE", "reference_architecture"]
@@ -122,7 +122,7 @@ class MeasureConfig(Model):
         if isinstance(value, str) and value.strip().isdigit():
             number = int(value)
         if isinstance(number, bool) or not isinstance(number, int):
-            raise ValueError(f"expected auto, a thread count or null; got {value!r}")
+            raise ValueError(f"expected auto, a thread count or null; got {excerpt(value)}")
         if not 1 <= number <= MAX_THREADS:
             bound = "greater than or equal to 1" if number < 1 else f"less than or equal to {MAX_THREADS}"
             raise ValueError(f"a thread count should be {bound}; got {number}")
@@ -134,7 +134,7 @@ class MeasureConfig(Model):
         from .loading import PRESETS
 
         if isinstance(value, str) and value != "auto" and value not in PRESETS:
-            raise ValueError(f"unknown reference {value!r}; use auto, a preset ({', '.join(PRESETS)}), "
+            raise ValueError(f"unknown reference {excerpt(value)}; use auto, a preset ({', '.join(PRESETS)}), "
                              "U-Net config fields, or null for none")
         return value
 

@@ -13,12 +13,13 @@ sampler would not see its history.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
-from ..errors import ConfigError, ConfigErrors
+from ..errors import ConfigError, ConfigErrors, excerpt
 
-__all__ = ["split_path", "get_path", "set_path", "apply_sets", "flatten", "ARCHITECTURE", "TRAIN", "SECTIONS", "qualified",
-           "section_of", "FORMAT_VERSION", "FORMAT_ATTR", "format_version", "param_name", "field_name"]
+__all__ = ["split_path", "path_problem", "get_path", "set_path", "apply_sets", "flatten", "ARCHITECTURE", "TRAIN",
+           "SECTIONS", "qualified", "section_of", "FORMAT_VERSION", "FORMAT_ATTR", "format_version", "param_name", "field_name"]
 
 # The sections of a space file that a trial samples from (fields of archsearch.schema.space.SearchSpace).
 ARCHITECTURE = "architecture"
@@ -36,6 +37,27 @@ def split_path(path: str) -> list[str | int]:
     return [int(p) if p.isdigit() else p for p in path.split(".") if p != ""]
 
 
+# One part of a dotted path: a field name, a list index, or a variant name (`add-skips`, `mp+lr`).
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+-]*")
+
+
+def path_problem(path: str) -> str | None:
+    """What is wrong with a dotted path a user wrote (`train..steps`, `levels.0 .width`), or None."""
+    if not path:
+        return "the path is empty"
+    if any(c.isspace() for c in path):
+        return "a path has no spaces in it"
+    if path.startswith(".") or path.endswith("."):
+        return f"the path {'starts' if path.startswith('.') else 'ends'} with a dot"
+    parts = path.split(".")
+    if "" in parts:
+        return "the path has an empty part (two dots in a row)"
+    bad = next((p for p in parts if not _PART.fullmatch(p)), None)
+    if bad is not None:
+        return f"{excerpt(bad)} is neither a field name nor a list index"
+    return None
+
+
 def get_path(data: Any, path: str, default: Any = None) -> Any:
     node = data
     for part in split_path(path):
@@ -49,10 +71,12 @@ def get_path(data: Any, path: str, default: Any = None) -> Any:
 
 
 def set_path(data: dict, path: str, value: Any) -> dict:
-    """A copy of `data` with `path` set to `value`, creating mappings on the way."""
+    """A copy of `data` with `path` set to `value`, creating mappings on the way; a malformed
+    path (`path_problem`) is an error."""
+    problem = path_problem(path)
+    if problem:
+        raise ConfigErrors([ConfigError(path, f"{problem}; write dotted field names such as train.steps or levels.0.width")])
     parts = split_path(path)
-    if not parts:
-        raise ConfigErrors([ConfigError(path, "empty path")])
     out = copy.deepcopy(data)
     node = out
     for i, part in enumerate(parts[:-1]):

@@ -21,11 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from ..errors import ConfigError, ConfigErrors, from_validation_error
+from ..errors import ConfigError, ConfigErrors, excerpt
 from ..metrics import METRICS, OBJECTIVE_METRICS
-from ._base import Model
+from ._base import Model, validate_value
 from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
 from .loading import read_study_file, resolve_base, validate_model
@@ -165,9 +165,9 @@ def _check_base_choice(space: SearchSpace, errors: list[ConfigError]) -> dict[st
     first, so that a trial merges the overrides into the base it drew."""
     where = qualified(ARCHITECTURE, "base")
     try:
-        dist = as_distribution(space.architecture["base"])
-    except (ValidationError, ValueError) as exc:
-        errors.append(ConfigError(where, f"malformed distribution: {exc}"))
+        dist = as_distribution(space.architecture["base"], where)
+    except ConfigErrors as exc:
+        errors += exc.errors
         return {}
     if dist.kind != "choice":
         errors.append(ConfigError(where, f"a base is chosen from presets with {{choice: [...]}}, not drawn from a {dist.kind} range"))
@@ -186,7 +186,7 @@ def _check_base_choice(space: SearchSpace, errors: list[ConfigError]) -> dict[st
                 found += exc.errors
         for e in found:
             path = f"{where}.choice.{k}" if e.path == "base" or e.path == where else e.path
-            errors.append(ConfigError(path, e.message if path != e.path else f"{e.message} (with base {base!r})"))
+            errors.append(ConfigError(path, e.message if path != e.path else f"{e.message} (with base {excerpt(base)})"))
     return {"image_size": space.data.image_size, "in_channels": space.data.channels, **space.architecture}
 
 
@@ -200,34 +200,31 @@ def _check_tree(model: type[BaseModel], tree: dict[str, Any], prefix: str, space
             continue
         where = f"{prefix}.{path}"
         try:
-            dist = as_distribution(node)
-        except ValidationError as exc:
-            errors += from_validation_error(exc, None, where).errors
-            continue
-        except ValueError as exc:
-            errors.append(ConfigError(where, str(exc)))
+            dist = as_distribution(node, where)
+        except ConfigErrors as exc:
+            errors += exc.errors
             continue
         try:
-            adapter = TypeAdapter(field_type(model, path))
+            tp = field_type(model, path)
         except KeyError as exc:
             errors.append(ConfigError(where, f"no such field ({exc.args[0]}); `archsearch schema` lists the fields"))
             continue
         for k, candidate in enumerate(dist.candidates()):
             try:
-                adapter.validate_python(candidate)
-            except ValidationError as exc:
+                validate_value(tp, candidate)
+            except ConfigErrors as exc:
                 label = f"choice.{k}" if dist.kind == "choice" else ("low" if k == 0 else "high")
-                for e in from_validation_error(exc, candidate).errors:
-                    message = e.message if "(got " in e.message else f"{e.message} (got {candidate!r})"
+                for e in exc.errors:
+                    message = e.message if "(got " in e.message else f"{e.message} (got {excerpt(candidate)})"
                     errors.append(ConfigError(f"{where}.{label}" + (f".{e.path}" if e.path else ""), message))
         first = set_path(first, path, dist.candidates()[0])
     fixed = {k: v for k, v in first.items() if k not in space_only}
     try:
-        model.model_validate(fixed)
-    except ValidationError as exc:
+        validate_model(model, fixed, prefix)
+    except ConfigErrors as exc:
         # Only problems with fixed values: those under a distribution were reported above.
         dist_paths = [p for p, _ in walk_distributions(tree)]
-        for e in from_validation_error(exc, fixed, prefix).errors:
+        for e in exc.errors:
             if not any(e.path == f"{prefix}.{p}" or e.path.startswith(f"{prefix}.{p}.") for p in dist_paths):
                 errors.append(e)
     return errors
@@ -239,10 +236,13 @@ def _check_depth(arch: dict[str, Any]) -> list[ConfigError]:
     depth, levels = arch["depth"], arch.get("levels")
     if not isinstance(levels, list):
         return [ConfigError(qualified(ARCHITECTURE, "depth"), "needs `levels` written per level (depth keeps the first `depth` of them)")]
-    values = as_distribution(depth).candidates() if is_distribution(depth) else [depth]
-    bad = [v for v in values if not isinstance(v, int) or not 1 <= v <= len(levels)]
+    try:
+        values = as_distribution(depth, qualified(ARCHITECTURE, "depth")).candidates() if is_distribution(depth) else [depth]
+    except ConfigErrors as exc:
+        return exc.errors
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= len(levels)]
     if bad:
-        return [ConfigError(qualified(ARCHITECTURE, "depth"), f"{bad[0]!r} is not between 1 and the {len(levels)} levels written")]
+        return [ConfigError(qualified(ARCHITECTURE, "depth"), f"{excerpt(bad[0])} is not between 1 and the {len(levels)} levels written")]
     return []
 
 
@@ -364,7 +364,7 @@ def field_type(model: type[BaseModel], path: str):
             continue
         models = [m for m in _models_of(tp) if part in m.model_fields]
         if not models:
-            raise KeyError(f"unknown field {part!r}")
+            raise KeyError(f"unknown field {excerpt(part)}")
         if part == "kind" and len(models) > 1:
             # The tag of a discriminated union: any variant's tag is a valid value.
             tp = Literal[tuple(m.model_fields["kind"].default for m in models)]

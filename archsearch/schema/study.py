@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from ..errors import excerpt
 from ..metrics import METRICS, OBJECTIVE_METRICS
-from ._base import MAX_COUNT, Model, Seed, tagged_union
+from ._base import MAX_COUNT, MAX_SECONDS, Model, Seed, tagged_union
 
 __all__ = [
     "StudyConfig",
@@ -27,7 +28,7 @@ __all__ = [
 
 def known_metric(value: str) -> str:
     if value not in OBJECTIVE_METRICS:
-        raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(OBJECTIVE_METRICS)}")
+        raise ValueError(f"unknown metric {excerpt(value)}; choose one of {', '.join(OBJECTIVE_METRICS)}")
     return value
 
 
@@ -163,7 +164,7 @@ class StudyConfig(Model):
 
     name: StudyName = Field("study", description="Study name; the study folder is <results-dir>/<name>.")
     trials: int = Field(20, ge=1, le=MAX_COUNT, description="Trials in the whole study (all workers together).")
-    timeout: float | None = Field(None, gt=0, description="Stop starting trials after this many seconds.")
+    timeout: float | None = Field(None, gt=0, le=MAX_SECONDS, description="Stop starting trials after this many seconds.")
     sampler: SamplerConfig = Field(default_factory=TPE, description="Optuna sampler and its options.")
     pruner: PrunerConfig = Field(default_factory=NoPruner, description="Optuna pruner (single-objective studies only).")
     stopping: StoppingConfig = Field(
@@ -231,7 +232,7 @@ class Constraint(Model):
         if isinstance(data, str):
             match = _CONSTRAINT.match(data)
             if not match:
-                raise ValueError(f"{data!r} is not `metric <= value` or `metric >= value`")
+                raise ValueError(f"{excerpt(data)} is not `metric <= value` or `metric >= value`")
             metric, op, value = match.groups()
             return {"metric": metric, "op": {"<": "<=", ">": ">="}.get(op, op), "value": value}
         return data

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from archsearch.schema._base import MAX_COUNT, Model, Seed
+from archsearch.schema._base import MAX_COUNT, MAX_SECONDS, Model, Seed
 
 __all__ = ["TrainConfig", "EvalConfig", "SampleConfig", "DDPMSampler", "DDIMSampler"]
 
@@ -33,7 +33,7 @@ class TrainConfig(Model):
 
     steps: int = Field(300, ge=1, le=MAX_COUNT, description="Optimizer steps; the run stops here unless `seconds` ends it first.")
     seconds: float | None = Field(
-        None, gt=0,
+        None, gt=0, le=MAX_SECONDS,
         description="Wall-clock budget for the training steps (evaluations not counted); whichever of `steps` "
                     "and `seconds` comes first ends the run. A time budget makes the step count device-dependent.",
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ._base import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_HEADS, MAX_IMAGE_SIZE, MAX_LEVELS, Model, tagged_union
 
@@ -134,6 +134,19 @@ class CompactLevels(Model):
         "use none. Default (null): every level. Simple diffusion (Hoogeboom et al. 2023) drops out "
         "only below the top resolution, e.g. [16, 8] at 32 pixels.",
     )
+
+    @field_validator("multipliers")
+    @classmethod
+    def _widths_exist(cls, value: list[float], info: ValidationInfo) -> list[float]:
+        # Each level's width is int(base_width * m): a level of 0 channels, or of more than a
+        # level may have, is named here rather than failing inside `expand`.
+        base = info.data.get("base_width")
+        for i, mult in enumerate(value if base is not None else []):
+            width = int(base * mult)
+            if not 0 < width <= MAX_CHANNELS:
+                raise ValueError(f"item {i}: {base} × {mult:g} is a level of {width} channels; use a multiplier from "
+                                 f"{1 / base:g} to {MAX_CHANNELS // base} with base_width {base}")
+        return value
 
     def expand(self, image_size: int) -> list[Level]:
         """The per-level form (attention and dropout where the level's resolution is listed)."""

@@ -15,6 +15,11 @@ structure to process:
 - **Aliases** may share a node (`&defaults` / `*defaults`), but the file expanded into a tree
   may hold at most `MAX_NODES` nodes: a "billion laughs" alias bomb is refused at its anchor's
   line before any code walks the expanded tree, and a node that contains itself is refused too.
+- **Merge keys** (`<<: *defaults`): one per mapping, merging a mapping or a list of them;
+  PyYAML would quietly apply a second `<<` too, and its error for a merged scalar points at the
+  anchor, not at the `<<`.
+- **Keys are names**: a key YAML reads as something else (`on:` and `no:` are booleans, `~:` is
+  null, `1:` a number) is an error naming what it was read as, not a field called `True`.
 - Only YAML's plain types are built (`yaml.SafeLoader`): a `!!python/...` tag is an error.
 """
 
@@ -26,9 +31,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, ConfigErrors
+from ..errors import ConfigError, ConfigErrors, excerpt
 
-__all__ = ["read_yaml", "MAX_DEPTH", "MAX_NODES", "MAX_BYTES"]
+__all__ = ["read_yaml", "read_yaml_value", "MAX_DEPTH", "MAX_NODES", "MAX_BYTES"]
 
 MAX_DEPTH = 64          # nesting levels; a space file uses about 8
 MAX_NODES = 100_000     # nodes of the file expanded through its aliases; a space file has a few hundred
@@ -61,10 +66,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"):
         raise _error(path, "the file is empty: it holds no fields (was it truncated?)")
     if not isinstance(node, yaml.MappingNode):
-        kind = "a list" if isinstance(node, yaml.SequenceNode) else f"the single value {node.value!r}"
+        kind = "a list" if isinstance(node, yaml.SequenceNode) else f"the single value {excerpt(node.value)}"
         raise _error(path, f"line {node.start_mark.line + 1}: expected a mapping of fields (`name: value` lines), got {kind}")
     _check_expansion(path, node)
     try:
+        _check_keys(node)
         data = _Loader.construct(node)
     except yaml.YAMLError as exc:
         raise _error(path, _describe_yaml_error(exc)) from None
@@ -73,7 +79,29 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _error(path: Path, message: str) -> ConfigErrors:
+def read_yaml_value(text: str, where: str) -> Any:
+    """A value written as YAML text (`--set train.lr=1e-3`, `--set levels=[...]`), read under the
+    rules of a file; problems are ConfigErrors located at `where`. Text that is not YAML at all
+    (`a: b: c`) is the text itself."""
+    try:
+        node = _compose(text)
+    except RecursionError:
+        raise _error(where, f"nested too deeply to read (more than {MAX_DEPTH} levels)") from None
+    except yaml.YAMLError as exc:
+        if isinstance(exc, yaml.MarkedYAMLError):  # a syntax error (the depth check raises a plain YAMLError)
+            return text  # not YAML: a string, as the shell gave it
+        raise _error(where, _describe_yaml_error(exc)) from None
+    if node is None:
+        return None
+    _check_expansion(where, node)
+    try:
+        _check_keys(node)
+        return _Loader.construct(node)
+    except yaml.YAMLError as exc:
+        raise _error(where, _describe_yaml_error(exc)) from None
+
+
+def _error(path: Path | str, message: str) -> ConfigErrors:
     return ConfigErrors([ConfigError(str(path), message)])
 
 
@@ -134,11 +162,62 @@ class _Loader(yaml.SafeLoader):
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
                         None, None,
-                        f"duplicate key {key!r} (first at line {first.start_mark.line + 1}); each key may appear once",
+                        f"duplicate key {excerpt(key)} (first at line {first.start_mark.line + 1}); each key may appear once",
                         key_node.start_mark,
                     )
                 seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+_READ_AS = {"tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:null": "null", "tag:yaml.org,2002:int": "an integer",
+            "tag:yaml.org,2002:float": "a number", "tag:yaml.org,2002:timestamp": "a date"}
+
+
+def _check_keys(root: yaml.Node) -> None:
+    """Every mapping of the composed graph (each node once, aliases shared): keys are text, and
+    at most one `<<` merges a mapping or a list of mappings. Raises a ConstructorError at the key."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen or isinstance(node, yaml.ScalarNode):
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+            continue
+        merge = None
+        for key, value in node.value:
+            if key.tag == _MERGE:
+                if merge is not None:
+                    _refuse(key, f"a second merge key `<<` in this mapping (the first at line {merge.start_mark.line + 1}); "
+                                 "merge several mappings with one: `<<: [*first, *second]`")
+                merge = key
+                _check_merged(key, value)
+            elif not isinstance(key, yaml.ScalarNode):
+                _refuse(key, f"a {'list' if isinstance(key, yaml.SequenceNode) else 'mapping'} as a key; keys are field names")
+            elif key.tag != _STR:
+                what = _READ_AS.get(key.tag, f"a value tagged {key.tag}")
+                _refuse(key, f"the key {excerpt(key.value)} is read by YAML as {what}, but keys are field names; quote it "
+                             "if it is one")
+            todo.extend((key, value))
+
+
+def _check_merged(key: yaml.Node, value: yaml.Node) -> None:
+    merged = value.value if isinstance(value, yaml.SequenceNode) else [value]
+    for item in merged:
+        if not isinstance(item, yaml.MappingNode):
+            what = "a list" if isinstance(item, yaml.SequenceNode) else f"the value {excerpt(item.value)}"
+            # An alias names a node written earlier: say where, since that is what the user must look at.
+            anchored = f", anchored at line {item.start_mark.line + 1}" if item.start_mark.line < key.start_mark.line else ""
+            inside = " in its list" if item is not value else ""
+            _refuse(key, f"`<<` merges a mapping or a list of mappings, but finds {what}{inside}{anchored}")
+
+
+def _refuse(node: yaml.Node, problem: str) -> None:
+    raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
 def _compose(text: str) -> yaml.Node | None:

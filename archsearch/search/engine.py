@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from ..schema.paths import format_version
 from .events import Observer
 from .objective import failure_attrs, run_search_trial
 from .records import checkpoint_path, record_outcome, write_result
-from .storage import StorageWarning, StoredTrial, is_transient
+from .storage import StoredTrial, is_transient
 from .worker import Heartbeat, Interrupted, count_trials, counts, fail_and_retry, reap_stale_trials
 
 if TYPE_CHECKING:
@@ -243,15 +242,38 @@ def run_one_trial(study, trial, space, context_for: Callable, on_progress: Progr
                                        checkpoint=weights)
             if outcome.state == "complete":
                 outcome.attrs["phase"] = "done"
-            try:
-                write_result(study_dir, trial, outcome)
-            except OSError as exc:  # a safety net for the storage; a full disk must not stop a healthy database
-                warnings.warn(f"trial {trial.number}: its result could not be kept in {study_dir}: {exc}", StorageWarning)
+            unkept = _keep(study_dir, trial, outcome)
             record_outcome(study, trial, outcome)
+            if unkept is not None:  # told to the storage first: a database elsewhere holds it
+                raise unkept
     except Interrupted:
         fail_and_retry(study, stored.current(), "interrupted", max_retries)
         raise
     return outcome
+
+
+def _keep(study_dir: Path, trial, outcome) -> OSError | None:
+    """Write the outcome to disk, then its files, then the outcome again with what they came to
+    (archsearch.search.records): a worker that dies while writing a checkpoint leaves a trial that
+    the next run records from disk. The error that kept the outcome itself off the disk (a full
+    disk: the same command resumes once there is room), after which no file is tried."""
+    try:
+        write_result(study_dir, trial, outcome)
+    except OSError as exc:
+        if outcome.write_files is not None:
+            outcome.attrs["missing_files"] = f"checkpoint not written: {exc}"
+        return exc
+    if outcome.write_files is None:
+        return None
+    missing = outcome.write_files()
+    if not missing:
+        return None
+    outcome.attrs["missing_files"] = "; ".join(missing.values())
+    try:
+        write_result(study_dir, trial, outcome)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def surplus(study, number: int, target: int) -> bool:

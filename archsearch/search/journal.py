@@ -32,6 +32,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.storages.journal._file import get_lock_file
 from optuna.storages.journal._storage import JournalOperation
 
+from ..io import write_failure
 from .storage import StorageWarning
 
 __all__ = ["JournalFile", "TORN_SUFFIX", "repair_journal"]
@@ -66,7 +67,10 @@ class JournalFile(JournalFileBackend):
                     return  # every byte is in the file (only fsync failed): readers may have read it
                 if end > size:
                     _set_aside(self._file_path, f, size, end, f"appending failed: {exc.strerror or exc}")
-                raise
+                failure = write_failure(exc, self._file_path)  # `no space left on device under <folder>`
+                if failure is None:
+                    raise
+                raise failure from exc
 
 
 def repair_journal(path: str, lock=None) -> None:

@@ -57,6 +57,8 @@ class TrialOutcome:
     reason: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)  # the user attributes to record
     constraints: dict[str, float] = field(default_factory=dict)  # name -> violation (feasible when <= 0)
+    # a completed run's files (its checkpoint), written once the outcome is on disk: by file, why one was not
+    write_files: Callable[[], dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
 
 def _digest(payload: Any) -> str:
@@ -181,7 +183,10 @@ def run_search_trial(
         return _fail(measured, result.reason if result.reason.startswith(result.outcome) else f"{result.outcome}: {result.reason}")
     if result.outcome == "stopped":  # only the stopper or the pruner stops a run early
         return _stopped(space, measured, stopper)
-    return _complete(space, metrics, attrs)
+    outcome = _complete(space, metrics, attrs)
+    if result.files is not None:
+        outcome.write_files = lambda: result.write_files(f"trial {trial.number}")
+    return outcome
 
 
 def _find_duplicate(trials: list, chash: str, shash: str):

@@ -48,8 +48,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ConfigError, ConfigErrors, Interrupted
-from ..urls import check_storage_url, grpc_address, redact
+from ..errors import ConfigError, ConfigErrors, Interrupted, excerpt
+from ..urls import check_storage_url, grpc_address, mask_url
 
 __all__ = ["CONNECT_TIMEOUT", "INSTALL_HINT", "open_grpc_storage", "serve_proxy", "proxy_line", "require_grpc"]
 
@@ -81,14 +81,14 @@ def open_grpc_storage(url: str):
         proxy.wait_server_ready(timeout=CONNECT_TIMEOUT)
     except ConnectionError:
         proxy.close()
-        raise RuntimeError(f"no storage proxy answers at {redact(url)} (waited {CONNECT_TIMEOUT:g} s); start one "
+        raise RuntimeError(f"no storage proxy answers at {mask_url(url)} (waited {CONNECT_TIMEOUT:g} s); start one "
                            f"there with `archsearch storage-proxy --storage DATABASE_URL --port {port}`") from None
     return proxy
 
 
 def _check_backend(storage: str) -> None:
     if storage.startswith("grpc://"):
-        raise ConfigError("--storage", f"{redact(storage)!r} is a proxy itself; give the database this proxy "
+        raise ConfigError("--storage", f"{excerpt(mask_url(storage), 200)} is a proxy itself; give the database this proxy "
                                        "should front, e.g. postgresql+psycopg://user@db/archsearch")
     if storage.startswith(("journal://", "file://")):
         raise ConfigError("--storage", "Optuna's gRPC proxy does not support a journal file behind it "
@@ -109,7 +109,7 @@ def _loopback(host: str) -> str:
 
 def proxy_line(storage: str, host: str, port: int) -> str:
     """The line `archsearch storage-proxy` prints once it answers: where, what for, how to stop."""
-    return (f"storage proxy on {host}:{port} in front of {redact(storage)}; workers use "
+    return (f"storage proxy on {host}:{port} in front of {mask_url(storage)}; workers use "
             f"--storage grpc://{_client_host(host)}:{port}; Ctrl-C or SIGTERM stops it")
 
 
@@ -120,13 +120,13 @@ def _check_port_free(host: str, port: int) -> None:
         family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
-        raise ConfigErrors([ConfigError("--host", f"{host!r} is not an address or host name ({exc.strerror})")]) from None
+        raise ConfigErrors([ConfigError("--host", f"{excerpt(host)} is not an address or host name ({exc.strerror})")]) from None
     with socket.socket(family, kind, proto) as probe:
         try:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
-                raise ConfigErrors([ConfigError("--host", f"{host!r} is not an address of this machine; "
+                raise ConfigErrors([ConfigError("--host", f"{excerpt(host)} is not an address of this machine; "
                                                           "give one of its addresses, or 0.0.0.0 for all")]) from None
             raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror} (another proxy or program holds "
                                "the port; give another --port)") from None

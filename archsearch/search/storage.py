@@ -14,7 +14,9 @@
 Either way the storage is wrapped in `RetryingStorage` (archsearch.search.retry): a call that
 meets a moment's outage (`is_transient`) is repeated a few times before the error goes on.
 
-Passwords never reach a user: `redact` (archsearch.urls) replaces them in any text shown.
+Passwords never reach a user: `open_storage` registers its URL (archsearch.urls.register_url), so
+that `redact` hides its password in any text shown in this process, and `describe_storage` shows
+the URL through `mask_url`.
 
 **The one adapter to Optuna's private parts.** Optuna 5's public API has no way to write to a
 trial from a thread other than the one holding its `Trial` (heartbeats, phases), to re-read one
@@ -34,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..urls import redact
+from ..errors import elide
+from ..io import WriteFailed, WriteWarning, write_failure
+from ..urls import check_storage_url, mask_url, redact, register_url
 
 __all__ = ["JOURNAL_NAME", "StorageWarning", "StoredTrial", "open_storage", "describe_storage", "describe_error",
            "is_transient", "format_storage_warnings"]
@@ -82,36 +86,51 @@ class StorageWarning(UserWarning):
 
 
 def format_storage_warnings(prefix: str = "") -> None:
-    """Show a `StorageWarning` as one line, `<prefix>warning: <message>`, without the file and
-    line that warned (other warnings keep Python's format)."""
+    """Show a `StorageWarning` or a `WriteWarning` (archsearch.io) as one line,
+    `<prefix>warning: <message>`, without the file and line that warned and without a password
+    (other warnings keep Python's format, passwords hidden too)."""
     default = getattr(warnings.formatwarning, "python_format", warnings.formatwarning)
 
     def one_line(message, category, filename, lineno, line=None):
-        if issubclass(category, StorageWarning):
-            return f"{prefix}warning: {message}\n"
-        return default(message, category, filename, lineno, line)
+        if issubclass(category, (StorageWarning, WriteWarning)):
+            return f"{prefix}warning: {redact(str(message))}\n"
+        return redact(default(message, category, filename, lineno, line))
 
     one_line.python_format = default  # so that calling this again replaces, not stacks
     warnings.formatwarning = one_line
 
 
-def describe_error(exc: BaseException) -> str:
+_ERROR_LINE = 2000  # the most characters of an error's message `describe_error` shows
+
+
+def describe_error(exc: BaseException, url: str | None = None) -> str:
     """`OperationalError: connection failed: ...`: the error's type and the first line of its
-    message, passwords redacted. Optuna's StorageInternalError ("An exception is raised during the
-    commit...") gives way to the database error it wraps, which says what happened."""
+    message (at most `_ERROR_LINE` characters), passwords redacted (those of every URL this
+    process registered, and of `url`). Optuna's StorageInternalError ("An exception is raised
+    during the commit...") gives way to the database error it wraps, which says what happened."""
     from optuna.exceptions import StorageInternalError
 
     if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
         exc = exc.__cause__
+    failure = write_failure(exc, exc.filename) if isinstance(exc, OSError) and exc.filename else None
+    if failure is not None or isinstance(exc, WriteFailed):  # `no space left on device under <folder>`
+        return str(failure or exc)
     if _grpc_code(exc) is not None:  # its text is a multi-line repr; its details say what happened
-        details = redact(exc.details() or "").strip()
-        return f"gRPC {_grpc_code(exc).name}: {details.splitlines()[0] if details else 'no details'}"
-    text = redact(str(exc)).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        details = _first_line(exc.details() or "", url)
+        return f"gRPC {_grpc_code(exc).name}: {details or 'no details'}"
+    text = _first_line(str(exc), url)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _first_line(text: str, url: str | None) -> str:
+    """The first line of `text`, redacted, then elided."""
+    text = redact(text, url).strip()
+    return elide(text.splitlines()[0], _ERROR_LINE).strip() if text else ""
 
 
 def describe_storage(url: str | None, study_dir: Path) -> str:
-    return redact(url) if url else str(study_dir / JOURNAL_NAME)
+    """What a summary shows as the storage: the URL, its password masked, or the journal's path."""
+    return mask_url(url) if url else str(study_dir / JOURNAL_NAME)
 
 
 def open_storage(url: str | None, study_dir: Path):
@@ -122,6 +141,7 @@ def open_storage(url: str | None, study_dir: Path):
     from .journal import JournalFile
     from .retry import RetryingStorage
 
+    register_url(url)
     if not url:
         study_dir.mkdir(parents=True, exist_ok=True)
         return RetryingStorage(JournalStorage(JournalFile(str(study_dir / JOURNAL_NAME))))
@@ -131,10 +151,11 @@ def open_storage(url: str | None, study_dir: Path):
         from .proxy import open_grpc_storage
 
         return RetryingStorage(open_grpc_storage(url))
+    check_storage_url(url)  # a URL the driver would misread may show a piece of its password in its error
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001 - driver errors carry the URL; never show it raw
-        raise RuntimeError(f"cannot open storage {redact(url)}: {redact(str(exc), url).splitlines()[0]}") from None
+        raise RuntimeError(f"cannot open storage {mask_url(url)}: {_first_line(str(exc), url)}") from None
     # get_storage adds the trial cache Optuna puts in front of every RDBStorage it opens itself.
     return RetryingStorage(optuna.storages.get_storage(rdb))
 

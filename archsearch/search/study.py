@@ -40,6 +40,7 @@ from ..errors import ConfigError, ConfigErrors
 from ..io import atomic_write_text
 from ..schema.paths import FORMAT_ATTR, FORMAT_VERSION, format_version
 from ..schema.space import SearchSpace
+from ..schema.yaml_file import read_yaml
 from ..schema.study import Objective
 from .engine import SearchSource, observing, run_trials
 from .events import Broadcast, Observer
@@ -180,7 +181,7 @@ def run_search(
     device = device or space.study.device
     check_candidates(space)
     study_dir, context_for = preflight(results_dir, space.study.name, storage, space.data, space.eval, space.train,
-                                       device, device_path, on_load=hear.data_loaded)
+                                       device, device_path, on_load=hear.data_loaded, spec=space)
     handle = open_storage(storage, study_dir)
     space = _keep_study_objectives(space, study_dir, handle)
     _check_space(space, study_dir)
@@ -351,7 +352,7 @@ def _keep_study_objectives(space: SearchSpace, study_dir: Path, storage) -> Sear
     if "objectives" in space.model_fields_set:
         return space
     path = study_dir / "space.yaml"
-    stored = (yaml.safe_load(path.read_text()) or {}).get("objectives") if path.exists() else None
+    stored = (read_yaml(path) or {}).get("objectives") if path.exists() else None  # file, line, column if damaged
     if stored is None:
         summary = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == space.study.name), None)
         stored = summary.user_attrs.get("objectives") if summary is not None else None
@@ -366,7 +367,7 @@ def _check_space(space: SearchSpace, study_dir: Path) -> None:
     so a study started by an older archsearch resumes."""
     path = study_dir / "space.yaml"
     if path.exists():
-        existing = _with_defaults(yaml.safe_load(path.read_text()) or {})
+        existing = _with_defaults(read_yaml(path) or {})
         if _without_counts(existing) != _without_counts(space.model_dump(mode="json")):
             raise ConfigErrors([ConfigError(
                 "study.name", f"{study_dir} holds a study of another space (see its space.yaml); "

@@ -121,7 +121,8 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
     console = console or Console()
     queue = QueueSource(items, spaces.__getitem__, _STALE)
     view = QueueDisplay(console, name, len(items), enabled=live and console.is_terminal, label=queue.label)
-    context = check_inputs(first.data, first.eval, plan[0].train, device, device_path, on_load=view.data_loaded)
+    context = check_inputs(first.data, first.eval, plan[0].train, device, device_path, on_load=view.data_loaded,
+                           spec=_largest(spaces.values()), read=True)  # read before the verify study is made
 
     vstudy = _open_verify_study(first, open_storage(storage, folder), source.study_name, folder)
     vstudy.set_user_attr("items", [{"source_trial": r.source_trial, "role": r.role, "budget": r.budget,
@@ -237,3 +238,14 @@ def _remeasure(vstudy, plan: list[Retrain], space, device: str, rounds: int, obj
     record["seconds"] = round(time.perf_counter() - started, 1)
     vstudy.set_user_attr("remeasure", record)
 
+
+def _largest(spaces):
+    """The retrain space whose network needs the most memory (archsearch.search.memory), for the
+    check made before anything is written."""
+    from ..search.memory import largest_network
+
+    def need(space) -> int:
+        network = largest_network(space, space.fixed_train().batch_size)
+        return 0 if network is None else network.train_bytes * space.fixed_train().batch_size + network.params * 20
+
+    return max(spaces, key=need)

@@ -2,7 +2,8 @@
 function; heavy imports (torch, optuna) happen inside the command bodies.
 
 Exit status: 0 on success, 2 on invalid input (every problem printed as `path.to.field: message`,
-no traceback unless --debug), 1 on any other failure.
+no traceback unless --debug), 1 on any other failure. How options become values, and click's own
+parse failures one-line errors: archsearch.cli.options.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from .errors import ConfigError, ConfigErrors, Interrupted
+from ..errors import ConfigError, ConfigErrors, Interrupted, elide, excerpt
+from .options import (  # noqa: F401 - WORKERS_PER_CPU, max_workers, option_bounds: read here by tests and scripts
+    WORKERS_PER_CPU,
+    OneLineUsageErrors,
+    bounded,
+    max_workers,
+    option_bounds,
+    parse_sets,
+)
 
 app = typer.Typer(
     name="archsearch",
@@ -25,11 +34,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineUsageErrors,
 )
 console = Console()
 err_console = Console(stderr=True)
 
 _state = {"debug": False}
+_LINE = 2000  # the most characters of one error line (a message quotes a user's value elided; this bounds the rest)
 
 
 def version() -> str:
@@ -40,7 +51,7 @@ def version() -> str:
     try:
         return installed("archsearch")
     except PackageNotFoundError:
-        from . import __version__
+        from .. import __version__
 
         return __version__
 
@@ -58,7 +69,7 @@ def _main(
     show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                                help="Print the version and exit.")] = False,
 ) -> None:
-    from .search.storage import format_storage_warnings
+    from ..search.storage import format_storage_warnings
 
     _state["debug"] = debug
     format_storage_warnings()
@@ -69,6 +80,9 @@ def handles_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from ..urls import register_url
+
+        register_url(kwargs.get("storage"))  # whatever fails below, no line shows its password
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
@@ -81,37 +95,21 @@ def handles_errors(fn):
             if _state["debug"]:
                 raise
             errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
-            from .urls import redact
+            from ..urls import redact
 
-            for error in errors:
-                typer.echo(redact(str(error)), err=True)  # one unwrapped line each, for people and for grep
+            for error in errors:  # one unwrapped line each, for people and for grep; short whatever the input
+                typer.echo(elide(redact(str(error)), _LINE), err=True)
             raise typer.Exit(2) from None
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             if _state["debug"]:
                 raise
-            from .search.storage import describe_error
+            from ..search.storage import describe_error
 
             typer.echo(f"error: {describe_error(exc)}", err=True)  # one line, the database's own words, no password
             err_console.print("(run with --debug for the traceback)", style="dim")
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-def parse_sets(values: list[str] | None) -> dict[str, str]:
-    """`--set a.b=value` pairs; the value is parsed as YAML (so numbers and lists work)."""
-    import yaml
-
-    out = {}
-    for item in values or []:
-        if "=" not in item:
-            raise ConfigErrors([ConfigError("--set", f"{item!r} is not path=value")])
-        path, raw = item.split("=", 1)
-        try:
-            out[path.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[path.strip()] = raw
-    return out
 
 
 SetOption = Annotated[
@@ -133,22 +131,22 @@ def validate(
 
     Space and ablation files are checked as `run` and `ablate` check them before writing anything:
     a sample of architectures is planned, the device is resolved and the data is read."""
-    from .schema.files import load_any
+    from ..schema.files import load_any
 
     kind, obj = load_any(file, parse_sets(set_))
     detail = ""
     if kind == "space file":
-        from .search.sampling import CANDIDATE_SAMPLES, check_candidates
+        from ..search.sampling import CANDIDATE_SAMPLES, check_candidates
 
         valid, common = check_candidates(obj)  # none valid: exit 2 with the commonest reasons
         if common:
             detail = (f"; {valid} of {CANDIDATE_SAMPLES} sampled architectures are valid "
                       f"(commonest rejection: {common[0][0]}, {common[0][1]}x)")
     if kind in ("space file", "ablation file"):
-        from .search.preflight import check_inputs
+        from ..search.preflight import check_inputs
 
         train_settings = obj.train if kind == "space file" else obj.train.model_dump()
-        check_inputs(obj.data, obj.eval, train_settings, obj.study.device)  # what `run` checks before it writes
+        check_inputs(obj.data, obj.eval, train_settings, obj.study.device, spec=obj)  # what `run` checks before it writes
     console.print(Text.assemble(("ok", "green"), f": {file} is a valid {kind}{detail}"))
 
 
@@ -159,11 +157,13 @@ def schema(
     out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Print the JSON Schema of a config file kind, for editor completion of YAML."""
-    from .schema.files import json_schema
+    from ..schema.files import json_schema
 
     text = json.dumps(json_schema(kind), indent=2)
     if out:
-        out.write_text(text + "\n")
+        from ..io import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text + "\n")
@@ -171,6 +171,7 @@ def schema(
 
 @app.command()
 @handles_errors
+@bounded
 def build(
     file: Annotated[Optional[Path], typer.Argument(help="A U-Net config, or a train/space file (its architecture).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Build a shipped preset: seed, ddpm-cifar10, adm-imagenet64, edm-adm-imagenet64, edm-ddpmpp-cifar10, edm-ncsnpp-cifar10, edm2-img512-xs, edm2-img64-s.")] = None,
@@ -178,7 +179,7 @@ def build(
     set_: SetOption = None,
 ) -> None:
     """Show the network a config builds: per-level shapes, parameter count and forward GFLOPs."""
-    from .report.network import networks_to_build, print_networks
+    from ..report.network import networks_to_build, print_networks
 
     print_networks(networks_to_build(file, preset, sample, parse_sets(set_)), console)
 
@@ -188,13 +189,15 @@ def build(
 
 @app.command()
 @handles_errors
+@bounded
 def run(
     space_file: Annotated[Path, typer.Argument(metavar="SPACE", help="The space file.")],
     trials: Annotated[Optional[int], typer.Option(help="Total trials of the study (default: study.trials).")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where study folders are written.")] = Path("results"),
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (postgresql://, mysql://, or grpc://HOST:PORT for a storage-proxy); default: the study folder's journal.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study (at least 1).")] = 1,
+    workers: Annotated[int, typer.Option(help=f"Worker processes on this machine sharing the study (from 1 to "
+                                              f"{WORKERS_PER_CPU} per usable CPU, and no more than trials).")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3 (worker i gets the i-th).")] = None,
     set_: SetOption = None,
 ) -> None:
@@ -203,15 +206,18 @@ def run(
     Exits 1 when a worker process raised, when workers died short of the trial count, or when
     the study holds no completed trial (the commonest fail reasons are printed).
     """
-    from .report.live import StudyDisplay, front_table
-    from .report.tables import show
-    from .schema.space import load_space
-    from .folder import run_study
-    from .search.study import WorkersFailed
+    from ..report.live import StudyDisplay, front_table
+    from ..report.tables import show
+    from ..schema.space import load_space
+    from ..folder import run_study
+    from ..search.study import WorkersFailed
+    from ..urls import redact
 
     space = load_space(space_file, parse_sets(set_))  # exits 2 before anything is written
-    if workers < 1:
-        raise ConfigErrors([ConfigError("--workers", f"{workers} workers; give at least 1")])
+    total = trials or space.study.trials
+    if workers > total:  # a worker runs one trial at a time: the others would start torch to wait
+        raise ConfigErrors([ConfigError("--workers", f"{workers} workers: must be at most {total}, the study's trials "
+                                                     f"({'--trials' if trials else 'study.trials'})")])
     gpu_list = _parse_gpus(gpus)
     objectives = [o.metric for o in space.objectives]
     display = StudyDisplay(console, space.study.name, trials or space.study.trials, objectives,
@@ -222,10 +228,10 @@ def run(
                                 workers=workers, gpus=gpu_list)
     except WorkersFailed as exc:
         for line in exc.lines:
-            typer.echo(line, err=True)  # one unwrapped line per worker, like every error
+            typer.echo(redact(line), err=True)  # one unwrapped line per worker, like every error
         raise typer.Exit(1) from None
     for line in summary.problems:  # workers that died while the others finished the study
-        typer.echo(f"warning: {line}", err=True)
+        typer.echo(f"warning: {redact(line)}", err=True)
     front = summary.front
     if len(front):
         show(console, front_table(front, summary.objectives, title=f"Pareto front of {summary.name}"))
@@ -239,7 +245,7 @@ def run(
     if not summary.completed:
         typer.echo("error: no trial completed; the commonest fail reasons:", err=True)
         for count, reason in summary.fail_reasons():
-            typer.echo(f"{count:5d}  {reason}", err=True)
+            typer.echo(f"{count:5d}  {redact(reason)}", err=True)
         raise typer.Exit(1)
 
 
@@ -255,10 +261,10 @@ def ablate(
 ) -> None:
     """Run (or resume) an ablation: the base and every variant over several seeds, then each
     variant against the base (Δ loss and Δ throughput with 95% intervals paired by seed)."""
-    from .ablation.report import comparison_table
-    from .report.tables import show
-    from .ablation.runner import ablate as run_and_report
-    from .schema.ablation import load_ablation
+    from ..ablation.report import comparison_table
+    from ..report.tables import show
+    from ..ablation.runner import ablate as run_and_report
+    from ..schema.ablation import load_ablation
 
     spec = load_ablation(ablation_file, parse_sets(set_))  # exits 2 before anything is written
     report = run_and_report(spec, results_dir, storage=storage, device=device, console=console, train=not report_only)
@@ -281,11 +287,11 @@ def results(
                                                          "csv and json).")] = "table",
 ) -> None:
     """Regenerate trials.csv and trials.parquet from the storage and print the table."""
-    from .report.console import RESULT_FORMATS, print_results
-    from .results import regenerate_tables
+    from ..report.console import RESULT_FORMATS, print_results
+    from ..results import regenerate_tables
 
     if format not in RESULT_FORMATS:
-        raise ConfigErrors([ConfigError("--format", f"{format!r} is not one of {', '.join(RESULT_FORMATS)}")])
+        raise ConfigErrors([ConfigError("--format", f"{excerpt(format)} is not one of {', '.join(RESULT_FORMATS)}")])
     df, folder = regenerate_tables(study_dir, storage, study, out)
     print_results(df, format, console)
     err_console.print(f"wrote {folder / 'trials.csv'} and trials.parquet", style="dim")
@@ -293,6 +299,7 @@ def results(
 
 @app.command("storage-proxy")
 @handles_errors
+@bounded
 def storage_proxy(
     storage: Annotated[str, typer.Option(help="The database the proxy fronts: postgresql://, mysql:// (or sqlite:/// on one machine).")],
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 13000,
@@ -300,7 +307,7 @@ def storage_proxy(
 ) -> None:
     """Serve a database storage to many workers through Optuna's gRPC proxy, until Ctrl-C or
     SIGTERM: workers run with --storage grpc://THIS_HOST:PORT and hold no database connection."""
-    from .search.proxy import serve_proxy
+    from ..search.proxy import serve_proxy
 
     stopped_by = serve_proxy(storage, port, host, on_ready=lambda line: typer.echo(line))
     err_console.print(f"storage proxy stopped{f' ({stopped_by})' if stopped_by else ''}", style="dim")
@@ -312,7 +319,7 @@ def _parse_gpus(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigErrors([ConfigError("--gpus", f"{text!r} is not a comma-separated list of GPU indices")]) from None
+        raise ConfigErrors([ConfigError("--gpus", f"{excerpt(text)} is not a comma-separated list of GPU indices")]) from None
 
 
 @app.command()
@@ -328,7 +335,7 @@ def report(
     """Write report.md, report.html, pareto.csv and plots/: the Pareto front and knee, hypervolume
     over trials, which fields mattered, per-noise-level losses, sample grids of the front's models
     (trials/<n>/samples.png), and how everything was measured."""
-    from .report.build import make_report, print_summary
+    from ..report.build import make_report, print_summary
 
     result, files = make_report(study_dirs, storage, study, out, samples=samples)
     print_summary(result, files, console)
@@ -349,8 +356,8 @@ def export(
 ) -> None:
     """Export one network: to diffusers' UNet2DModel (checked to compute the same outputs, in fp32,
     before anything is written), or as a folder that `build_unet` loads."""
-    from .export import export as run_export
-    from .export import file_source, study_source
+    from ..export import export as run_export
+    from ..export import file_source, study_source
 
     if source.is_dir():
         if trial is None:
@@ -366,6 +373,7 @@ def export(
 
 @app.command()
 @handles_errors
+@bounded
 def verify(
     study_dir: Annotated[Optional[Path], typer.Argument(metavar="STUDY_DIR", help="A study folder (results/<name>); with "
                                                                                   "--storage, where its space.yaml is (default: results/<study>).")] = None,
@@ -382,8 +390,8 @@ def verify(
     """Retrain the front and a sample of dominated trials longer (same data, validation and seed),
     re-measure the front's speed, and say whether the ranking held: verify.md, plots/verify-*.png,
     and the study `<name>-verify` in the same storage. Rerun to resume."""
-    from .verify.report import print_verification
-    from .verify.runner import verify_study
+    from ..verify.report import print_verification
+    from ..verify.runner import verify_study
 
     run = verify_study(study_dir, storage, study, factor=factor, steps=steps, dominated=dominated, seeds=seeds,
                        rounds=rounds, workers=workers, device=device, console=console)
@@ -398,6 +406,7 @@ def verify(
 
 @app.command()
 @handles_errors
+@bounded
 def train(
     ctx: typer.Context,
     source: Annotated[Path, typer.Argument(metavar="SOURCE", help="A space file without distributions; a U-Net config "
@@ -407,19 +416,18 @@ def train(
                                                       "knee); trained with its own recorded settings.")] = None,
     space: Annotated[Optional[Path], typer.Option(help="For a U-Net config: the space file whose data, train, eval "
                                                        "and measure settings to train it under.")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="The step budget (replaces train.steps, and drops a "
-                                                             "train.seconds limit unless --seconds is given).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(min=0.001, help="A training-time budget in seconds "
-                                                                     "(train.seconds).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="The step budget (replaces train.steps, and drops a "
+                                                      "train.seconds limit unless --seconds is given).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="A training-time budget in seconds (train.seconds).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(help="Where state.pt, checkpoint.pt and metrics.json go (default "
                                                          "for a study trial: STUDY_DIR/trials/<n>/train-<steps>/; "
                                                          "for a file: none, and the run cannot be resumed).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run saved in the output folder.")] = False,
-    eval_every: Annotated[Optional[int], typer.Option(min=0, help="Steps between evaluations (default: a tenth of "
-                                                                  "the steps; 0: only the final one).")] = None,
-    save_every: Annotated[Optional[int], typer.Option(min=0, help="Steps between saves of the resumable state "
-                                                                  "(default: at every evaluation; 0: only on "
-                                                                  "Ctrl-C/SIGTERM).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Steps between evaluations (default: a tenth of "
+                                                           "the steps; 0: only the final one).")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Steps between saves of the resumable state "
+                                                           "(default: at every evaluation; 0: only on "
+                                                           "Ctrl-C/SIGTERM).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write every metric as JSON here (default: the output "
                                                      "folder's metrics.json).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -431,9 +439,10 @@ def train(
     """Train one network: from a space file, a U-Net config or a study's trial. Evaluates it on
     the study's validation protocol at intervals, saves a resumable state periodically and on
     Ctrl-C (then exits 130, printing the command that resumes), and writes its metrics and checkpoint."""
-    from .report.console import metrics_table, print_data_lines, training_progress
-    from .report.tables import show
-    from .retrain import RunInterrupted, run_job, train_job
+    from ..report.console import metrics_table, print_data_lines, training_progress
+    from ..report.tables import show
+    from ..io import WriteFailed
+    from ..retrain import RunInterrupted, run_job, train_job
 
     job = train_job(source, trial, space, parse_sets(set_), steps, seconds)
     out_dir = out_dir or job.out_dir
@@ -450,6 +459,10 @@ def train(
     except RunInterrupted as exc:
         _print_interrupted(exc, _resume_command(ctx))
         raise typer.Exit(exc.code) from None
+    except WriteFailed as exc:  # a state save, or the metrics: the state saved before it is kept
+        typer.echo(f"error: {exc}", err=True)
+        _print_resumable(out_dir, ctx, "resume with")
+        raise typer.Exit(1) from None
     if run.resumed_from is not None:
         console.print(f"resumed from step {run.resumed_from}")
     show(console, metrics_table(run.result.metrics.to_dict(), title=f"{job.label} on {run.result.metrics.device}"))
@@ -457,8 +470,19 @@ def train(
         console.print(f"[red]{run.result.reason}[/red]")
     for label, path in run.files.items():
         console.print(f"{label} written to {path}")
+    if run.state_kept is not None:  # the missing files were warned of as they failed
+        _print_resumable(out_dir, ctx, "write the missing files with")
     if not run.ok:
         raise typer.Exit(1)
+
+
+def _print_resumable(out_dir: Path | None, ctx: typer.Context, what: str) -> None:
+    from ..retrain import STATE_NAME
+
+    state = out_dir / STATE_NAME if out_dir is not None else None
+    if state is not None and state.exists():
+        typer.echo(f"the training state is kept in {state}; once there is room, {what}:", err=True)
+        typer.echo(f"  {_resume_command(ctx)}", err=True)
 
 
 def _print_interrupted(exc, command: str) -> None:
@@ -490,6 +514,7 @@ def _resume_command(ctx: typer.Context) -> str:
 
 @app.command()
 @handles_errors
+@bounded
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint: `archsearch train`'s (its checkpoint.pt, or "
                                                     "--checkpoint), or a study's trials/<n>/checkpoint.pt.")],
@@ -505,20 +530,19 @@ def sample(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Write a PNG grid of images generated by a trained checkpoint (DDPM or DDIM sampling)."""
-    from .report.samples import grid_path_for
-    from .samples import sample_checkpoint
-    from .schema.loading import validate_model
-    from .schema.train import SampleConfig
+    from ..report.samples import grid_path_for
+    from ..samples import sample_checkpoint
+    from ..schema.loading import validate_model
+    from ..schema.train import SampleConfig
 
-    errors = [ConfigError(f"--{name}", f"{value}: must be at least 1") for name, value in (("scale", scale), ("steps", steps))
-              if value is not None and value < 1]
-    if errors:
-        raise ConfigErrors(errors)
     try:
         cfg = validate_model(SampleConfig, {"sampler": {"kind": sampler, "steps": steps}, "rows": rows, "cols": cols,
                                             "seed": seed})
     except ConfigErrors as exc:  # the options' names, not the schema's
-        raise ConfigErrors(ConfigError(f"--{e.path.split('.')[0]}", e.message) for e in exc.errors) from None
+        raise ConfigErrors(ConfigError("--steps" if e.path == "sampler.steps" else f"--{e.path.split('.')[0]}", e.message)
+                           for e in exc.errors) from None
+    if checkpoint.exists():  # a missing one is named by sample_checkpoint
+        _check_grid_pixels(checkpoint, rows, cols, scale)
     out = out if out is not None else grid_path_for(checkpoint)
     sample_checkpoint(checkpoint, out, cfg, device, scale=scale)
     from PIL import Image
@@ -529,5 +553,26 @@ def sample(
                   soft_wrap=True)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m archsearch.cli`, as the tests start workers
-    app()
+def _check_grid_pixels(checkpoint: Path, rows: int, cols: int, scale: int | None) -> None:
+    """Refuse a grid larger than Pillow opens without a decompression-bomb warning, before any
+    sampling: its pixels are rows·cols·(image_size·scale)², and `--scale 100000` asks for petabytes."""
+    from math import isqrt
+
+    from PIL import Image
+
+    from ..samples import auto_scale
+    from ..schema.loading import unet_config_from_dict
+    from ..train import load_checkpoint
+
+    limit = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own default, should a program have lifted it
+    size = unet_config_from_dict(load_checkpoint(checkpoint)["config"]).image_size
+    scaled = scale if scale is not None else auto_scale(size)
+    pixels = rows * cols * (size * scaled) ** 2
+    if pixels <= limit:
+        return
+    grid = f"{rows}×{cols} images of {size}×{size} pixels enlarged {scaled}× make {pixels:,} pixels, more than the " \
+           f"{limit:,} of Pillow's decompression-bomb limit"
+    largest = isqrt(limit // (rows * cols * size * size))
+    if largest >= 1:
+        raise ConfigErrors([ConfigError("--scale", f"{scaled}: {grid}; use --scale {largest} or less")])
+    raise ConfigErrors([ConfigError("--rows", f"{rows}: {grid}; use fewer --rows or --cols")])
