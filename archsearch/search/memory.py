@@ -11,7 +11,7 @@ exit 2, a study whose peak exceeds what the machine has:
     validation   the data set, plus the fixed validation inputs (archsearch.evaluate) being made:
                  min(eval.num_images, validation split) x eval.timesteps_per_image noised images
                  as float32, their noise and temporaries
-    training     the data set, the validation inputs, the largest network's weights, gradients and
+    training     the data set, the validation inputs, the network's (below) weights, gradients and
                  AdamW moments (and EMA copy), and its activations for a batch of train.batch_size
                  (measure.batch_size while it is timed, eval.batch_size without gradients while
                  it is evaluated)
@@ -21,13 +21,15 @@ allocated without swapping (archsearch.load.available_memory). On CUDA the data 
 validation inputs are made on the host, and the network, its batches, the validation inputs and
 a training set of up to 1 GiB live on the GPU, compared with its total memory.
 
-The largest network is the largest of `CANDIDATE_SAMPLES` architectures sampled from the space
-(each variant of an ablation), by its activations: counted from its plan, per image, as the
+The network counted is the one without which nothing could run: the smallest of the
+`CANDIDATE_SAMPLES` architectures sampled from a searched space (a larger one that cannot fit is a
+trial the search records as `oom` and goes on from), the fixed one of a space without
+distributions, the largest variant of an ablation (each must run). Its memory is its activations: counted from its plan, per image, as the
 tensors a res block keeps for its backward pass (about two of its input's and six of its
 output's widths at its resolution), attention's q, k, v and output, resampling and the stem and
 head. Attention scores are not counted (fused kernels do not keep them), so the count is a lower
-bound: a study refused here could not run; one accepted may still meet an `oom` trial, which the
-search records and goes on from.
+bound: a study refused here could not run at all; one accepted may still meet `oom` trials, which
+the search records and goes on from.
 
 The message names the field whose default would save the most (`data.image_size` for images too
 large, `train.batch_size` for a batch too large, ...), says how much is needed and how much there
@@ -104,9 +106,12 @@ def network_cost(config, params: int | None = None, name: str = "the network") -
 
 
 def largest_network(spec, batch_size: int, samples: int | None = None) -> Network | None:
-    """The network of `spec` (a SearchSpace or an AblationSpec) that needs the most memory at
-    `batch_size`: its fixed architecture, the largest of its sampled ones, or of an ablation's
-    variants. None for a space none of whose samples is valid (the sampler says why)."""
+    """The network of `spec` (a SearchSpace or an AblationSpec) whose memory at `batch_size`
+    decides whether the study can run: its fixed architecture, the largest of an ablation's
+    variants (each must run), or the *smallest* of a searched space's sampled ones: a larger one
+    that cannot fit is a trial recorded as `oom` (archsearch.trial), and the search goes on, so
+    only a space none of whose networks fits is refused. None for a space none of whose samples
+    is valid (the sampler says why)."""
     from ..errors import ConfigErrors
 
     named = _architectures(spec, samples)
@@ -118,10 +123,13 @@ def largest_network(spec, batch_size: int, samples: int | None = None) -> Networ
             continue
     if not costs:
         return None
-    # Parameters are counted (on the 'meta' device) for the few largest by activations only.
-    top = sorted(costs, key=lambda item: -item[1].train_bytes)[:3]
+    searched = not hasattr(spec, "variant_configs") and not spec.is_fixed()
+    sign = 1 if searched else -1  # the smallest of a search, the largest of the others
+    # Parameters are counted (on the 'meta' device) for the few extreme by activations only.
+    top = sorted(costs, key=lambda item: sign * item[1].train_bytes)[:3]
     full = [network_cost(named[i][1], name=named[i][0]) for i, _ in top]
-    return max(full, key=lambda n: n.train_bytes * batch_size + n.params * 20)
+    need = lambda n: n.train_bytes * batch_size + n.params * 20  # noqa: E731
+    return min(full, key=need) if searched else max(full, key=need)
 
 
 def _architectures(spec, samples: int | None) -> list[tuple[str, Any]]:
@@ -138,7 +146,7 @@ def _architectures(spec, samples: int | None) -> list[tuple[str, Any]]:
     suggest, out = random_suggester(0), []
     for _ in range(samples or CANDIDATE_SAMPLES):  # the same seeded samples as check_candidates plans
         try:
-            out.append(("the largest sampled network", unet_config_from_dict(instantiate(spec.architecture, suggest),
+            out.append(("the smallest sampled network", unet_config_from_dict(instantiate(spec.architecture, suggest),
                                                                             prefix=ARCHITECTURE)))
         except ConfigErrors:
             continue
