@@ -179,3 +179,17 @@ def checkpoint_of_16px(tmp_path) -> Path:
 def test_a_grid_too_large_to_open_is_refused_before_sampling(checkpoint_of_16px, tmp_path, monkeypatch, args, says):
     result = invoke(tmp_path, monkeypatch, ["sample", checkpoint_of_16px, "--steps", "1", "--device", "cpu", *args])
     assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_a_resumed_study_starts_no_more_workers_than_the_trials_it_still_needs(tmp_path, monkeypatch):
+    import archsearch.search.study as study_module
+    from archsearch import run_study
+    from archsearch.schema.space import space_from_dict
+    from test_study import DISTINCT, tiny
+
+    space = space_from_dict(tiny(**DISTINCT))
+    run_study(space, tmp_path, trials=1)
+    started = []
+    monkeypatch.setattr(study_module, "run_workers", lambda *args, **kwargs: started.append(args) or [])
+    summary = run_study(space, tmp_path, trials=2, workers=2)  # one trial left: trained here, no worker spawned
+    assert started == [] and summary.trials == summary.completed == 2

@@ -164,8 +164,9 @@ def run_search(
     """Run (or resume) the study a space describes until it holds `trials` finished trials,
     telling `observers` what happens (archsearch.search.events).
 
-    With `workers > 1`, that many processes share the study, each with `worker_observers`;
-    on CUDA worker i gets GPU `gpus[i]` (default: GPU i), on the CPU the cores are split.
+    With `workers > 1`, that many processes share the study (no more than the trials it still
+    needs), each with `worker_observers`; on CUDA worker i gets GPU `gpus[i]` (default: GPU i),
+    on the CPU the cores are split.
     Bad input (see archsearch.search.preflight) raises ConfigErrors before anything is
     written; raises `Interrupted` on SIGINT/SIGTERM after recording the running trials.
     """
@@ -191,6 +192,7 @@ def run_search(
     deadline = time.monotonic() + space.study.timeout if space.study.timeout else None
     source = SearchSource(space, target)
     problems: list[str] = []
+    workers = min(workers, max(1, target - source.done(study)))  # resuming: more would start torch only to wait
     with observing(study, source, hear):
         if workers <= 1:
             with handle_signals():

@@ -189,6 +189,7 @@ def _train(vstudy, queue, context, hear, space, verify_dir, workers, device, sto
     from ..search.study import run_workers
     from ..search.worker import handle_signals
 
+    workers = min(workers, max(1, len(items) - queue.done(vstudy)))  # more would start torch only to wait
     if workers <= 1:
         with handle_signals():
             run_trials(vstudy, queue, context, hear, study_cfg=space.study, study_dir=verify_dir)
