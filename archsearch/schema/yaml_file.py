@@ -195,7 +195,7 @@ def _check_keys(root: yaml.Node) -> None:
                     _refuse(key, f"a second merge key `<<` in this mapping (the first at line {merge.start_mark.line + 1}); "
                                  "merge several mappings with one: `<<: [*first, *second]`")
                 merge = key
-                _check_merged(key, value)
+                _check_merged(key, value, {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)})
             elif not isinstance(key, yaml.ScalarNode):
                 _refuse(key, f"a {'list' if isinstance(key, yaml.SequenceNode) else 'mapping'} as a key; keys are field names")
             elif key.tag != _STR:
@@ -205,8 +205,11 @@ def _check_keys(root: yaml.Node) -> None:
             todo.extend((key, value))
 
 
-def _check_merged(key: yaml.Node, value: yaml.Node) -> None:
+def _check_merged(key: yaml.Node, value: yaml.Node, own: set[str]) -> None:
+    """What `<<` merges: mappings, no two of which set a key the mapping does not set itself (which
+    of them wins differs between YAML readers, and between PyYAML releases)."""
     merged = value.value if isinstance(value, yaml.SequenceNode) else [value]
+    first_set: dict[str, int] = {}
     for item in merged:
         if not isinstance(item, yaml.MappingNode):
             what = "a list" if isinstance(item, yaml.SequenceNode) else f"the value {excerpt(item.value)}"
@@ -214,6 +217,18 @@ def _check_merged(key: yaml.Node, value: yaml.Node) -> None:
             anchored = f", anchored at line {item.start_mark.line + 1}" if item.start_mark.line < key.start_mark.line else ""
             inside = " in its list" if item is not value else ""
             _refuse(key, f"`<<` merges a mapping or a list of mappings, but finds {what}{inside}{anchored}")
+        for name, _ in item.value:
+            if not isinstance(name, yaml.ScalarNode) or name.tag == _MERGE or name.value in own:
+                continue
+            if name.value in first_set and first_set[name.value] != id(item):
+                _refuse(key, f"{excerpt(name.value)} is set by more than one of the merged mappings (lines "
+                             f"{_line_of(merged, first_set[name.value])} and {item.start_mark.line + 1}); which one "
+                             f"wins differs between YAML readers: set it in this mapping, or merge only one")
+            first_set.setdefault(name.value, id(item))
+
+
+def _line_of(nodes: list[yaml.Node], node_id: int) -> int:
+    return next(n.start_mark.line + 1 for n in nodes if id(n) == node_id)
 
 
 def _refuse(node: yaml.Node, problem: str) -> None:
