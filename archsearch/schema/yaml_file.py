@@ -209,7 +209,7 @@ def _check_merged(key: yaml.Node, value: yaml.Node, own: set[str]) -> None:
     """What `<<` merges: mappings, no two of which set a key the mapping does not set itself (which
     of them wins differs between YAML readers, and between PyYAML releases)."""
     merged = value.value if isinstance(value, yaml.SequenceNode) else [value]
-    first_set: dict[str, int] = {}
+    first_set: dict[str, yaml.Node] = {}  # key -> the merged mapping that sets it first
     for item in merged:
         if not isinstance(item, yaml.MappingNode):
             what = "a list" if isinstance(item, yaml.SequenceNode) else f"the value {excerpt(item.value)}"
@@ -220,15 +220,11 @@ def _check_merged(key: yaml.Node, value: yaml.Node, own: set[str]) -> None:
         for name, _ in item.value:
             if not isinstance(name, yaml.ScalarNode) or name.tag == _MERGE or name.value in own:
                 continue
-            if name.value in first_set and first_set[name.value] != id(item):
+            first = first_set.setdefault(name.value, item)
+            if first is not item:
                 _refuse(key, f"{excerpt(name.value)} is set by more than one of the merged mappings (lines "
-                             f"{_line_of(merged, first_set[name.value])} and {item.start_mark.line + 1}); which one "
+                             f"{first.start_mark.line + 1} and {item.start_mark.line + 1}); which one "
                              f"wins differs between YAML readers: set it in this mapping, or merge only one")
-            first_set.setdefault(name.value, id(item))
-
-
-def _line_of(nodes: list[yaml.Node], node_id: int) -> int:
-    return next(n.start_mark.line + 1 for n in nodes if id(n) == node_id)
 
 
 def _refuse(node: yaml.Node, problem: str) -> None:

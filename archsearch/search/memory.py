@@ -61,6 +61,10 @@ class Network:
     image_size: int
     name: str = "the network"
 
+    def need(self, batch_size: int) -> int:
+        """Bytes to train it on a batch: activations, and weights, gradients, AdamW moments and EMA."""
+        return self.train_bytes * batch_size + self.params * 20
+
     def at(self, image_size: int) -> Network:
         """The same architecture at another image size (activations scale with the pixels)."""
         scale = (image_size / self.image_size) ** 2
@@ -128,8 +132,7 @@ def largest_network(spec, batch_size: int, samples: int | None = None) -> Networ
     # Parameters are counted (on the 'meta' device) for the few extreme by activations only.
     top = sorted(costs, key=lambda item: sign * item[1].train_bytes)[:3]
     full = [network_cost(named[i][1], name=named[i][0]) for i, _ in top]
-    need = lambda n: n.train_bytes * batch_size + n.params * 20  # noqa: E731
-    return min(full, key=need) if searched else max(full, key=need)
+    return (min if searched else max)(full, key=lambda n: n.need(batch_size))
 
 
 def _architectures(spec, samples: int | None) -> list[tuple[str, Any]]:

@@ -246,7 +246,8 @@ def _largest(spaces):
     from ..search.memory import largest_network
 
     def need(space) -> int:
-        network = largest_network(space, space.fixed_train().batch_size)
-        return 0 if network is None else network.train_bytes * space.fixed_train().batch_size + network.params * 20
+        batch = space.fixed_train().batch_size
+        network = largest_network(space, batch)
+        return 0 if network is None else network.need(batch)
 
     return max(spaces, key=need)
