@@ -183,18 +183,23 @@ def _sample_loop(
     labels: Tensor | None,
     prediction: str,
     guidance: Callable[[Tensor, Tensor], Tensor] | None,
+    noise: Callable[[], Tensor] | None = None,
 ) -> Tensor:
-    """Denoise pure noise along a decreasing list of timesteps; returns x0 in [-1, 1]."""
+    """Denoise pure noise along a decreasing list of timesteps; returns x0 in [-1, 1]. `noise()`,
+    when given, draws each Gaussian tensor of `shape` (the start, then each step's) instead of
+    `generator`: per-sample seeds (archsearch.quality.sampling)."""
     device = schedule.alphas_cumprod.device
-    x = torch.randn(shape, generator=generator, device=device)
+    if noise is None:
+        def noise():
+            return torch.randn(shape, generator=generator, device=device)
+    x = noise()
     ones = torch.ones(shape[0], dtype=torch.long, device=device)
     for i, t in enumerate(timesteps):
         last = i + 1 == len(timesteps)
         ab = schedule.alphas_cumprod[t]
         ab_prev = ab.new_tensor(1.0) if last else schedule.alphas_cumprod[timesteps[i + 1]]
         pred = guidance(x, ones * t) if guidance is not None else model_prediction(model, x, ones * t, labels)
-        noise = torch.randn(shape, generator=generator, device=device) if eta > 0 and not last else None
-        x = sampler_step(x, pred, ab, ab_prev, eta, prediction, noise)
+        x = sampler_step(x, pred, ab, ab_prev, eta, prediction, noise() if eta > 0 and not last else None)
     return x
 
 
@@ -222,11 +227,12 @@ def ddpm_sample(
     labels: Tensor | None = None,
     prediction: str = "eps",
     guidance_scale: float = 1.0,
+    noise: Callable[[], Tensor] | None = None,
 ) -> Tensor:
     """Ancestral DDPM samples (B, C, H, W) in [-1, 1]; `steps` < T respaces the schedule."""
     guidance = _guided(model, labels, guidance_scale)
     timesteps = sample_timesteps(schedule.num_timesteps, steps)
-    return _sample_loop(model, shape, schedule, timesteps, 1.0, generator, labels, prediction, guidance)
+    return _sample_loop(model, shape, schedule, timesteps, 1.0, generator, labels, prediction, guidance, noise)
 
 
 def ddim_sample(
@@ -239,8 +245,9 @@ def ddim_sample(
     prediction: str = "eps",
     eta: float = 0.0,
     guidance_scale: float = 1.0,
+    noise: Callable[[], Tensor] | None = None,
 ) -> Tensor:
     """DDIM samples (B, C, H, W) in [-1, 1] over `steps` timesteps i*T/steps (leading spacing)."""
     guidance = _guided(model, labels, guidance_scale)
     timesteps = sample_timesteps(schedule.num_timesteps, steps, "leading")
-    return _sample_loop(model, shape, schedule, timesteps, eta, generator, labels, prediction, guidance)
+    return _sample_loop(model, shape, schedule, timesteps, eta, generator, labels, prediction, guidance, noise)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = ["MetricInfo", "TrialMetrics", "metric", "METRICS", "METRIC_NAMES", "OBJECTIVE_METRICS", "RECORDED_METRICS",
-           "MEASURED_METRICS", "CONTEXT_METRICS", "TIMED_METRICS", "UNDER_LOAD_TOLERANCE", "table_metrics",
+           "MEASURED_METRICS", "CONTEXT_METRICS", "TIMED_METRICS", "QUALITY_METRICS", "UNDER_LOAD_TOLERANCE", "table_metrics",
            "bucket_columns"]
 
 # How a value is written: an integer count with thousands separators, a number to 4 significant
@@ -67,6 +67,7 @@ class MetricInfo:
     formerly: str | None = None  # the user attribute older trials recorded it under (read when this one is missing)
     needs_reference: bool = False  # timed against measure.reference (None without one)
     study_relative: bool = False   # depends on the study's other trials: the results table recomputes it over all of them
+    quality: bool = False          # measured by the sample-quality phase (eval.quality); at an ASHA rung the rung's val_loss stands in
 
     def column_names(self, value) -> list[str]:
         """The results-table columns this metric fills with `value`."""
@@ -130,6 +131,18 @@ class TrialMetrics:
     val_loss_buckets: list[float] | None = metric("per noise bucket, low → high noise", "MSE",
                                                   "validation loss per noise bucket (ε-MSE)", "minimize", "buckets",
                                                   columns="val_loss_t{i}")
+    fd: float | None = metric("Fréchet distance of generated to real images in the feature network's space (FID with "
+                              "Inception's features); eval.quality", "feat²", "Fréchet distance (FD)", "minimize",
+                              objective=True, quality=True)
+    kid: float | None = metric("kernel distance (unbiased MMD², cubic kernel) of generated to real features, mean over "
+                               "subsets", "MMD²", "kernel distance (KID)", "minimize", objective=True, quality=True)
+    sample_precision: float | None = metric("share of generated samples inside the real images' k-NN manifold "
+                                            "(Kynkäänniemi et al. 2019): fidelity", "share", "precision (fidelity)",
+                                            "maximize", objective=True, quality=True)
+    sample_recall: float | None = metric("share of real images inside the generated samples' k-NN manifold: "
+                                         "diversity", "share", "recall (diversity)", "maximize", objective=True, quality=True)
+    quality_seconds: float | None = metric("s, the sample-quality phase: sampling, features, distances", "s",
+                                           "sample-quality time (s)", "minimize", objective=True)
     train_loss: float | None = metric("mean training loss of the last logged window", "MSE", "training loss (ε-MSE)",
                                       "minimize", objective=True)
     duration_s: float | None = metric("s, whole trial", "s", "trial duration (s)", "minimize", objective=True)
@@ -170,6 +183,10 @@ class TrialMetrics:
                                                       "minimize", "curve", table=None)
     train_loss_curve: list[list[float]] | None = metric("train_loss at step", "MSE", "training loss (ε-MSE)", "minimize",
                                                         "curve", table=None, recorded=False, shown=False)
+    quality: dict[str, Any] | None = metric("how sample quality was measured: features, samples, reference images, "
+                                            "sampler, seed", format="record", table=None, shown=False)
+    quality_curve: list[list[float]] | None = metric("fd at step (train --eval-every with --quality)", "feat²",
+                                                     "Fréchet distance (FD)", "minimize", "curve", table=None)
     measure: dict[str, Any] | None = metric("timing details: median step ms, timed steps, batch size, warm-up steps, "
                                             "the reference's median step ms",
                                             format="record", table=None, recorded=False, shown=False)
@@ -186,6 +203,7 @@ RECORDED_METRICS = tuple(name for name, info in METRICS.items() if info.recorded
 MEASURED_METRICS = tuple(name for name, info in METRICS.items() if info.measured)
 CONTEXT_METRICS = tuple(name for name, info in METRICS.items() if info.context)
 TIMED_METRICS = tuple(name for name, info in METRICS.items() if info.timed)
+QUALITY_METRICS = tuple(name for name, info in METRICS.items() if info.quality)
 
 
 def table_metrics(group: Literal["metrics", "details"]) -> list[MetricInfo]:

@@ -37,7 +37,7 @@ from archsearch.schema.train import SampleConfig
 from archsearch.settings import RunSettings
 
 __all__ = ["generate", "make_grid", "write_image", "auto_scale", "add_caption", "strip_caption", "caption_font_size", "MIN_CELL",
-           "checkpoint_samples", "sample_checkpoint", "save_sample_grid"]
+           "checkpoint_samples", "load_checkpoint_model", "sample_checkpoint", "save_sample_grid"]
 
 _CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
 MIN_CELL = 64  # pixels: the auto scale enlarges each image to at least this on its longer side
@@ -215,9 +215,10 @@ def write_image(path: str | Path, image) -> Path:
     return atomic_write(path, lambda tmp: image.save(tmp, format=image_format))
 
 
-def checkpoint_samples(checkpoint: str | Path, cfg: SampleConfig, device: str = "auto") -> Tensor:
-    """rows*cols samples (N, C, H, W) in [-1, 1], on the CPU, of the model a checkpoint was
-    trained as: its weights, its noise schedule and its prediction target.
+def load_checkpoint_model(checkpoint: str | Path, device: str = "auto"):
+    """(model, config, settings) of a checkpoint written by `archsearch train --checkpoint` (or
+    kept by a study): its weights on the device, its UNetConfig, and the run settings it was
+    trained under (noise schedule, prediction target).
 
     Raises ConfigErrors (`<checkpoint>: ...`) for a missing or unreadable checkpoint, and for
     weights that do not fit the config the checkpoint records.
@@ -244,8 +245,15 @@ def checkpoint_samples(checkpoint: str | Path, cfg: SampleConfig, device: str = 
         raise ConfigErrors([ConfigError(str(checkpoint), f"its weights do not fit its config ({len(wrong)} tensors "
                                                          f"differ, e.g. {wrong[0]})")])
     model.load_state_dict(state["state_dict"])
+    return model.to(settings.device), config, settings
+
+
+def checkpoint_samples(checkpoint: str | Path, cfg: SampleConfig, device: str = "auto") -> Tensor:
+    """rows*cols samples (N, C, H, W) in [-1, 1], on the CPU, of the model a checkpoint was
+    trained as: its weights, its noise schedule and its prediction target (`load_checkpoint_model`)."""
+    model, config, settings = load_checkpoint_model(checkpoint, device)
     shape = (config.in_channels, config.image_size, config.image_size)
-    return generate(model.to(settings.device), cfg, settings, shape, num_classes=config.num_classes).cpu()
+    return generate(model, cfg, settings, shape, num_classes=config.num_classes).cpu()
 
 
 def sample_checkpoint(checkpoint: Path, path: str | Path, cfg: SampleConfig, device: str = "auto",

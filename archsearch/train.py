@@ -123,11 +123,15 @@ def train(
     eval_steps: Iterable[int] = (),
     resume: dict | None = None,
     on_step: StepFn | None = None,
+    on_evaluated: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train `model` (moved to `settings.device` in place) on `batches`; evaluate it under `protocol`.
 
     `on_eval(step, result)` hears every intermediate evaluation (the curve points and
     `eval_steps`, those below `cfg.steps`); returning True ends the run there as `stopped`.
+    `on_evaluated(step, module)` hears the same evaluations first, with the weights evaluated (the
+    EMA copy when there is one), for more measurements of them (sample quality). Neither counts
+    as training time.
     `on_step(step, snapshot)` hears every step but the last (it may raise to end the run, say on
     Ctrl-C, after saving `snapshot()`); `resume` is such a snapshot to continue from, taken with
     the same model, config and batches (`batches` then needs `load_state_dict`, as DeviceBatches has).
@@ -144,7 +148,7 @@ def train(
     result = TrainResult(outcome="completed", steps=0)
     oom = ""
     try:
-        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval, eval_steps, resume,
+        _run(model, batches, cfg, protocol, settings, result, on_progress or _no_progress, on_eval, on_evaluated, eval_steps, resume,
              on_step)
     except RuntimeError as exc:  # torch.OutOfMemoryError, or the plain RuntimeError of older kernels and the CPU
         if not is_out_of_memory(exc):
@@ -171,6 +175,7 @@ def _run(
     result: TrainResult,
     on_progress: ProgressFn,
     on_eval: EvalFn | None,
+    on_evaluated: Callable[[int, nn.Module], None] | None = None,
     eval_steps: Iterable[int] = (),
     resume: dict | None = None,
     on_step: StepFn | None = None,
@@ -278,11 +283,14 @@ def _run(
             synchronize(device)  # charge queued training kernels to training time
             train_seconds += time.perf_counter() - segment_start
             res = evaluate(step)
-            segment_start = time.perf_counter()
             if not math.isfinite(res.val_loss):
                 result.outcome, result.reason = "diverged", f"validation loss became {res.val_loss} at step {step}"
                 return
-            if on_eval is not None and on_eval(step, res):
+            if on_evaluated is not None:
+                on_evaluated(step, evaluated)
+            stop = on_eval is not None and on_eval(step, res)
+            segment_start = time.perf_counter()  # what the callbacks did is not training time
+            if stop:
                 result.outcome, result.reason, result.final = "stopped", f"stopped by on_eval at step {step}", res
                 break
         if on_step is not None and not done:

@@ -51,6 +51,7 @@ from .data import ImageData
 from .device import device_info, is_out_of_memory, memory_bytes, resolve_device
 from .errors import ConfigError, ConfigErrors
 from .evaluate import ValidationProtocol
+from .quality import QualityPhase
 from .io import WriteWarning, atomic_write_json, write_failure
 from .measure import MeasurementOOM, Reference, count_params, measure
 from .metrics import MEASURED_METRICS, METRIC_NAMES, TrialMetrics
@@ -81,6 +82,7 @@ class TrialContext:
     device: torch.device
     protocol: ValidationProtocol
     references: ReferenceCache = field(default_factory=ReferenceCache, repr=False)
+    quality: QualityPhase | None = field(default=None, repr=False)  # eval.quality's phase, when asked for
 
     @classmethod
     def create(cls, data: ImageData, train_cfg: TrainConfig, eval_cfg: EvalConfig, device: str | torch.device = "auto",
@@ -89,7 +91,8 @@ class TrialContext:
         device = resolve_device(device, device_path) if not isinstance(device, torch.device) else device
         schedule = resolve_run_settings(train_cfg, device).schedule  # the study's: it cannot be searched
         protocol = ValidationProtocol(data.val, data.val_labels, schedule, eval_cfg)
-        return cls(data, device, protocol)
+        quality = QualityPhase(eval_cfg.quality, data) if eval_cfg.quality is not None else None
+        return cls(data, device, protocol, quality=quality)
 
     def reference(self, measure_cfg: MeasureConfig, config: UNetConfig) -> Reference | None:
         """`measure.reference` at `config`'s image size and channels (None: no reference), built
@@ -201,6 +204,7 @@ def run_trial(
     speed_anchor: Callable[[TrialMetrics], float | None] | None = None,
     resume: dict | None = None,
     on_step: StepFn | None = None,
+    quality_steps: Sequence[int] = (),
 ) -> TrialResult:
     """Build, measure, train and evaluate one architecture; see the module docstring.
 
@@ -213,6 +217,10 @@ def run_trial(
     `samples_path` are written by `TrialResult.write_files`, once its caller has recorded it. `resume` and `on_step` go to `train`: a state
     to continue from (archsearch.train_state; the model is built and measured afresh first), and
     the callback that hears every step with the means to snapshot one.
+
+    With `context.quality` (eval.quality), a completed run's sample quality is measured after its
+    final evaluation (phase `quality`; `fd`, `kid`, ..., `quality_seconds`), and at those of the
+    intermediate evaluations that `quality_steps` name (their FD in `quality_curve`).
     """
     progress = on_progress or (lambda *event: None)
     start = time.perf_counter()
@@ -256,8 +264,15 @@ def run_trial(
 
     batches = context.data.loader(device, train_cfg.batch_size, seed=train_cfg.seed)
     hook = None if on_eval is None else lambda step, res: on_eval(step, res, metrics)
+    along = None
+    if context.quality is not None and quality_steps:
+        def along(step, evaluated):
+            if step in quality_steps:
+                progress("quality", step, train_cfg.steps)
+                curve = metrics.quality_curve = metrics.quality_curve or []
+                curve.append([int(step), _measure_quality(context.quality, evaluated, settings, shape, config, metrics)])
     result = train(model, batches, train_cfg, context.protocol, settings, on_progress=progress, on_eval=hook,
-                   eval_steps=eval_steps, resume=resume, on_step=on_step)
+                   eval_steps=eval_steps, resume=resume, on_step=on_step, on_evaluated=along)
 
     metrics.outcome, metrics.steps_trained, metrics.train_seconds = result.outcome, result.steps, result.train_seconds
     metrics.learning_curve = [[int(s), float(v)] for s, v in result.learning_curve]
@@ -267,6 +282,11 @@ def run_trial(
     if result.final is not None and result.outcome == "completed":  # a stopped run's last loss is not its score
         metrics.val_loss = result.final.val_loss
         metrics.val_loss_buckets = list(result.final.val_loss_buckets)
+        if context.quality is not None:
+            progress("quality", result.steps, train_cfg.steps)
+            fd = _measure_quality(context.quality, model, settings, shape, config, metrics)
+            if quality_steps and result.steps in quality_steps:
+                metrics.quality_curve = [*(metrics.quality_curve or []), [int(result.steps), fd]]
         if checkpoint_path is not None or samples_path is not None:
             files = RunFiles(model, config, train_cfg, settings, eval_cfg,
                              {"name": context.data.name, "num_classes": context.data.num_classes},
@@ -277,6 +297,26 @@ def run_trial(
     if files is None:
         _free(device)
     return TrialResult(result.outcome, reason, metrics, files)
+
+
+def _measure_quality(phase: QualityPhase, model, settings: RunSettings, shape, config: UNetConfig,
+                     metrics: TrialMetrics) -> float | None:
+    """Measure `model`'s sample quality into `metrics` (the latest measurement wins); its FD.
+    Out of memory while sampling leaves the quality metrics unmeasured, with the reason in
+    `metrics.quality`, rather than failing a trained run."""
+    try:
+        measured = phase.measure(model, settings, shape, config.num_classes)
+    except RuntimeError as exc:
+        if not is_out_of_memory(exc):
+            raise
+        _free(settings.device)
+        metrics.quality = {"error": f"out of memory while measuring sample quality ({_first_line(exc)})"}
+        return None
+    for name, value in measured.values.items():
+        setattr(metrics, name, value)
+    metrics.quality_seconds = (metrics.quality_seconds or 0.0) + measured.seconds
+    metrics.quality = measured.info
+    return measured.values.get("fd")
 
 
 def _oom(metrics: TrialMetrics, start: float, detail: str) -> TrialResult:

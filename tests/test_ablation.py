@@ -7,11 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from archsearch.ablation.report import comparison_frame, comparison_markdown, forest_plot, summary_line
+from archsearch.ablation.report import (comparison_frame, comparison_markdown, comparison_table, forest_data, forest_plot,
+                                       summary_line)
 from archsearch.ablation.stats import (NO_DIFFERENCE, compare_variants, loss_verdict, paired_interval, ratio_interval,
-                                      throughput_verdict)
+                                      throughput_verdict, verdict)
 from archsearch.errors import ConfigErrors
-from archsearch.schema.ablation import ablation_from_dict, load_ablation
+from archsearch.metrics import METRICS, QUALITY_METRICS
+from archsearch.schema.ablation import ablation_from_dict, compared_metrics, load_ablation
+from archsearch.schema.quality import QualityConfig
 
 SHIPPED = Path(__file__).parent.parent / "search_spaces" / "ablations"
 
@@ -141,6 +144,94 @@ def test_report_renderings_agree(tmp_path):
     assert "| broken | x | n/a | n/a | n/a | n/a |" in md and "failed: diverged" in md
     png = forest_plot(comparisons, tmp_path / "forest.png", "demo", seeds=3)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- sample quality
+
+
+@pytest.mark.parametrize("metric", [m for m, info in METRICS.items() if info.direction is not None])
+def test_every_metric_s_verdict_follows_its_registry_direction(metric):
+    up, down = paired_interval([1.0, 2.0, 1.5]), paired_interval([-1.0, -2.0, -1.5])
+    good, bad = ("faster", "slower") if METRICS[metric].timed else ("better", "worse")
+    rises_well = METRICS[metric].direction == "maximize"
+    assert (verdict(metric, up), verdict(metric, down)) == ((good, bad) if rises_well else (bad, good))
+    assert verdict(metric, paired_interval([-1.0, 1.0, 0.5])) == NO_DIFFERENCE
+
+
+def _quality_runs():
+    rows = []
+    # fd: base [10, 20, 30], variant 2, 2.5 and 1.5 lower; kid negative on one seed; precision +0.1, +0.2, +0.15
+    for seed, (fd, kid, prec) in enumerate([(10.0, 0.5, 0.5), (20.0, -0.1, 0.4), (30.0, 0.2, 0.6)]):
+        rows.append(("base", seed, "COMPLETE", 1.0, 100.0, fd, kid, prec, 0.5, 100, 1000, None))
+    for seed, (fd, kid, prec) in enumerate([(8.0, 0.6, 0.6), (17.5, 0.2, 0.6), (28.5, 0.3, 0.75)]):
+        rows.append(("v", seed, "COMPLETE", 1.0, 100.0, fd, kid, prec, 0.5, 100, 1000, None))
+    return pd.DataFrame(rows, columns=["variant", "seed", "state", "val_loss", "train_throughput", *QUALITY_METRICS,
+                                       "params", "flops", "fail_reason"])
+
+
+def test_quality_changes_get_the_paired_t_interval_in_their_own_units():
+    base, v = compare_variants(_quality_runs(), {"base": "", "v": ""}, seeds=3)
+    assert list(v.changes) == ["val_loss", "train_throughput", *QUALITY_METRICS]  # measured: compared, registry order
+    fd = v.changes["fd"]
+    # Δ = [-2, -2.5, -1.5]: mean -2, sd 0.5, half-width 4.302653 * 0.5 / sqrt(3) = 1.2420693
+    assert (fd.absolute.mean, fd.absolute.low, fd.absolute.high) == pytest.approx((-2.0, -3.2420693, -0.7579307), abs=1e-6)
+    assert fd.shown is fd.absolute and fd.verdict == "better"  # lower FD is better
+    assert fd.format() == "-2.00 [-3.24, -0.76]"
+    assert fd.relative.n == 3  # a positive quantity: its % change is kept too (ablation.csv)
+    kid = v.changes["kid"]
+    assert kid.relative is None and kid.absolute.mean == pytest.approx(0.1666667)  # a negative KID: no ratio
+    # precision Δ = [+0.1, +0.2, +0.15]: mean 0.15, sd 0.05, half-width 0.1242069 > 0: higher is better
+    prec = v.changes["sample_precision"]
+    assert (prec.absolute.low, prec.absolute.high) == pytest.approx((0.0257931, 0.2742069), abs=1e-6)
+    assert prec.verdict == "better" and v.changes["sample_recall"].verdict == NO_DIFFERENCE
+    assert base.changes["fd"].verdict == "reference" and base.changes["fd"].mean == pytest.approx(20.0)
+    assert summary_line(v, base).startswith("v: val loss +0.0% [+0.0, +0.0] (no detectable difference), "
+                                            "throughput +0.0% [+0.0, +0.0] (no detectable difference), "
+                                            "fd -2.00 [-3.24, -0.76] (better), ")
+
+
+def test_quality_metrics_are_compared_only_when_measured():
+    runs = _quality_runs()
+    assert list(compare_variants(runs.drop(columns=list(QUALITY_METRICS)), {"base": "", "v": ""}, seeds=3)[1].changes) == [
+        "val_loss", "train_throughput"]
+    unmeasured = runs.assign(**{m: None for m in QUALITY_METRICS})  # collect_runs' columns of a run without quality
+    assert list(compare_variants(unmeasured, {"base": "", "v": ""}, seeds=3)[1].changes) == ["val_loss", "train_throughput"]
+    only_fd = compare_variants(runs, {"base": "", "v": ""}, seeds=3, metrics=compared_metrics(["fd"]))
+    assert list(only_fd[1].changes) == ["val_loss", "train_throughput", "fd"]
+
+
+def test_quality_renderings_show_the_fd_change(tmp_path):
+    comparisons = compare_variants(_quality_runs(), {"base": "ref", "v": "a variant"}, seeds=3)
+    row = comparison_frame(comparisons).set_index("variant").loc["v"]
+    assert (row["delta_fd_abs"], row["delta_fd_abs_low"], row["delta_fd_abs_high"]) == pytest.approx(
+        (-2.0, -3.2420693, -0.7579307), abs=1e-6)
+    assert row["fd_verdict"] == "better" and row["fd"] == pytest.approx(18.0) and math.isnan(row["delta_kid_pct"])
+    assert row["loss_verdict"] == NO_DIFFERENCE  # the old columns keep their names
+    md = comparison_markdown(comparisons, "demo", seeds=3)
+    assert "| Δ fd [95% CI] | verdict |" in md and "fd 20, kid 0.2" in md
+    assert "| -2.00 [-3.24, -0.76] | better |" in next(line for line in md.splitlines() if line.startswith("| v |"))
+    table = comparison_table(comparisons, title="demo")
+    assert [c.name for c in table.columns][3:7] == list(QUALITY_METRICS)
+    assert table.rows[1][3].plain == "-2.00 [-3.24, -0.76]\nbetter"
+    data = forest_data(comparisons)
+    fd = data[data["metric"] == "fd"].iloc[0]
+    assert (fd["variant"], fd["mean"], fd["low"], fd["verdict"]) == ("v", -2.0, pytest.approx(-3.2420693), "better")
+    assert fd["panel"] == "Δ Fréchet distance (FD) vs base   ← better"
+    assert list(data["metric"].unique()) == ["val_loss", "train_throughput", *QUALITY_METRICS]  # a panel each
+    assert forest_plot(comparisons, tmp_path / "forest.png", "demo", seeds=3).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_ablation_measures_quality_when_its_file_or_the_flag_asks():
+    spec = ablation_from_dict(TINY)
+    assert spec.eval.quality is None and spec.with_quality(False) is spec and spec.compared == ["val_loss", "train_throughput"]
+    assert spec.trial_space("add", 0).eval.quality is None
+    asked = spec.with_quality(True)  # ablate --quality: eval.quality's defaults
+    assert asked.eval.quality == QualityConfig() and asked.compared == ["val_loss", "train_throughput", *QUALITY_METRICS]
+    assert asked.trial_space("add", 0).eval.quality == QualityConfig()  # what every run measures
+    written = ablation_from_dict(_with(eval={"quality": {"metrics": ["kid", "fd"], "num_samples": 50}}))
+    assert written.compared == ["val_loss", "train_throughput", "fd", "kid"]
+    assert written.with_quality(True).eval.quality.num_samples == 50  # the file's section stands
+    assert written.trial_space("base", 1).eval.quality.num_samples == 50
 
 
 # --------------------------------------------------------------------------- loading

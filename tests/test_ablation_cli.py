@@ -63,6 +63,7 @@ def test_ablate_runs_every_network_and_seed_writes_the_report_and_resumes(ablati
     table = pd.read_csv(study / "ablation.csv")
     assert list(table["variant"]) == ["base", "add-skips", "relu"]
     assert (table["seeds"] == 2).all() and table.loc[0, "loss_verdict"] == "reference"
+    assert "fd" not in table.columns and "fd" not in result.output.split()  # no sample quality unless asked for
     assert table.loc[1, "params_change_pct"] < 0  # add-skips drops the wider decoder convs
     assert table.loc[2, "params_change_pct"] == 0
     md = (study / "ablation.md").read_text()
@@ -84,6 +85,45 @@ def test_ablate_runs_every_network_and_seed_writes_the_report_and_resumes(ablati
     trials = _journal_trials(study)
     assert len(trials) == 9 and sorted(trials["train.seed"].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert (pd.read_csv(study / "ablation.csv")["seeds"] == 3).all()
+
+
+def test_ablate_with_quality_shows_the_change_in_fd_with_an_interval(tmp_path):
+    """`--quality` on a file without eval.quality: every run measures sample quality (here a tiny
+    phase, its reference statistics cached under tmp_path), and each variant's Δ fd gets its
+    paired interval in the table, the csv, the words and the plot."""
+    import re
+
+    data = {**TINY, "study": {"name": "tinyq", "device": "cpu"}, "data": {"source": "digits", "image_size": 8},
+            "variants": {"add-skips": TINY["variants"]["add-skips"]}}
+    path = tmp_path / "tinyq.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    sets = ["eval.quality.num_samples=30", "eval.quality.reference_samples=60", "eval.quality.batch_size=30",
+            "eval.quality.sampler.kind=ddim", "eval.quality.sampler.steps=5", "eval.quality.kid_subset_size=20",
+            "eval.quality.kid_subsets=5", f"eval.quality.cache_dir={tmp_path / 'cache'}"]
+    out = tmp_path / "results"
+    result = invoke("ablate", str(path), "--results-dir", str(out), "--quality", *[a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"trial \d \(base, seed 0\): val_loss [\d.]+, [\d.]+ images/s, fd [\d.]+", result.output)
+    interval = r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]"
+    header = next(line for line in result.output.splitlines() if line.lstrip().startswith("variant"))
+    assert header.split()[header.split().index("throughput") + 1:][:4] == ["fd", "kid", "sample_precision", "sample_recall"]
+    row = next(line for line in result.output.splitlines() if line.startswith("add-skips"))
+    assert len(re.findall(interval, row)) == 4  # Δ fd, kid, precision, recall beside the loss's and the speed's %
+    study = out / "tinyq"
+    table = pd.read_csv(study / "ablation.csv").set_index("variant")
+    fd = table.loc["add-skips", ["delta_fd_abs", "delta_fd_abs_low", "delta_fd_abs_high"]]
+    assert fd.notna().all() and fd.iloc[1] <= fd.iloc[0] <= fd.iloc[2] and table.loc["base", "fd"] > 0
+    md = (study / "ablation.md").read_text()
+    assert re.search(rf"- add-skips: val loss .*, fd {interval} \(", md) and "| Δ fd [95% CI] |" in md
+    trials = _journal_trials(study)
+    assert trials["fd"].notna().all() and len(trials) == 4
+    assert yaml.safe_load((study / "ablation.yaml").read_text())["eval"]["quality"]["num_samples"] == 30
+
+    # The report alone, rebuilt from the storage, still compares fd (the runs were measured with it).
+    again = invoke("ablate", str(path), "--results-dir", str(out), "--report-only", "--quality",
+                   *[a for s in sets for a in ("--set", s)])
+    assert again.exit_code == 0, again.output
+    pd.testing.assert_frame_equal(pd.read_csv(study / "ablation.csv").set_index("variant"), table)
 
 
 def test_ablate_rejects_a_bad_file_before_writing_anything(ablation_file, tmp_path):

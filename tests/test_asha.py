@@ -257,3 +257,17 @@ def test_rung_columns_come_from_the_records_by_step_and_old_trials_keep_their_st
     assert read[1].values[0] == 0.2 and math.isnan(read[1].values[1]) and read[1].violation == math.inf  # nulls: unmeasured
     assert RungRecord(60, (0.2, math.nan), math.inf).to_attr() == records[rung_attr(1)]
     assert trials_dataframe(trials, ["params"]).filter(like="val_loss_at_").empty  # no val_loss objective, no rungs
+
+
+def test_a_quality_objective_is_ranked_at_rungs_by_the_rungs_loss_and_measured_at_the_end(tmp_path):
+    """fd is not measured at a rung (sampling there would cost more than the training): the
+    rung's val_loss stands in for it in the vector, minimized, and completed trials measure it."""
+    space = asha_space(trials=3, objectives=["fd", "params"])
+    space["eval"] = {**space.get("eval", {}), "quality": {"num_samples": 20, "sampler": {"steps": 3}, "kid_subsets": 2,
+                                                          "cache_dir": str(tmp_path / "cache")}}
+    run_study(space_from_dict(space), tmp_path)
+    trials = stored(tmp_path / "tiny")
+    rederive(trials, ["minimize", "minimize"])  # the vector: (the rung's val_loss, params)
+    completed = [t for t in trials if t.state.name == "COMPLETE"]
+    assert completed and all(t.values[0] == t.user_attrs["fd"] > 0 for t in completed)
+    assert all(t.user_attrs.get("fd") is None for t in trials if t.state.name == "PRUNED")

@@ -29,6 +29,7 @@ LAYERS = [
     {"plan"},
     {"nn"},
     {"data", "diffusion", "device", "settings", "timing", "measure", "train", "train_state", "evaluate", "samples"},
+    {"quality"},
     {"trial"},
     {"search"},
     {"results", "folder"},

@@ -10,7 +10,7 @@ from torch import nn
 
 import archsearch.trial as trial_module
 from archsearch.data import load_data
-from archsearch.metrics import METRICS, OBJECTIVE_METRICS
+from archsearch.metrics import METRICS, OBJECTIVE_METRICS, QUALITY_METRICS
 from archsearch.nn import build_unet
 from archsearch.schema.data import Digits
 from archsearch.schema.loading import unet_config_from_dict
@@ -59,9 +59,11 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     # Every metric starts as None: what must be checked is which stay None.
     assert set(m) >= set(METRIC_KEYS)
     unmeasured = {k for k in METRIC_KEYS if m[k] is None}
-    # exactly what MEASURE turns off, the GPU's readings on the CPU, and the table's own flag;
-    # busy_cpus is read only when there are threads to spare (the suite runs torch at one)
-    expected = {"infer_throughput", "latency_ms", "flops", "gpu_util", "sm_clock_mhz", "measured_under_load"}
+    # exactly what MEASURE turns off, the GPU's readings on the CPU, the table's own flag, and
+    # sample quality (eval.quality is off); busy_cpus is read only when there are threads to
+    # spare (the suite runs torch at one)
+    expected = {"infer_throughput", "latency_ms", "flops", "gpu_util", "sm_clock_mhz", "measured_under_load",
+                *QUALITY_METRICS, "quality_seconds", "quality", "quality_curve"}
     assert unmeasured - {"busy_cpus", "missing_files"} == expected  # files: none asked for, none missing
     assert ("busy_cpus" in unmeasured) == (torch.get_num_threads() == 1)
     json.dumps(m, allow_nan=False)  # what `archsearch train --out` and the storage receive

@@ -82,7 +82,9 @@ def test_verify_retrains_the_front_and_a_dominated_sample_and_reports(source, tr
     result = runner.invoke(app, ["verify", str(source), "--factor", "2", "--dominated", "1", "--rounds", "3"])
     assert result.exit_code == 0, result.output
     assert "the 3-step ranking" in result.output.lower() and "at 6 steps" in result.output
+    assert "fd at" not in result.output and "in sample quality" not in result.output  # no --quality: no quality phase
     trials = verify_trials(source)
+    assert all(t.user_attrs.get("fd") is None for t in trials)
     assert len(trained) == 3 and all(t.state.name == "COMPLETE" for t in trials)
     assert sorted((t.user_attrs["source_trial"], t.user_attrs["role"]) for t in trials) == [
         (0, "front"), (1, "front"), (3, "dominated")]

@@ -6,6 +6,7 @@ each variant against the base with paired confidence intervals.
 
     report = ablate(load_ablation("search_spaces/ablations/seed_design_choices.yaml"), "results")
     report.files          # ablation.md, ablation.csv, plots/forest.png
+    report.comparisons[1].changes["fd"].format()   # '-2.00 [-3.24, -0.76]' (with eval.quality or --quality)
 
 `stats` (the numbers) and `report` (the renderings) import no torch; `runner` trains through the
 search layer's engine (a queue of network x seed pairs) and may import everything below it, as
@@ -25,9 +26,11 @@ _EXPORTS = {
     "paired_interval": "archsearch.ablation.stats",
     "ratio_interval": "archsearch.ablation.stats",
     "Comparison": "archsearch.ablation.stats",
+    "Change": "archsearch.ablation.stats",
     "Interval": "archsearch.ablation.stats",
     "write_report": "archsearch.ablation.report",
     "comparison_table": "archsearch.ablation.report",
+    "forest_data": "archsearch.ablation.report",
 }
 
 __all__ = sorted(_EXPORTS)

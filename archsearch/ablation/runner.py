@@ -36,6 +36,7 @@ from rich.text import Text
 
 from ..folder import StudyFolder
 from ..io import atomic_write_text
+from ..metrics import QUALITY_METRICS
 from ..report.live import LiveView, phase_line
 from ..schema.ablation import ABLATION_OBJECTIVES, AblationSpec
 from ..search.engine import Fixed, QueueSource, finished, observing, run_trials, unfinished
@@ -45,7 +46,7 @@ __all__ = ["AblationRun", "AblationReport", "ablate", "run_ablation", "open_abla
            "QueueDisplay"]
 
 _OBJECTIVES = list(ABLATION_OBJECTIVES)  # schema.ablation says why the raw speed
-_RUN_METRICS = (*_OBJECTIVES, "params", "flops")  # what collect_runs keeps of each trial
+_RUN_METRICS = (*_OBJECTIVES, *QUALITY_METRICS, "params", "flops")  # what collect_runs keeps of each trial
 
 
 @dataclass
@@ -124,8 +125,8 @@ def run_ablation(
 
 def collect_runs(trials: list, identities: dict[tuple[str, int], tuple[str, str]]) -> pd.DataFrame:
     """One row per network × seed with a finished trial: the first completed one, else the last
-    failure. Columns: variant, seed, number, state, val_loss, train_throughput, params, flops,
-    fail_reason, reused_from."""
+    failure. Columns: variant, seed, number, state, val_loss, train_throughput, the quality
+    metrics (fd, ...; empty unless measured), params, flops, fail_reason, reused_from."""
     best: dict[tuple[str, int], Any] = {}
     by_identity = {ident: pair for pair, ident in identities.items()}
     for t in sorted(trials, key=lambda t: t.number):
@@ -186,7 +187,8 @@ def ablate(
         trials = open_ablation_study(spec, study_dir, storage).get_trials(deepcopy=False)
         identities = pair_identities(spec)
         runs, pending = collect_runs(trials, identities), unfinished(trials, identities)
-    comparisons = compare_variants(runs, {name: spec.description(name) for name in spec.names}, spec.seeds)
+    comparisons = compare_variants(runs, {name: spec.description(name) for name in spec.names}, spec.seeds,
+                                   metrics=spec.compared)
     files = write_report(comparisons, study_dir, spec.study.name, spec.seeds)
     return AblationReport(study_dir, describe_storage(storage, study_dir), comparisons, files, pending)
 
@@ -245,6 +247,7 @@ class QueueDisplay(LiveView, Observer):
         attrs = trial.user_attrs
         if trial.state.name == "COMPLETE":
             what = f"val_loss {attrs.get('val_loss', float('nan')):.4g}, {attrs.get('train_throughput', float('nan')):.4g} images/s"
+            what += "".join(f", {m} {attrs[m]:.4g}" for m in QUALITY_METRICS if attrs.get(m) is not None)
             what += f" (reused trial {attrs['reused_from']})" if attrs.get("reused_from") is not None else ""
         else:
             what = f"failed: {attrs.get('fail_reason', '')}"[:120]

@@ -9,9 +9,15 @@ interval is never below -100% and halving and doubling are symmetric. Absolute d
 (variant_s - base_s) get the same t-interval directly. A verdict needs the whole interval on
 one side of zero; with one seed there is no interval and no verdict.
 
-    runs = pd.DataFrame(rows of: variant, seed, state, val_loss, train_throughput, params, flops, fail_reason)
-    for c in compare_variants(runs, descriptions):
-        print(c.variant, c.loss.format(), c.loss_verdict)
+The compared metrics are the ablation's objectives and, when it measured sample quality, the
+quality metrics (archsearch.schema.ablation.compared_metrics); each one's registry `direction`
+says which side of zero is better (`faster`/`slower` for a timed metric). A loss or a speed is
+headlined in percent of the base; a quality metric in its own units, as papers compare FD in
+points (and KID may be negative, precision and recall zero, where a ratio means nothing).
+
+    runs = pd.DataFrame(rows of: variant, seed, state, val_loss, train_throughput, [fd, ...], params, flops, fail_reason)
+    for c in compare_variants(runs, descriptions, seeds=3):
+        print(c.variant, c.loss.format(), c.loss_verdict, c.changes["fd"].format() if "fd" in c.changes else "")
 
 Pure numpy/pandas (scipy for the t quantile); no torch, no Optuna.
 """
@@ -25,8 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Interval", "Comparison", "paired_interval", "ratio_interval", "loss_verdict", "throughput_verdict", "compare_variants",
-           "CONFIDENCE", "NO_DIFFERENCE"]
+from ..metrics import METRICS, QUALITY_METRICS
+from ..schema.ablation import compared_metrics
+
+__all__ = ["Interval", "Change", "Comparison", "paired_interval", "ratio_interval", "verdict", "loss_verdict",
+           "throughput_verdict", "in_percent", "compare_variants", "CONFIDENCE", "NO_DIFFERENCE"]
 
 CONFIDENCE = 0.95
 NO_DIFFERENCE = "no detectable difference"
@@ -91,14 +100,58 @@ def _verdict(interval: Interval | None, below: str, above: str) -> str:
     return NO_DIFFERENCE
 
 
+def verdict(metric: str, interval: Interval | None) -> str:
+    """Whether a change of `metric` is better or worse (faster or slower for a timed one), by its
+    registry direction, or no detectable difference."""
+    info = METRICS[metric]
+    good, bad = ("faster", "slower") if info.timed else ("better", "worse")
+    below, above = (good, bad) if info.direction == "minimize" else (bad, good)
+    return _verdict(interval, below, above)
+
+
 def loss_verdict(interval: Interval | None) -> str:
     """better (the whole interval below zero), worse (above), or no detectable difference."""
-    return _verdict(interval, "better", "worse")
+    return verdict("val_loss", interval)
 
 
 def throughput_verdict(interval: Interval | None) -> str:
     """faster (the whole interval above zero), slower (below), or no detectable difference."""
-    return _verdict(interval, "slower", "faster")
+    return verdict("train_throughput", interval)
+
+
+def in_percent(metric: str) -> bool:
+    """Whether a change of `metric` is headlined in % of the base (a loss, a speed) rather than in
+    its own units (a quality metric)."""
+    return not METRICS[metric].quality
+
+
+def _digits(interval: Interval) -> int:
+    """Decimals that give the largest of mean and ends three significant digits."""
+    ends = [abs(x) for x in (interval.mean, interval.low, interval.high) if x is not None and math.isfinite(x) and x]
+    return 1 if not ends else max(0, min(6, 2 - math.floor(math.log10(max(ends)))))
+
+
+@dataclass
+class Change:
+    """One metric of a variant against the base, paired by seed."""
+
+    metric: str
+    mean: float = math.nan  # mean over the variant's completed seeds
+    relative: Interval | None = None  # Δ in % of the base (on the log scale); None where a value is not positive
+    absolute: Interval | None = None  # Δ in the metric's units
+    verdict: str = "n/a"
+
+    @property
+    def shown(self) -> Interval | None:
+        """The change the table, the plot and the words headline (see `in_percent`)."""
+        return self.relative if in_percent(self.metric) else self.absolute
+
+    def format(self) -> str:
+        """`+3.1% [+1.2, +5.0]` for a loss or a speed, `+4.21 [+1.05, +7.37]` for a quality metric."""
+        interval = self.shown
+        if interval is None:
+            return "n/a"
+        return interval.format() if in_percent(self.metric) else interval.format(unit="", digits=_digits(interval))
 
 
 @dataclass
@@ -110,16 +163,22 @@ class Comparison:
     seeds_done: int = 0  # seeds with a finished trial of this variant
     seeds_total: int = 0
     failed: dict[int, str] = field(default_factory=dict)  # seed -> fail reason
-    val_loss: float = math.nan  # mean over completed seeds
-    train_throughput: float = math.nan
     params: float = math.nan
     flops: float = math.nan
-    loss: Interval | None = None  # Δ val loss, % of the base, paired by seed (on the log scale)
-    loss_abs: Interval | None = None
-    throughput: Interval | None = None  # Δ train throughput, % of the base
-    throughput_abs: Interval | None = None
-    loss_verdict: str = "n/a"
-    throughput_verdict: str = "n/a"
+    changes: dict[str, Change] = field(default_factory=dict)  # by metric, in the order compared
+
+    # The two every ablation compares, by the names they have always had here.
+    val_loss = property(lambda self: self._change("val_loss").mean)
+    train_throughput = property(lambda self: self._change("train_throughput").mean)
+    loss = property(lambda self: self._change("val_loss").relative)  # Δ val loss, % of the base
+    loss_abs = property(lambda self: self._change("val_loss").absolute)
+    throughput = property(lambda self: self._change("train_throughput").relative)  # Δ train throughput, % of the base
+    throughput_abs = property(lambda self: self._change("train_throughput").absolute)
+    loss_verdict = property(lambda self: self._change("val_loss").verdict)
+    throughput_verdict = property(lambda self: self._change("train_throughput").verdict)
+
+    def _change(self, metric: str) -> Change:
+        return self.changes.get(metric) or Change(metric)
 
     @property
     def status(self) -> str:
@@ -145,18 +204,23 @@ def _percent(value: float, reference: float) -> float:
     return 100.0 * (value - reference) / reference
 
 
-def compare_variants(runs: pd.DataFrame, descriptions: dict[str, str], seeds: int, base: str = "base") -> list[Comparison]:
+def compare_variants(runs: pd.DataFrame, descriptions: dict[str, str], seeds: int, base: str = "base",
+                     metrics: Sequence[str] | None = None) -> list[Comparison]:
     """A Comparison for the base and every variant of `descriptions` (in its order).
 
-    `runs` has one row per finished trial: variant, seed, state (COMPLETE or FAIL), val_loss,
-    train_throughput, params, flops, fail_reason. Seeds the base failed on pair with nothing.
+    `runs` has one row per finished trial: variant, seed, state (COMPLETE or FAIL), a column per
+    metric, params, flops, fail_reason. `metrics` are those compared (default: the ablation's
+    objectives and the quality metrics `runs` holds values of). Seeds the base failed on pair
+    with nothing.
     """
+    if metrics is None:
+        metrics = compared_metrics(m for m in QUALITY_METRICS if m in runs and runs[m].notna().any())
     out = []
     by_name = {name: runs[runs["variant"] == name] for name in descriptions} if len(runs) else {}
-    base_rows = _completed(by_name.get(base))
+    base_rows = _completed(by_name.get(base), metrics)
     for name, description in descriptions.items():
         rows = by_name.get(name, pd.DataFrame())
-        done = _completed(rows)
+        done = _completed(rows, metrics)
         comp = Comparison(name, description, seeds_done=len(rows), seeds_total=seeds)
         if len(rows):
             failed = rows[rows["state"] != "COMPLETE"]
@@ -164,28 +228,29 @@ def compare_variants(runs: pd.DataFrame, descriptions: dict[str, str], seeds: in
             for metric in ("params", "flops"):
                 values = pd.to_numeric(rows[metric], errors="coerce").dropna()
                 setattr(comp, metric, float(values.iloc[0]) if len(values) else math.nan)
-        if len(done):
-            comp.val_loss = float(done["val_loss"].mean())
-            comp.train_throughput = float(done["train_throughput"].mean())
         paired = done.merge(base_rows, left_index=True, right_index=True, suffixes=("", "_base"))  # same seeds only
-        for metric, rel, absolute in (("val_loss", "loss", "loss_abs"), ("train_throughput", "throughput", "throughput_abs")):
-            diff = paired[metric] - paired[f"{metric}_base"]
-            setattr(comp, absolute, paired_interval(diff.tolist()))
-            setattr(comp, rel, ratio_interval((paired[metric] / paired[f"{metric}_base"]).tolist()))
-        if name == base:
-            comp.loss_verdict = comp.throughput_verdict = "reference"
-        else:
-            comp.loss_verdict = loss_verdict(comp.loss)
-            comp.throughput_verdict = throughput_verdict(comp.throughput)
+        for metric in metrics:
+            mine, theirs = paired[metric], paired[f"{metric}_base"]
+            change = Change(metric, float(done[metric].mean()) if done[metric].notna().any() else math.nan)
+            change.absolute = paired_interval((mine - theirs).tolist())
+            change.relative = ratio_interval((mine / theirs).tolist()) if _positive(mine, theirs) else None
+            change.verdict = "reference" if name == base else verdict(metric, change.shown)
+            comp.changes[metric] = change
         out.append(comp)
     return out
 
 
-def _completed(rows: pd.DataFrame | None) -> pd.DataFrame:
-    """Completed runs indexed by seed, with numeric metrics."""
+def _positive(*columns: pd.Series) -> bool:
+    """Whether every measured value is above zero, so that their ratios mean something."""
+    values = np.concatenate([c.to_numpy(dtype=float) for c in columns])
+    return bool((values[np.isfinite(values)] > 0).all())
+
+
+def _completed(rows: pd.DataFrame | None, metrics: Sequence[str]) -> pd.DataFrame:
+    """Completed runs indexed by seed, with numeric metrics (NaN where a run did not measure one)."""
     if rows is None or not len(rows):
-        return pd.DataFrame(columns=["val_loss", "train_throughput"], dtype=float)
+        return pd.DataFrame(columns=list(metrics), dtype=float)
     ok = rows[rows["state"] == "COMPLETE"]
-    out = pd.DataFrame({m: pd.to_numeric(ok[m], errors="coerce") for m in ("val_loss", "train_throughput")})
+    out = pd.DataFrame({m: pd.to_numeric(ok[m], errors="coerce") if m in ok else np.nan for m in metrics}, index=ok.index)
     out.index = ok["seed"].astype(int)
     return out[~out.index.duplicated()]

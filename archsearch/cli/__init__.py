@@ -257,16 +257,20 @@ def ablate(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL; default: the study folder's journal.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: study.device).")] = None,
     report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing; rebuild the report from the storage.")] = False,
+    quality: Annotated[bool, typer.Option("--quality", help="Also measure sample quality (fd, kid, sample_precision, "
+                                                           "sample_recall) and compare it with the base's; "
+                                                           "eval.quality's defaults where the file has none.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Run (or resume) an ablation: the base and every variant over several seeds, then each
-    variant against the base (Δ loss and Δ throughput with 95% intervals paired by seed)."""
+    variant against the base (Δ loss and Δ throughput with 95% intervals paired by seed, and Δ
+    sample quality with --quality or an eval.quality section)."""
     from ..ablation.report import comparison_table
     from ..report.tables import show
     from ..ablation.runner import ablate as run_and_report
     from ..schema.ablation import load_ablation
 
-    spec = load_ablation(ablation_file, parse_sets(set_))  # exits 2 before anything is written
+    spec = load_ablation(ablation_file, parse_sets(set_)).with_quality(quality)  # exits 2 before anything is written
     report = run_and_report(spec, results_dir, storage=storage, device=device, console=console, train=not report_only)
     show(console, comparison_table(report.comparisons, title=spec.study.name))
     if report.pending:
@@ -331,13 +335,19 @@ def report(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: the first study folder, or results/<study>).")] = None,
     samples: Annotated[bool, typer.Option("--samples/--no-samples", help="Draw a sample grid of every front member with "
                                                                          "saved weights (on the CPU, cached).")] = True,
+    front: Annotated[Optional[str], typer.Option(help="Also draw the front in two recorded metrics, such as "
+                                                      "fd,train_throughput_normalized (the first on the vertical axis; "
+                                                      "default: the objectives' front only).")] = None,
 ) -> None:
-    """Write report.md, report.html, pareto.csv and plots/: the Pareto front and knee, hypervolume
-    over trials, which fields mattered, per-noise-level losses, sample grids of the front's models
+    """Write report.md, report.html, pareto.csv and plots/: the Pareto front and knee (and with
+    --front, the front in two metrics you pick), hypervolume over trials, which fields mattered,
+    per-noise-level losses, sample quality when measured, sample grids of the front's models
     (trials/<n>/samples.png), and how everything was measured."""
+    from ..report.analysis import front_metrics
     from ..report.build import make_report, print_summary
 
-    result, files = make_report(study_dirs, storage, study, out, samples=samples)
+    pair = front_metrics(front) if front is not None else None
+    result, files = make_report(study_dirs, storage, study, out, samples=samples, front=pair)
     print_summary(result, files, console)
 
 
@@ -386,15 +396,19 @@ def verify(
     rounds: Annotated[int, typer.Option(help="Interleaved rounds re-measuring the front's speed (0: none).")] = 5,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the retrains.")] = 1,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: the study's).")] = None,
+    quality: Annotated[bool, typer.Option("--quality", help="Also measure every retrain's sample quality (eval.quality: "
+                                                            "the study's section, else its defaults) and rank it against "
+                                                            "the search's objective.")] = False,
 ) -> None:
     """Retrain the front and a sample of dominated trials longer (same data, validation and seed),
     re-measure the front's speed, and say whether the ranking held: verify.md, plots/verify-*.png,
-    and the study `<name>-verify` in the same storage. Rerun to resume."""
+    and the study `<name>-verify` in the same storage. Rerun to resume. With --quality, also
+    whether the short-run ranking predicts the long run's sample quality (FD)."""
     from ..verify.report import print_verification
     from ..verify.runner import verify_study
 
     run = verify_study(study_dir, storage, study, factor=factor, steps=steps, dominated=dominated, seeds=seeds,
-                       rounds=rounds, workers=workers, device=device, console=console)
+                       rounds=rounds, workers=workers, device=device, quality=quality, console=console)
     print_verification(run.verification, run.files, run.storage, console)
     if run.pending:
         console.print(f"[yellow]{len(run.pending)} retrains not finished (running in another process); rerun to "
@@ -434,11 +448,17 @@ def train(
     samples: Annotated[Optional[Path], typer.Option(help="Also write a PNG grid of generated samples here.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Save the trained model here (default: the output "
                                                             "folder's checkpoint.pt; for `archsearch sample`).")] = None,
+    quality: Annotated[bool, typer.Option("--quality", help="Measure sample quality (fd, kid, sample_precision, "
+                                                            "sample_recall; eval.quality, its defaults where the space "
+                                                            "has none) at the end, and with --eval-every at each "
+                                                            "evaluation too. On without it when the space sets "
+                                                            "eval.quality or an objective names fd.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Train one network: from a space file, a U-Net config or a study's trial. Evaluates it on
-    the study's validation protocol at intervals, saves a resumable state periodically and on
-    Ctrl-C (then exits 130, printing the command that resumes), and writes its metrics and checkpoint."""
+    the study's validation protocol at intervals (and its sample quality, with --quality), saves a
+    resumable state periodically and on Ctrl-C (then exits 130, printing the command that resumes),
+    and writes its metrics and checkpoint."""
     from ..report.console import metrics_table, print_data_lines, training_progress
     from ..report.tables import show
     from ..io import WriteFailed
@@ -455,7 +475,7 @@ def train(
             run = run_job(job, device, out_dir=out_dir, resume=resume, eval_every=eval_every, save_every=save_every,
                           checkpoint_path=checkpoint, metrics_path=out, samples_path=samples,
                           on_load=functools.partial(print_data_lines, err_console), on_progress=display,
-                          on_evaluated=display.evaluated)
+                          on_evaluated=display.evaluated, quality=quality, quality_along=eval_every is not None)
     except RunInterrupted as exc:
         _print_interrupted(exc, _resume_command(ctx))
         raise typer.Exit(exc.code) from None

@@ -10,6 +10,12 @@ Which trials count where:
 - the normalization and reference point of the hypervolume span every completed trial (feasible
   or not) of every compared study, so the studies' volumes compare;
 - marginal effects and importances use every completed trial that is not a reused duplicate.
+
+A front in two other metrics (`analyze(inputs, front=["fd", "train_throughput_normalized"]`,
+`archsearch report --front fd,train_throughput_normalized`): any two recorded metrics the registry
+gives a direction (`FRONT_METRICS`), the first on the vertical axis as the objectives' first is;
+each study then has a `FrontView`, the Pareto front and knee of its completed, feasible trials in
+those two, beside its front in the objectives.
 No plotting and no torch here; `render` and `documents` draw and write what this computes.
 """
 
@@ -23,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, ConfigErrors
-from ..metrics import CONTEXT_METRICS, bucket_columns
+from ..metrics import CONTEXT_METRICS, METRICS, QUALITY_METRICS, bucket_columns
 from ..pareto import knee_point, pareto_front
 from ..results import front_candidates
 from ..schema.paths import TRAIN, field_name, qualified
@@ -33,7 +39,12 @@ from .hypervolume import Scale, hypervolume_history, reference_scale
 from .importance import Importances, param_importances
 from .samples import SampleGrids, plan_grids
 
-__all__ = ["StudyInput", "StudyAnalysis", "Report", "load_study_input", "read_space", "analyze", "bucket_ranges"]
+__all__ = ["StudyInput", "StudyAnalysis", "Report", "FrontView", "FRONT_METRICS", "front_metrics", "load_study_input",
+           "read_space", "analyze", "bucket_ranges"]
+
+# What a front may be drawn in (`--front`): a trial's recorded numbers that have a better direction.
+FRONT_METRICS = tuple(name for name, info in METRICS.items()
+                      if info.direction and info.recorded and info.table and info.format in ("number", "count"))
 
 
 @dataclass
@@ -49,6 +60,7 @@ class StudyInput:
     searched: dict[str, pd.Series] = field(default_factory=dict)  # column -> value per trial number
     study: Any = None                     # the Optuna study, for importances
     verify: Any = None                    # its verify study (archsearch.verify), when one exists
+    quality: list[dict[str, Any]] = field(default_factory=list)  # how completed trials measured sample quality
 
 
 def load_study_input(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
@@ -68,7 +80,15 @@ def load_study_input(study_dir: str | Path | None = None, storage: str | None = 
     from ..verify.analysis import find_verify_study
 
     return StudyInput(opened.study_name, df, objectives, directions, folder, read_space(folder), _searched(trials, df), opened,
-                      find_verify_study(study_dir, storage, opened.study_name))
+                      find_verify_study(study_dir, storage, opened.study_name), _quality_records(trials))
+
+
+def _quality_records(trials: list) -> list[dict[str, Any]]:
+    """The `quality` record (archsearch.metrics: features, samples, sampler, ...) of every
+    completed trial that measured sample quality, reused duplicates left out."""
+    return [t.user_attrs["quality"] for t in trials
+            if t.state.name == "COMPLETE" and isinstance(t.user_attrs.get("quality"), dict)
+            and t.user_attrs.get("reused_from") is None]
 
 
 def read_space(folder: Path | None) -> dict[str, Any] | None:
@@ -113,10 +133,24 @@ class StudyAnalysis:
     compute: ComputeUsage | None = None  # training steps spent and saved, when trials stopped early
     verification: Any = None        # archsearch.verify.analysis.Verification, when a verify study exists
     samples: SampleGrids | None = None  # the front's sample grids, planned (report.samples draws them)
+    view: FrontView | None = None   # the front in two metrics the user picked (`--front`), when they are not the objectives
 
     @property
     def name(self) -> str:
         return self.input.name
+
+
+@dataclass
+class FrontView:
+    """A study's Pareto front in two metrics the user picked: over its completed (not reused)
+    trials that measured both, of which the feasible ones compete, with their knee."""
+
+    metrics: list[str]              # [vertical axis, horizontal axis]
+    directions: list[str]           # the registry's
+    completed: pd.DataFrame
+    feasible: pd.DataFrame
+    front: pd.DataFrame             # sorted by the first metric
+    knee: pd.Series | None
 
 
 @dataclass
@@ -127,8 +161,28 @@ class Report:
     scale: Scale | None             # shared normalization and reference point; None without data
 
 
-def analyze(inputs: list[StudyInput], importances: bool = True) -> Report:
-    """Analyze every study against one shared reference point."""
+def front_metrics(text: str) -> list[str]:
+    """`fd,train_throughput_normalized` -> the two metrics a front is drawn in (`--front`);
+    ConfigErrors at `--front` for anything but two different names of `FRONT_METRICS`."""
+    from ..errors import excerpt
+
+    names = [n.strip() for n in text.split(",")]
+    choices = f"choose two of: {', '.join(FRONT_METRICS)}"
+    if len(names) != 2 or not all(names):
+        raise ConfigErrors([ConfigError("--front", f"{excerpt(text)} is not two metric names separated by a comma "
+                                                   f"(such as fd,train_throughput_normalized); {choices}")])
+    unknown = [n for n in names if n not in FRONT_METRICS]
+    if unknown:
+        raise ConfigErrors([ConfigError("--front", f"{excerpt(n)} is not a metric a front can be drawn in; {choices}")
+                            for n in unknown])
+    if names[0] == names[1]:
+        raise ConfigErrors([ConfigError("--front", f"{names[0]} is named twice; {choices}")])
+    return names
+
+
+def analyze(inputs: list[StudyInput], importances: bool = True, front: list[str] | None = None) -> Report:
+    """Analyze every study against one shared reference point; with `front` (two of
+    `FRONT_METRICS`, see `front_metrics`) also each study's front in those two."""
     if not inputs:
         raise ConfigErrors([ConfigError("study", "give at least one study")])
     first = inputs[0]
@@ -143,7 +197,35 @@ def analyze(inputs: list[StudyInput], importances: bool = True) -> Report:
     parts = [front_candidates(item.df, item.objectives) for item in inputs]
     scale = reference_scale([completed[objectives].to_numpy(dtype=float) for completed, _ in parts], directions)
     studies = [_analyze_one(item, completed, feasible, scale, importances) for item, (completed, feasible) in zip(inputs, parts)]
+    if front is not None and list(front) != list(objectives):
+        _check_measured(inputs, front)
+        for study in studies:
+            study.view = front_view(study.input.df, list(front))
     return Report(studies, objectives, directions, scale)
+
+
+def front_view(df: pd.DataFrame, metrics: list[str]) -> FrontView:
+    """The Pareto front of `df`'s completed, feasible trials in `metrics` (see `FrontView`)."""
+    directions = [METRICS[m].direction for m in metrics]
+    completed, feasible = front_candidates(df, metrics)
+    front = pareto_front(feasible, metrics, directions)
+    return FrontView(metrics, directions, completed, feasible, front, knee_point(front, metrics, directions))
+
+
+def _check_measured(inputs: list[StudyInput], metrics: list[str]) -> None:
+    """Each of `metrics` was measured by some completed trial of every study: a front in a metric
+    no trial has would be empty for no visible reason."""
+    errors = []
+    for item in inputs:
+        done = item.df[item.df["state"] == "COMPLETE"] if not item.df.empty else item.df
+        measured = [m for m in FRONT_METRICS if m in done.columns and pd.to_numeric(done[m], errors="coerce").notna().any()]
+        for name in metrics:
+            if name not in measured:
+                hint = " (sample quality: its space's eval.quality)" if name in QUALITY_METRICS else ""
+                errors.append(ConfigError("--front", f"no completed trial of {item.name} measured {name}{hint}; "
+                                                     f"it measured: {', '.join(measured) or 'nothing yet'}"))
+    if errors:
+        raise ConfigErrors(errors)
 
 
 def _describe(item: StudyInput) -> str:
@@ -236,6 +318,33 @@ def _speed(item: StudyInput) -> dict[str, Any]:
             "under_load": [int(n) for n in flagged["number"]]}
 
 
+def _quality(item: StudyInput) -> dict[str, Any] | None:
+    """How sample quality was measured (None: it was not): the distinct `quality` records of the
+    completed trials, with how many trials each; the metrics measured; the median time of the
+    phase per trial, and its median share of a trial's duration."""
+    df = item.df
+    done = df[df["state"] == "COMPLETE"] if not df.empty else df
+    if "reused_from" in done.columns:  # a duplicate measured nothing: it is its original's record
+        done = done[done["reused_from"].isna()]
+    measured = [m for m in QUALITY_METRICS if m in done.columns and done[m].notna().any()]
+    if not measured and not item.quality:
+        return None
+    records: list[tuple[dict[str, Any], int]] = []
+    for record in item.quality:
+        for i, (seen, n) in enumerate(records):
+            if seen == record:
+                records[i] = (seen, n + 1)
+                break
+        else:
+            records.append((record, 1))
+    seconds = pd.to_numeric(done.get("quality_seconds", pd.Series(dtype=float)), errors="coerce")
+    duration = pd.to_numeric(done.get("duration_s", pd.Series(dtype=float)), errors="coerce")
+    share = (seconds / duration).dropna()
+    return {"metrics": measured, "trials": int(done[measured[0]].notna().sum()) if measured else 0,
+            "records": records, "seconds": float(seconds.median()) if seconds.notna().any() else None,
+            "share": float(share.median()) if len(share) else None}
+
+
 def protocol(item: StudyInput) -> dict[str, Any]:
     """How the numbers were obtained: hardware and software as recorded by the trials, and the
     space file's measure/eval/data/train sections (empty when there is no space.yaml)."""
@@ -250,6 +359,7 @@ def protocol(item: StudyInput) -> dict[str, Any]:
     return {
         "recorded": recorded,
         "speed": _speed(item),
+        "quality": _quality(item),
         "measure": space.get("measure"),
         "eval": space.get("eval"),
         "data": space.get("data"),

@@ -4,6 +4,7 @@ pareto.csv, and print a summary.
     report, files = make_report(["results/quickstart"])               # files in results/quickstart/
     report, files = make_report(storage="postgresql://...", study="s1", out="results/s1")
     report, files = make_report(["results/a", "results/b"])           # a comparison, in results/a/
+    report, files = make_report(["results/q"], front=["fd", "train_throughput_normalized"])  # and a front in these two
 
 Files (in `out`, by default the first study's folder):
     report.md       GitHub-readable, images linked from plots/
@@ -11,7 +12,7 @@ Files (in `out`, by default the first study's folder):
     pareto.csv      the front's rows, the columns of trials.csv (with several studies, a leading
                     `study` column and every study's front)
     plots/*.png     pareto, hypervolume, importance, effects, buckets (prefixed by the study name
-                    when there are several), fronts (several studies)
+                    when there are several), fronts (several studies), pareto-<y>-<x> (`front`)
 and in each study folder, for every front member with saved weights (trials/<n>/checkpoint.pt),
     trials/<n>/samples.png   a grid of its samples, one sampler for all (archsearch.report.samples),
                              drawn on the CPU and redrawn only when its checkpoint or the sampler
@@ -79,11 +80,12 @@ def load_inputs(study_dirs: list[Path] | None = None, storage: str | None = None
 
 def make_report(study_dirs: list[Path] | None = None, storage: str | None = None, study: str | None = None,
                 out: Path | None = None, importances: bool = True, samples: bool = True,
-                sample_device: str = "cpu") -> tuple[Report, ReportFiles]:
-    """Analyze the studies and write the report files into `out` (see the module docstring)."""
+                sample_device: str = "cpu", front: list[str] | None = None) -> tuple[Report, ReportFiles]:
+    """Analyze the studies and write the report files into `out` (see the module docstring);
+    `front`: two metrics to draw each study's front in as well (analysis.front_metrics)."""
     inputs = load_inputs(study_dirs, storage, study, out)
     out_dir = Path(out) if out is not None else (Path(study_dirs[0]) if study_dirs else Path("results") / inputs[0].name)
-    report = analyze(inputs, importances=importances)
+    report = analyze(inputs, importances=importances, front=front)
     return report, write_report(report, out_dir, samples=samples, sample_device=sample_device)
 
 
@@ -129,6 +131,16 @@ def print_summary(report: Report, files: ReportFiles, console: Console) -> None:
         if study.knee is not None:
             values = ", ".join(f"{o} {format_metric(o, float(study.knee[o]))}" for o in report.objectives)
             console.print(f"knee: trial #{int(study.knee['number'])} ({values})")
+        view = study.view
+        if view is not None and len(view.front):
+            pair = " and ".join(view.metrics)
+            show(console, front_table(view.front, view.metrics, title=f"Pareto front of {study.name} in {pair} "
+                                                                      f"({len(view.front)} trials)"))
+            if view.knee is not None:
+                values = ", ".join(f"{m} {format_metric(m, float(view.knee[m]))}" for m in view.metrics)
+                console.print(f"knee in {pair}: trial #{int(view.knee['number'])} ({values})")
+        elif view is not None:
+            console.print(f"no completed, feasible trial measured both {' and '.join(view.metrics)}: no front in them")
         if report.scale is not None:
             console.print(f"hypervolume: {study.hypervolume:.4f}")
         if study.verification is not None:

@@ -13,11 +13,20 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeRemainingColumn)
 from rich.text import Text
 
-from ..metrics import METRICS
+from ..metrics import METRICS, QUALITY_METRICS
 from .tables import Column, TextTable, markdown, show
 
 __all__ = ["metrics_table", "results_table", "print_results", "RESULT_FORMATS", "print_data_lines",
-           "training_progress", "format_metric"]
+           "training_progress", "format_metric", "quality_columns", "QUALITY_COLUMNS"]
+
+# The sample-quality phase's metrics and, beside them, what the phase cost.
+QUALITY_COLUMNS = (*QUALITY_METRICS, "quality_seconds")
+
+
+def quality_columns(df: pd.DataFrame) -> list[str]:
+    """The quality columns (`QUALITY_COLUMNS`) of `df` that some row measured: none for a study
+    that did not measure sample quality."""
+    return [c for c in QUALITY_COLUMNS if c in df.columns and df[c].notna().any()]
 
 
 def format_metric(key: str, value: Any) -> str:
@@ -31,7 +40,7 @@ def format_metric(key: str, value: Any) -> str:
     if kind == "flag":
         return "yes" if bool(value) else "no"
     if kind == "curve" and isinstance(value, list):
-        return " ".join(f"{v:.3g}@{s}" for s, v in value)
+        return " ".join(f"{'–' if v is None else format(v, '.3g')}@{s}" for s, v in value)
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, list) and value and isinstance(value[0], float):
@@ -44,7 +53,10 @@ def metrics_table(metrics: dict[str, Any], title: str = "trial") -> TextTable:
     with `tables.show`)."""
     table = TextTable(title, [Column("metric", priority=3, justify="left"), Column("value", priority=2, wrap=True),
                               Column("unit / note", priority=1, justify="left", wrap=True, style="dim")])
+    unmeasured = () if metrics.get("quality") else QUALITY_COLUMNS  # no rows of "–" for a run without the phase
     for info in METRICS.values():
+        if info.name in unmeasured:
+            continue
         if info.shown and info.name in metrics and (metrics[info.name] or info.format != "curve"):  # "–" if unmeasured
             note = info.about
             if info.name == "peak_mem_mb" and metrics.get("peak_mem_source") == "cpu_proxy":
@@ -55,9 +67,12 @@ def metrics_table(metrics: dict[str, Any], title: str = "trial") -> TextTable:
 
 def results_table(df: pd.DataFrame) -> TextTable:
     """`archsearch results`: one row per trial; on a narrow terminal flops, duration, params,
-    the failure reason and the normalized speed go before the objectives do."""
-    priority = {"number": 9, "state": 8, "val_loss": 7, "train_throughput": 7, "train_throughput_normalized": 6, "params": 4,
-                "flops": 2, "duration_s": 3, "fail_reason": 5}
+    the failure reason and the normalized speed go before the objectives do. A study that measured
+    sample quality has its columns after val_loss (FD kept longest, its time dropped first)."""
+    priority = {"number": 9, "state": 8, "val_loss": 7,
+                **{c: 6 if c == "fd" else 1 for c in quality_columns(df)},
+                "train_throughput": 7, "train_throughput_normalized": 6, "params": 4, "flops": 2, "duration_s": 3,
+                "fail_reason": 5}
     # A speed against the reference only for a study whose trials were timed against one.
     names = [c for c in priority if c in df.columns and not (c in METRICS and METRICS[c].needs_reference
                                                              and df[c].isna().all())]
@@ -143,9 +158,10 @@ class _TrainingDisplay:
                   "loss": f"loss {loss:.4g}" if loss is not None else ""}
         self.progress.update(self.task, completed=step, **fields)
 
-    def evaluated(self, step: int, total: int, val_loss: float) -> None:
-        """One line above the bar: the step and its validation loss."""
-        self.console.print(f"step {step:>{len(str(total))}}/{total}  val_loss {val_loss:.4g}", highlight=False)
+    def evaluated(self, step: int, total: int, val_loss: float, quality: dict[str, float] | None = None) -> None:
+        """One line above the bar: the step, its validation loss and the sample quality measured there."""
+        measured = "".join(f"  {name} {format_metric(name, value)}" for name, value in (quality or {}).items())
+        self.console.print(f"step {step:>{len(str(total))}}/{total}  val_loss {val_loss:.4g}{measured}", highlight=False)
 
     def stop(self) -> None:
         if self.task is not None:

@@ -18,7 +18,7 @@ from rich.text import Text
 from ..load import machine_load, oversubscription
 from ..results import front_of, trials_dataframe
 from ..search.events import Observer
-from .console import format_metric
+from .console import format_metric, quality_columns
 from .effects import varying_columns
 from .tables import Column, TextTable, fit
 
@@ -26,11 +26,12 @@ __all__ = ["LiveView", "StudyDisplay", "front_table", "phase_line", "trial_line"
 
 
 def front_table(front: pd.DataFrame, objectives: list[str], title: str = "Pareto front", limit: int = 12) -> TextTable:
-    """The front's trials with their objectives, parameters and the fields they differ in; on a
-    narrow terminal flops go first, then the fields (the last first), then params."""
-    extra = [c for c in ("params", "flops") if c not in objectives and c in front.columns]
+    """The front's trials with their objectives, the sample quality they measured (if any),
+    parameters and the fields they differ in; on a narrow terminal flops go first, then the
+    quality but FD, then the fields (the last first), then params, then FD."""
+    extra = [c for c in (*quality_columns(front), "params", "flops") if c not in objectives and c in front.columns]
     distinguishing = varying_columns(front)[:4]
-    priority = {"params": 40, "flops": 10}
+    priority = {"params": 40, "flops": 10, **{c: 45 if c == "fd" else 20 for c in quality_columns(front)}}
     columns = [Column("trial", priority=100)]
     columns += [Column.metric(name, priority=90 - i) for i, name in enumerate(objectives)]
     columns += [Column.metric(name, priority=priority[name]) for name in extra]

@@ -18,8 +18,8 @@ from ..io import atomic_write
 from ..metrics import METRICS
 from .analysis import Report, StudyAnalysis
 
-__all__ = ["draw_all", "axis_label", "pyplot", "save_figure", "plot_pareto", "plot_hypervolume", "plot_importance", "plot_buckets",
-           "plot_fronts", "plot_effects", "plot_rungs"]
+__all__ = ["draw_all", "axis_label", "pyplot", "save_figure", "plot_pareto", "plot_view", "view_key", "plot_hypervolume",
+           "plot_importance", "plot_buckets", "plot_fronts", "plot_effects", "plot_rungs"]
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
@@ -64,6 +64,11 @@ def draw_all(report: Report, plots_dir: Path) -> dict[str, Path]:
             path = draw(study, report, plots_dir / f"{prefix}{key}.png")
             if path is not None:
                 out[f"{prefix}{key}"] = path
+        if study.view is not None:
+            key = prefix + view_key(study.view.metrics)
+            path = plot_view(study, report, plots_dir / f"{key}.png")
+            if path is not None:
+                out[key] = path
         if study.verification is not None:
             from ..verify.report import draw_verification
 
@@ -78,12 +83,30 @@ def draw_all(report: Report, plots_dir: Path) -> dict[str, Path]:
     return out
 
 
+def view_key(metrics: list[str]) -> str:
+    """The figure name of a front in two picked metrics: `pareto-fd-train_throughput_normalized`."""
+    return "pareto-" + "-".join(metrics)
+
+
 def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
     """All trials as points, the front highlighted (and joined, for two objectives), the knee
     marked; infeasible and failed trials apart. One objective: value against trial number."""
-    objectives, directions = report.objectives, report.directions
-    df = study.input.df
-    if df.empty or study.completed.empty:
+    return _plot_front(study.name, study.input.df, study.completed, study.feasible, study.front, study.knee,
+                       report.objectives, report.directions, path)
+
+
+def plot_view(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
+    """`plot_pareto` in the two metrics the user picked (`study.view`): their front and knee."""
+    view = study.view
+    if view is None:
+        return None
+    return _plot_front(study.name, study.input.df, view.completed, view.feasible, view.front, view.knee,
+                       view.metrics, view.directions, path)
+
+
+def _plot_front(name: str, df: pd.DataFrame, completed: pd.DataFrame, feasible: pd.DataFrame, front: pd.DataFrame,
+                knee: pd.Series | None, objectives: list[str], directions: list[str], path: Path) -> Path | None:
+    if df.empty or completed.empty:
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
@@ -91,11 +114,11 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     xcol = "number" if len(objectives) == 1 else objectives[1]
     xlabel = "trial number" if len(objectives) == 1 else axis_label(xcol, directions[1])
     ylabel = axis_label(ycol, directions[0])
-    others = study.feasible.drop(index=study.front.index)
+    others = feasible.drop(index=front.index)
     if len(others):
         label = "completed" if len(objectives) == 1 else "completed, dominated"
         ax.scatter(others[xcol], others[ycol], s=28, color="#7f9fbf", alpha=0.8, label=f"{label} ({len(others)})")
-    infeasible = study.completed.drop(index=study.feasible.index)
+    infeasible = completed.drop(index=feasible.index)
     if len(infeasible):
         ax.scatter(infeasible[xcol], infeasible[ycol], s=36, marker="x", color="#ff7f0e",
                    label=f"infeasible: violates a constraint ({len(infeasible)})")
@@ -107,15 +130,14 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     unplotted = len(failed) - int(plotted.sum()) if len(failed) else 0
     if unplotted:
         ax.plot([], [], " ", label=f"failed, no values: {unplotted} (not shown)")
-    front = study.front
     if len(objectives) == 2 and len(front) > 1:
         joined = front.sort_values(objectives[1])
         ax.plot(joined[objectives[1]], joined[ycol], color="#d62728", lw=1.5, zorder=2)
     label = "Pareto front" if len(objectives) > 1 else "best so far"
     if len(objectives) == 1:
-        best = study.feasible.sort_values("number")[ycol]
+        best = feasible.sort_values("number")[ycol]
         best = best.cummin() if directions[0] == "minimize" else best.cummax()
-        ax.plot(study.feasible.sort_values("number")["number"], best, color="#d62728", lw=1.5, label=label,
+        ax.plot(feasible.sort_values("number")["number"], best, color="#d62728", lw=1.5, label=label,
                 drawstyle="steps-post")
         from matplotlib.ticker import MaxNLocator
 
@@ -126,14 +148,13 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
         for _, row in front.iterrows():
             ax.annotate(f"#{int(row['number'])}", (row[xcol], row[ycol]), textcoords="offset points",
                         xytext=(5, 4), fontsize=8, color="#8b0000")
-    if study.knee is not None:
-        knee = study.knee
+    if knee is not None:
         ax.scatter([knee[xcol]], [knee[ycol]], s=260, marker="*", color="gold", edgecolor="black",
                    lw=0.8, zorder=4, label=f"{'knee' if len(objectives) > 1 else 'best'}: trial #{int(knee['number'])}")
-    if len(objectives) > 1 and _log_x(ax, study.completed[objectives[1]]):
+    if len(objectives) > 1 and _log_x(ax, completed[objectives[1]]):
         xlabel += " (log scale)"
     total = len(df)
-    ax.set_title(f"{study.name}: {objectives[0]}" + (f" vs {objectives[1]}" if len(objectives) > 1 else "")
+    ax.set_title(f"{name}: {objectives[0]}" + (f" vs {objectives[1]}" if len(objectives) > 1 else "")
                  + f" ({total} trials)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -19,8 +19,8 @@ import pandas as pd
 from ..metrics import METRICS, UNDER_LOAD_TOLERANCE
 from ..results import setting_columns
 from ..schema.paths import TRAIN, qualified
-from .analysis import Report, StudyAnalysis
-from .console import format_metric
+from .analysis import FrontView, Report, StudyAnalysis
+from .console import format_metric, quality_columns
 from .document import Block, Bullets, Heading, Image, Paragraph, Table
 from .effects import value_label
 from .hypervolume import REFERENCE_MARGIN
@@ -51,6 +51,7 @@ def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path,
             blocks.append(Heading(f"Study {study.name}", 2))
         blocks += _summary(study, report, level)
         blocks += _front(study, report, figures.get(f"{prefix}pareto"), level)
+        blocks += _view(study, figures, prefix, level)
         blocks += _convergence(study, report, figures.get("hypervolume") if not several else None, level)
         blocks += _compute(study, figures.get(f"{prefix}rungs"), level)
         blocks += _importance(study, figures.get(f"{prefix}importance"), level)
@@ -133,14 +134,17 @@ def hypervolume_box(report: Report) -> str:
             f"studies only on the same box.")
 
 
-def front_display(study: StudyAnalysis, objectives: list[str]) -> pd.DataFrame:
-    """The front as text: trial (★ = knee), objectives, params, flops, and the searched fields in
-    which its members differ (every differing config field when the searched ones are unknown)."""
-    front = study.front
-    knee = int(study.knee["number"]) if study.knee is not None else None
+def front_display(study: StudyAnalysis, objectives: list[str], view: FrontView | None = None) -> pd.DataFrame:
+    """The front as text: trial (★ = knee), objectives, the sample quality measured (fd, kid,
+    precision, recall and its time), params, flops, and the searched fields in which its members
+    differ (every differing config field when the searched ones are unknown). With `view`, its
+    front and knee in its two metrics instead."""
+    front = study.front if view is None else view.front
+    knee_row = study.knee if view is None else view.knee
+    knee = int(knee_row["number"]) if knee_row is not None else None
     spread = [METRICS[o].spread for o in objectives if o in METRICS and METRICS[o].spread]  # is a speed gap real?
-    extra = [c for c in (*spread, "params", "flops", "peak_mem_mb") if c not in objectives and c in front.columns
-             and front[c].notna().any()]
+    extra = [c for c in (*spread, *quality_columns(front), "params", "flops", "peak_mem_mb")
+             if c not in objectives and c in front.columns and front[c].notna().any()]
     numbers = front["number"].astype(int)
     if study.input.searched:
         values = {c: numbers.map(s).set_axis(front.index) for c, s in study.input.searched.items()}
@@ -177,6 +181,31 @@ def _front(study: StudyAnalysis, report: Report, figure: Path | None, level: int
         f"The knee is {KNEE_DEFINITION}. The table lists the config fields in which the front's members differ; "
         "`pareto.csv` holds their full rows."))
     blocks.append(Table(front_display(study, report.objectives)))
+    return blocks
+
+
+def _view(study: StudyAnalysis, figures: dict[str, Path], prefix: str, level: int) -> list[Block]:
+    """The front in the two metrics the user picked (`archsearch report --front`), when it is not
+    the objectives' front."""
+    view = study.view
+    if view is None:
+        return []
+    from .plots import view_key
+
+    y, x = view.metrics
+    blocks: list[Block] = [Heading(f"Pareto front in {y} and {x}", level)]
+    figure = figures.get(prefix + view_key(view.metrics))
+    if figure is not None:
+        blocks.append(Image(figure, f"{y} against {x} for every trial, their Pareto front and knee"))
+    if view.front.empty:
+        return blocks + [Paragraph(f"No completed, feasible trial measured both {y} and {x}: there is no front in them.")]
+    directions = " and ".join(f"`{m}` ({'lower' if d == 'minimize' else 'higher'} is better)"
+                              for m, d in zip(view.metrics, view.directions))
+    blocks.append(Paragraph(
+        f"The front in {directions} alone, as asked (`--front {y},{x}`), over the {len(view.feasible)} completed, "
+        f"feasible trials that measured both: a trial is on it when no other is at least as good in both and better "
+        f"in one, whatever the study's objectives say. The knee is {KNEE_DEFINITION}."))
+    blocks.append(Table(front_display(study, view.metrics, view)))
     return blocks
 
 
@@ -323,6 +352,7 @@ def _protocol(study: StudyAnalysis, level: int) -> list[Block]:
             f"{_count(measure.get('repeats'), 'timed step')}, each between two device synchronizations; the **median** is reported and "
             f"the interquartile range is kept as `train_throughput_iqr`{cap}")
     items += _speed_items(p.get("speed") or {}, measure or {})
+    items += _quality_items(p.get("quality"), (p.get("eval") or {}).get("quality"))
     if measure:
         extras = [name for name, on in (("forward-only throughput", measure.get("infer")), ("batch-1 latency", measure.get("latency")),
                                         ("forward FLOPs per image", measure.get("flops"))) if on]
@@ -385,6 +415,46 @@ def _speed_items(speed: dict[str, Any], measure: dict[str, Any]) -> list[str]:
         items.append(f"no trial was measured under load: every reference ran within {UNDER_LOAD_TOLERANCE:.0%} of the "
                      "study's median speed")
     return items
+
+
+def _quality_items(quality: dict[str, Any] | None, configured: dict[str, Any] | None) -> list[str]:
+    """How sample quality was measured, from the trials' `quality` records (the space file's
+    eval.quality where no trial recorded one); nothing when it was not measured."""
+    if quality is None:
+        return []
+    measured = ", ".join(f"`{m}`" for m in quality["metrics"]) or "no metric"
+    records = [(r, n) for r, n in quality["records"] if "error" not in r]
+    failed = sum(n for r, n in quality["records"] if "error" in r)
+    if not records and configured:
+        records = [({"features": configured.get("features"), "num_samples": configured.get("num_samples"),
+                     "reference": configured.get("reference"), "sampler": configured.get("sampler"),
+                     "seed": configured.get("seed")}, 0)]
+    ways = [_quality_way(r) + (f" ({_count(n, 'trial')})" if len(records) > 1 else "") for r, n in records]
+    text = (f"sample quality ({measured}, {_count(quality['trials'], 'trial')}): "
+            + ("; ".join(ways) if ways else "how it was measured was not recorded"))
+    if quality.get("seconds") is not None:
+        text += (f"; the phase took a median {format_metric('quality_seconds', quality['seconds'])} s per trial "
+                 "(`quality_seconds`, beside the quality columns")
+        text += f", {quality['share']:.0%} of a trial's duration)" if quality.get("share") is not None else ")"
+    items = [text]
+    if failed:
+        reasons = sorted({r["error"] for r, _ in quality["records"] if "error" in r})
+        items.append(f"**sample quality not measured** in {_count(failed, 'trial')}: {'; '.join(reasons)[:300]}")
+    return items
+
+
+def _quality_way(record: dict[str, Any]) -> str:
+    """`**200 samples** drawn with DDIM (10 steps, η 0), noise seeded per sample (seed 0), in the digits
+    features' space, against 1,617 real images of the train split`."""
+    sampler = record.get("sampler") or {}
+    kind = str(sampler.get("kind", "?")).upper()
+    options = ", ".join(f"{'η' if k == 'eta' else k} {value_label(v)}" for k, v in sampler.items() if k != "kind")
+    reference = record.get("reference", "?")
+    images = record.get("reference_images")
+    against = f"{images:,} real images of the {reference} split" if isinstance(images, int) else f"the {reference} split's images"
+    return (f"**{record.get('num_samples')} samples** drawn with {kind}" + (f" ({options})" if options else "")
+            + f", sample i's noise seeded by (seed {record.get('seed')}, i), embedded by the `{record.get('features')}` "
+            f"feature network and compared with {against}")
 
 
 def _count(n, noun: str) -> str:

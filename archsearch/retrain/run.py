@@ -1,14 +1,22 @@
 """A long training run of one network that survives interruption: `archsearch train`.
 
     job = train_job("results/quickstart", trial="knee", steps=600)     # archsearch.retrain.source
-    run = run_job(job, "cuda", out_dir=job.out_dir, on_evaluated=lambda step, total, loss: print(step, loss))
+    run = run_job(job, "cuda", out_dir=job.out_dir, on_evaluated=lambda step, total, loss, quality: print(step, loss))
     run = run_job(job, "cuda", out_dir=job.out_dir, resume=True)       # after Ctrl-C: continue it
+    run = run_job(job, "cuda", quality=True, quality_along=True)       # and its sample quality (fd, ...)
 
 It is one trial (archsearch.trial.run_trial: build, measure, train, evaluate, save), with:
 
 - **Evaluations every `eval_every` steps** (default: a tenth of the steps; 0: only the final
   one) on the study's fixed validation protocol, in place of `eval.curve_points`; each is heard
-  by `on_evaluated(step, total, val_loss)` and kept in the metrics' learning curve.
+  by `on_evaluated(step, total, val_loss, quality)` and kept in the metrics' learning curve.
+- **Sample quality** (archsearch.quality: `fd`, `kid`, `sample_precision`, `sample_recall`,
+  `quality_seconds`) at the end of a completed run, when `quality` asks for it or the space does
+  (an `eval.quality` section, or an objective that names a quality metric); with `quality_along`
+  also at each evaluation on the way, heard as `quality` ({metric: value}; empty at an evaluation
+  without it) and kept as the metrics' `quality_curve` (FD at step, the final one included). It
+  is not part of the run's identity: a run may be resumed with or without it (the curve then
+  starts where the resumed run does).
 - **A resumable state** (archsearch.train_state) at `out_dir/state.pt`, written every
   `save_every` steps (default: at each evaluation, just after it; 0: only when interrupted) and
   when SIGINT or SIGTERM arrives. A signal during training is noted and the run stops at the end
@@ -106,11 +114,14 @@ def run_job(
     samples_path: Path | None = None,
     on_load: Callable[[list[str]], None] | None = None,
     on_progress: Callable[..., None] | None = None,
-    on_evaluated: Callable[[int, int, float], None] | None = None,
+    on_evaluated: Callable[[int, int, float, dict[str, float]], None] | None = None,
+    quality: bool = False,
+    quality_along: bool = False,
 ) -> JobRun:
     """Train `job` (see the module docstring); raises RunInterrupted on SIGINT/SIGTERM and
     ConfigErrors for bad input (before any data is read)."""
     from ..device import resolve_device
+    from ..schema.space import with_quality
     from ..search.preflight import check_inputs
 
     config, train_cfg = job.config, job.train
@@ -126,16 +137,21 @@ def run_job(
     }
     _check_protected(job, out_dir, outputs)
     torch_device = resolve_device(device, "--device")
-    eval_cfg = job.space.eval.model_copy(update={"curve_points": 0})  # the evaluations are every eval_every steps
+    space = with_quality(job.space, asked=quality)  # eval.quality: asked for here, or by the space
+    eval_cfg = space.eval.model_copy(update={"curve_points": 0})  # the evaluations are every eval_every steps
+    # Sample quality reads the weights and leaves them be: a run may be resumed with or without it.
     identity = {"config": config.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
-                "data": job.space.data.model_dump(mode="json"), "eval": eval_cfg.model_dump(mode="json"),
-                "device": torch_device.type}
+                "data": job.space.data.model_dump(mode="json"),
+                "eval": eval_cfg.model_dump(mode="json", exclude={"quality"}), "device": torch_device.type}
     state = _state_to_resume(state_path, resume, identity)
 
     # the data, its memory and the validation protocol checked as `run` checks them, then read
     context = check_inputs(job.space.data, eval_cfg, train_cfg.model_dump(), torch_device, "--device", on_load,
-                           spec=job.space, read=True)(train_cfg)
-    hook = None if on_evaluated is None else lambda step, res, metrics: on_evaluated(step, steps, res.val_loss)
+                           spec=space, read=True)(train_cfg)
+    eval_steps = range(eval_every, steps, eval_every) if eval_every else range(0)
+    quality_steps = [*eval_steps, steps] if quality_along and eval_cfg.quality is not None else []
+    hook = None if on_evaluated is None else \
+        lambda step, res, metrics: on_evaluated(step, steps, res.val_loss, _quality_at(step, metrics))
     saver = _Saver(state_path, identity, save_every, steps)
     with saver.signals():
         from .. import trial as trial_module  # looked up at call time: tests stand in for run_trial
@@ -143,7 +159,7 @@ def run_job(
         result = trial_module.run_trial(
             config, context, train_cfg, job.space.measure, on_progress=on_progress, on_eval=hook,
             samples_path=outputs["samples"], checkpoint_path=outputs["checkpoint"],
-            eval_steps=range(eval_every, steps, eval_every) if eval_every else (), resume=state, on_step=saver)
+            eval_steps=eval_steps, resume=state, on_step=saver, quality_steps=quality_steps)
     if outputs["metrics"] is not None:  # the measured result first (a full disk here: exit 1, the state kept)
         atomic_write_json(outputs["metrics"], result.metrics.to_dict())
     missing = result.write_files()
@@ -156,6 +172,18 @@ def run_job(
              if path is not None and path.exists() and label not in missing}
     kept = state_path if missing and state_path is not None and state_path.exists() else None
     return JobRun(result, files, None if state is None else int(state["position"]["step"]), missing, kept)
+
+
+def _quality_at(step: int, metrics) -> dict[str, float]:
+    """The sample quality measured at evaluation `step` (run_trial measures it just before the
+    evaluation is heard and appends its FD to `quality_curve`); empty when it was not measured
+    there, or failed there."""
+    from ..metrics import QUALITY_METRICS
+
+    curve, record = metrics.quality_curve or [], metrics.quality or {}
+    if not curve or curve[-1][0] != step or "error" in record:
+        return {}
+    return {name: value for name in QUALITY_METRICS if (value := getattr(metrics, name)) is not None}
 
 
 class _Saver:

@@ -23,6 +23,11 @@ magnitude-preserving blocks at a higher learning rate): the comparison is then o
 its training together, and the variant's description should say so. `image_size` and
 `in_channels` come from `data` and cannot vary.
 
+Every variant is compared with the base on the validation loss and the training throughput
+(`ABLATION_OBJECTIVES`), and on sample quality when the file has an `eval.quality` section or
+`archsearch ablate --quality` asks for it (`with_quality`): then on each metric of
+`eval.quality.metrics` too (`compared_metrics`, in the registry's order).
+
 Loading resolves and plans every network up front, so a typo in the fifth variant fails before
 the first trial trains; errors read `variants.<name>.<field>: message`. Imports no torch.
 """
@@ -30,12 +35,14 @@ the first trial trains; errors read `variants.<name>.<field>: message`. Imports 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from ..errors import ConfigError, ConfigErrors, excerpt
+from ..metrics import QUALITY_METRICS
 from ._base import MAX_SECONDS, Model
 from .data import DataConfig, Digits
 from .loading import deep_merge, read_study_file, resolve_base, unet_config_from_dict, validate_model
@@ -45,7 +52,8 @@ from .study import Device, StudyName
 from .train import EvalConfig, TrainConfig
 from .unet import UNetConfig
 
-__all__ = ["AblationStudy", "AblationSpec", "BASE", "load_ablation", "ablation_from_dict", "apply_overrides"]
+__all__ = ["AblationStudy", "AblationSpec", "BASE", "ABLATION_OBJECTIVES", "compared_metrics", "load_ablation",
+           "ablation_from_dict", "apply_overrides"]
 
 BASE = "base"  # the reference's row name; no variant may take it
 
@@ -131,6 +139,20 @@ class AblationSpec(Model):
     def has_own_training(self, name: str) -> bool:
         return name != BASE and bool(self.variants[name].get("train"))
 
+    @property
+    def compared(self) -> list[str]:
+        """The metrics every variant is compared with the base on (see `compared_metrics`)."""
+        return compared_metrics(self.eval.quality.metrics if self.eval.quality is not None else ())
+
+    def with_quality(self, asked: bool = False) -> AblationSpec:
+        """This ablation, measuring sample quality when `asked` (`ablate --quality`): with
+        eval.quality's defaults where the file has no such section."""
+        if not asked or self.eval.quality is not None:
+            return self
+        from .quality import QualityConfig
+
+        return self.model_copy(update={"eval": self.eval.model_copy(update={"quality": QualityConfig()})})
+
     def trial_space(self, name: str, seed: int):
         """A space file without distributions for one network and seed: what one trial runs."""
         from .space import space_from_dict
@@ -151,6 +173,13 @@ class AblationSpec(Model):
 # studies have since before the speed reference (issue 12), so that all of them resume; the paired
 # comparison times the variants of one seed in turn, which spares it much of the load a search sees.
 ABLATION_OBJECTIVES = ("val_loss", "train_throughput")
+
+
+def compared_metrics(measured: Iterable[str] = ()) -> list[str]:
+    """The metrics an ablation compares: its objectives, then the quality metrics among
+    `measured` (the registry's, in its order), which each run records but no study optimizes."""
+    measured = set(measured)
+    return [*ABLATION_OBJECTIVES, *(m for m in QUALITY_METRICS if m in measured)]
 
 
 def apply_overrides(arch: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

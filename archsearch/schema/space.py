@@ -132,9 +132,29 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     if space.is_fixed():
         space.fixed_architecture()  # the planner's cross-field rules, at load time
         space.fixed_train()
+    space = with_quality(space)
     _check_sampler(space)
     _check_stopping(space)
     _check_reference(space)
+    return space
+
+
+def with_quality(space: SearchSpace, asked: bool = False) -> SearchSpace:
+    """`space` with sample quality on when it is asked for: by `asked` (`--quality`), or by an
+    objective or a constraint that names a quality metric; `eval.quality`'s defaults where the
+    file has no such section. A quality metric named but left out of `eval.quality.metrics` is
+    an error."""
+    quality = space.eval.quality
+    named = [(path, item) for path, item in _metric_uses(space) if METRICS[item.metric].quality]
+    if quality is None and (asked or named):
+        from .quality import QualityConfig
+
+        quality = QualityConfig()
+        space = space.model_copy(update={"eval": space.eval.model_copy(update={"quality": quality})})
+    errors = [ConfigError(path, f"{item.metric} is not among eval.quality.metrics ({', '.join(quality.metrics)}); "
+                                "add it there") for path, item in named if item.metric not in quality.metrics]
+    if errors:
+        raise ConfigErrors(errors)
     return space
 
 
@@ -271,19 +291,19 @@ def _check_sampler(space: SearchSpace) -> None:
 
 def _check_stopping(space: SearchSpace) -> None:
     """Early stopping's cross-section rules: what it compares exists and is known at a rung (the
-    rung's val_loss, and the metrics measured before training: not duration_s or train_loss),
-    and every trial has a rung."""
+    rung's val_loss, which stands in for a quality objective there, and the metrics measured
+    before training: not duration_s or train_loss), and every trial has a rung."""
     stopping = space.study.stopping
     if stopping.kind == "none":
         return
     errors = []
-    if "val_loss" not in [o.metric for o in space.objectives]:
+    if not any(o.metric == "val_loss" or METRICS[o.metric].quality for o in space.objectives):
         errors.append(ConfigError("study.stopping", f"{stopping.kind} compares trials by their validation loss at rungs, "
                                                     "but val_loss is not an objective; add {metric: val_loss} to "
                                                     "objectives or use kind: none"))
     known = ", ".join(m for m in OBJECTIVE_METRICS if METRICS[m].before_training)
     for path, item in _metric_uses(space):
-        if item.metric != "val_loss" and not METRICS[item.metric].before_training:
+        if item.metric != "val_loss" and not METRICS[item.metric].before_training and not METRICS[item.metric].quality:
             errors.append(ConfigError(path, f"{item.metric} is not known at a rung (only once training ends); "
                                             f"{stopping.kind} compares the rung's val_loss and what is measured "
                                             f"before training ({known}); drop it or use study.stopping: {{kind: none}}"))

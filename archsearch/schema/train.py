@@ -17,11 +17,13 @@ the device is known.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from archsearch.schema._base import MAX_COUNT, MAX_SECONDS, Model, Seed
+from archsearch.schema.quality import QualityConfig
+from archsearch.schema.samplers import DDIMSampler, DDPMSampler, Sampler
 
 __all__ = ["TrainConfig", "EvalConfig", "SampleConfig", "DDPMSampler", "DDIMSampler"]
 
@@ -83,26 +85,6 @@ class TrainConfig(Model):
     )
 
 
-class DDPMSampler(Model):
-    """Ancestral DDPM sampling with the posterior variance; fewer steps respace the schedule.
-
-    The default for grids: its fresh noise at each step washes out the poor x0 guesses that a
-    briefly trained eps-model makes at high noise, which deterministic DDIM keeps.
-    """
-
-    kind: Literal["ddpm"] = Field("ddpm", description="Sampler kind.")
-    steps: int | None = Field(100, ge=1, le=10**6, description="Sampling steps over evenly respaced timesteps; null = all T.")
-
-
-class DDIMSampler(Model):
-    """DDIM sampling over evenly respaced timesteps (eta = 0: deterministic given the start noise)."""
-
-    kind: Literal["ddim"] = Field("ddim", description="Sampler kind.")
-    steps: int = Field(50, ge=1, le=10**6, description="Sampling steps over respaced timesteps.")
-    eta: float = Field(0.0, ge=0, le=1, description="Stochasticity: 0 = deterministic DDIM, 1 = DDPM-like.")
-
-
-Sampler = Annotated[DDPMSampler | DDIMSampler, Field(discriminator="kind")]
 
 
 class SampleConfig(Model):
@@ -137,6 +119,12 @@ class EvalConfig(Model):
         5, ge=0, le=10**4, description="Intermediate evaluations during training (evenly spread); 0 = only the final one."
     )
     samples: SampleConfig = Field(default_factory=SampleConfig, description="Sample-grid options.")
+    quality: QualityConfig | None = Field(
+        None,
+        description="Sample quality (FD/FID, KID, precision, recall; see QualityConfig). null: measured only when an "
+                    "objective or a constraint names one of its metrics (then with these defaults), or when "
+                    "`verify --quality` / `train --quality` ask for it.",
+    )
 
     @field_validator("timesteps_per_image")
     @classmethod

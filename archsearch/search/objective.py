@@ -81,7 +81,7 @@ LATER_FIELDS: dict[str, dict[str, Any]] = {
                      "embedding.class_input": "table"},
     "train": {},
     "data": {},
-    "eval": {},
+    "eval": {"quality": None},  # issue 26: sample quality, off unless asked for
     # trials timed before references, before pairs went on under load, or before timing kept to
     # the free CPUs keep their identity (issue 12); on an idle machine each of these times as before
     "measure": {"reference": "auto", "max_repeats": 50, "ratio_tolerance": 0.05, "threads": "auto"},

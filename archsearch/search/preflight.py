@@ -97,6 +97,7 @@ def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str
         if estimate.images < 2:
             split_indices(estimate.images, data_cfg.val_fraction, data_cfg.split_seed)  # its error
         check_memory(estimate, data_cfg, eval_cfg, train_settings, resolved, spec)
+        _check_quality(eval_cfg.quality, data_cfg, estimate.images)
         # The protocol's rules, on stand-ins of the validation images (a pixel each): its errors
         # come before the images are read.
         num_val = split_sizes(estimate.images, data_cfg.val_fraction)[1]
@@ -107,3 +108,22 @@ def check_inputs(data_cfg, eval_cfg, train_settings: dict[str, Any], device: str
     except ConfigError as exc:
         raise ConfigErrors([exc]) from None
     return context
+
+
+def _check_quality(cfg, data_cfg, images: int) -> None:
+    """The sample-quality phase can run: its feature network is at hand (offline: a missing
+    weights file is bad input), and the reference split holds enough images for its metrics."""
+    if cfg is None:
+        return
+    from ..data import split_sizes
+    from ..quality.features import check_features
+
+    problems = check_features(cfg, data_cfg.source)
+    train, val = split_sizes(images, data_cfg.val_fraction)
+    count = min(train if cfg.reference == "train" else val, cfg.reference_samples or images)
+    least = cfg.k + 1 if {"sample_precision", "sample_recall"} & set(cfg.metrics) else 2
+    if count < least:
+        problems.append(ConfigError("eval.quality.reference", f"the {cfg.reference} split holds {count} images; "
+                                                              f"the quality metrics need at least {least}"))
+    if problems:
+        raise ConfigErrors(problems)

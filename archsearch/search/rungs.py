@@ -11,6 +11,9 @@ At each rung step the trial, evaluated under the fixed-noise protocol of its fin
 1. makes its vector: the rung's validation loss and every other objective as measured before
    training (the schema refuses objectives and constraints that are only known once training
    ends), and its total constraint violation, constraints on val_loss taking the rung's value;
+   a sample-quality objective (`fd`, ...) takes the rung's validation loss too (minimized), since
+   sampling at every rung would cost many times the training, and a constraint on one waits
+   for the end;
 2. writes its own record, the user attribute `rung_<k>`, to the storage, *first*;
 3. reads the records at rung k of the study's other RUNNING, COMPLETE and PRUNED trials (every
    worker on every machine writes to the same storage), in trial-number order;
@@ -37,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..metrics import METRICS
 from ..schema.study import constraint_violations
 from .stopping import StopDecision, rung_steps, should_stop, total_violation
 from .storage import is_transient
@@ -102,10 +106,12 @@ def rung_records(attrs: Mapping[str, Any]) -> dict[int, RungRecord]:
 
 def rung_losses(attrs: Mapping[str, Any], objectives: list[str]) -> dict[str, float]:
     """{`val_loss_at_<step>`: loss} of a trial's rung records, in a study whose objectives (in
-    order) are `objectives`; empty when val_loss is not one of them."""
-    if "val_loss" not in objectives:
+    order) are `objectives`; empty when neither val_loss nor a quality metric (for which the
+    rung's loss stands in) is one of them."""
+    slots = [i for i, name in enumerate(objectives) if name == "val_loss" or (name in METRICS and METRICS[name].quality)]
+    if not slots:
         return {}
-    i = objectives.index("val_loss")
+    i = slots[0]
     return {rung_loss_column(r.step): r.values[i] for r in rung_records(attrs).values() if len(r.values) == len(objectives)}
 
 
@@ -116,7 +122,10 @@ class RungStopper:
     def __init__(self, trial, space, train_cfg):
         self.trial, self.space, self.cfg = trial, space, space.study.stopping
         self.steps = rung_steps(self.cfg.min_steps, self.cfg.eta, train_cfg.steps)
-        self.directions = [o.direction for o in space.objectives]
+        # A quality objective (fd, ...) is not measured at a rung: sampling there would cost many
+        # times the training. The rung's val_loss stands in for it, lower being better.
+        self.stand_in = [METRICS[o.metric].quality for o in space.objectives]
+        self.directions = ["minimize" if q else o.direction for o, q in zip(space.objectives, self.stand_in)]
         self.records: dict[int, RungRecord] = {}  # those this trial wrote, by rung
         self.decision: StopDecision | None = None  # set when it stopped the trial
         self.constraints: dict[str, float] = {}    # the constraints at the rung it stopped at
@@ -130,9 +139,11 @@ class RungStopper:
             return False
         k = self.steps.index(step)
         measured = {**metrics.to_dict(), "val_loss": result.val_loss}
-        values = tuple(math.nan if measured.get(o.metric) is None else float(measured[o.metric])
-                       for o in self.space.objectives)
-        constraints = constraint_violations(self.space.constraints, measured)
+        values = tuple(result.val_loss if q else math.nan if measured.get(o.metric) is None else float(measured[o.metric])
+                       for o, q in zip(self.space.objectives, self.stand_in))
+        # A constraint on a quality metric is judged once it is measured, at the end.
+        constraints = constraint_violations([c for c in self.space.constraints if not METRICS[c.metric].quality],
+                                            measured)
         record = self.records[k] = RungRecord(step, values, total_violation(constraints.values()))
         try:
             self.trial.set_user_attr(rung_attr(k), record.to_attr())  # before reading: see the module docstring

@@ -14,9 +14,23 @@ source trial:
   long-budget loss, under the study's objectives and directions, `val_loss` replaced by the
   long-budget loss and every other objective the source trial's own value (only the training
   budget changes). Recall and precision compare that front with the source front's members.
-Rank correlations: archsearch.verify.stats. Verdict words, from Kendall's τ: ≥ 0.8 "held",
+Every other objective measured by the retrain itself (a sample-quality metric, `fd` in a study
+searched on it) is replaced by its long-budget value too.
+Rank correlations: archsearch.verify.stats. Verdict words, from Kendall's τ (of the loss, and
+with sample quality, of the short-run objective against the long-budget FD): ≥ 0.8 "held",
 ≥ 0.5 "mostly held", > 0 "held only weakly", otherwise "did not hold"; an interval reaching 0
 or below, with τ > 0, adds that there are too few trials to tell.
+
+Sample quality (`archsearch verify --quality`, or a study searched on a quality metric: its
+retrains measure `eval.quality` at the long budget; `quality_agreement`), once a retrain has a
+long-budget `fd`:
+- the **search's short-run objective** (`fd` when the study searched on it, else `val_loss`)
+  against the long-budget FD, Kendall's τ and Spearman's ρ with their intervals: does what the
+  search ranked by predict the sample quality of the longer run?
+- the long-budget loss against the long-budget FD: does the loss rank sample quality at all?
+- the **front in quality**: the long-budget front computed with `val_loss` replaced by the
+  long-budget `fd` (minimized; the other objectives as for the long-budget front), and the
+  recall and precision of the source front against it.
 
 Speed ties, from the `remeasure` record (archsearch.verify.remeasure): for every re-measured
 objective m and every two front members a, b where a is at least as good as b in every other
@@ -38,16 +52,20 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigErrors
+from ..metrics import QUALITY_METRICS
 from ..pareto import pareto_mask
 from ..results import VERIFY_SUFFIX, trials_dataframe
 from ..search.engine import PASSED_OVER
 from .selection import FRONT, LONG, SEED
 from .stats import MIN_PAIRS, Agreement, agreement, average_ranks, front_agreement, kendall_tau, spearman_rho
 
-__all__ = ["Verification", "verification_of", "verdict", "find_verify_study", "verify_name", "VERIFY_SUFFIX", "TIED", "REVERSED",
-           "HOLDS"]
+__all__ = ["Verification", "QualityAgreement", "verification_of", "quality_agreement", "short_objective", "verdict",
+           "find_verify_study", "verify_name", "VERIFY_SUFFIX", "TIED", "REVERSED", "HOLDS", "QUALITY"]
 
 TIED, REVERSED, HOLDS = "tied within noise", "reversed", "holds"
+QUALITY = "fd"  # the sample-quality metric the ranking is checked against
+QUALITY_COLUMN = f"long {QUALITY}"
+_LONG_RUN = ("val_loss", *QUALITY_METRICS)  # what a retrain measures anew: its long-budget value replaces the source's
 
 
 def verify_name(name: str) -> str:
@@ -66,6 +84,23 @@ def find_verify_study(study_dir: str | Path | None = None, storage: str | None =
         return open_study(study_dir, storage, verify_name(name))
     except ConfigErrors:
         return None
+
+
+@dataclass
+class QualityAgreement:
+    """How the search's short-run objective ranks long-budget sample quality (see the module docstring)."""
+
+    short: str                        # the short-run objective: fd when the study searched on it, else val_loss
+    tau: Agreement                    # short-run objective vs long-budget fd
+    rho: Agreement
+    loss_tau: Agreement               # long-budget val_loss vs long-budget fd
+    loss_rho: Agreement
+    recall: float                     # of the front against the long-budget front in quality
+    precision: float
+    kept: int                         # front members on the long-budget front in quality
+    front_size: int                   # front members with a long-budget fd
+    long_front: list[int]             # source trial numbers on the long-budget front in quality
+    objectives: list[str]             # that front's objectives (val_loss replaced by fd)
 
 
 @dataclass
@@ -90,6 +125,7 @@ class Verification:
     speed: pd.DataFrame = field(default_factory=pd.DataFrame)  # trial, metric, median, low, high, rounds, study
     pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # better_in_rest, edge_in_metric, metric, verdict
     remeasure: dict[str, Any] | None = None
+    quality: QualityAgreement | None = None  # once a retrain has a long-budget fd (--quality)
     verdict: str = ""
 
 
@@ -98,6 +134,7 @@ def verification_of(source: pd.DataFrame, objectives: list[str], directions: lis
     items = study.user_attrs.get("items") or []
     runs = _runs(trials_dataframe(study.get_trials(deepcopy=False), objectives), items)
     table = _table(source, runs, items, objectives, directions)
+    quality_front = _quality_objectives(objectives, directions)
     both = table.dropna(subset=["short val_loss", "long val_loss"])
     seeded = table.dropna(subset=["short val_loss", "seed val_loss"])
     has_seed = any(item["budget"] == SEED for item in items)
@@ -116,9 +153,46 @@ def verification_of(source: pd.DataFrame, objectives: list[str], directions: lis
         recall=recall, precision=precision, kept=len(set(front) & set(long_front)), front_size=len(front),
         long_front=long_front, short_steps=_unique(both["short steps"]), long_steps=_unique(both["long steps"]),
         pending=sum(1 for item in items if _key(item) not in runs), speed=speed,
-        pairs=_pairs(source, table, speed, objectives, directions), remeasure=remeasure)
+        pairs=_pairs(source, table, speed, objectives, directions), remeasure=remeasure,
+        quality=quality_agreement(table, short_objective(objectives), quality_front[0]))
     v.verdict = verdict(v)
     return v
+
+
+def short_objective(objectives: list[str]) -> str:
+    """What the search ranked sample quality by: its FD when it searched on FD, else its loss."""
+    return QUALITY if QUALITY in objectives else "val_loss"
+
+
+def quality_agreement(table: pd.DataFrame, short: str, objectives: list[str] = ()) -> QualityAgreement | None:
+    """The sample-quality figures of a verify table (columns `short <short>`, `long val_loss`,
+    `long fd`, `role`, `on long quality front`, `trial`); None when no retrain has a long-budget fd.
+    `objectives` names the quality front's objectives, for the record."""
+    if QUALITY_COLUMN not in table.columns or table[QUALITY_COLUMN].isna().all():
+        return None
+    ranked = table.dropna(subset=[f"short {short}", QUALITY_COLUMN])
+    scored = table.dropna(subset=["long val_loss", QUALITY_COLUMN])
+    measured = table[table[QUALITY_COLUMN].notna()]
+    front = measured[measured["role"] == FRONT]["trial"].tolist()
+    long_front = measured[measured["on long quality front"] == True]["trial"].tolist()  # noqa: E712
+    recall, precision = front_agreement(front, long_front)
+    return QualityAgreement(
+        short=short,
+        tau=agreement("τ", kendall_tau, ranked[f"short {short}"], ranked[QUALITY_COLUMN]),
+        rho=agreement("ρ", spearman_rho, ranked[f"short {short}"], ranked[QUALITY_COLUMN]),
+        loss_tau=agreement("τ", kendall_tau, scored["long val_loss"], scored[QUALITY_COLUMN]),
+        loss_rho=agreement("ρ", spearman_rho, scored["long val_loss"], scored[QUALITY_COLUMN]),
+        recall=recall, precision=precision, kept=len(set(front) & set(long_front)), front_size=len(front),
+        long_front=long_front, objectives=list(objectives))
+
+
+def _quality_objectives(objectives: list[str], directions: list[str]) -> tuple[list[str], list[str]]:
+    """The front in quality's objectives: the study's, val_loss replaced by fd (minimized)."""
+    out = dict(zip(objectives, directions))
+    if "val_loss" in out:
+        out = {(QUALITY if o == "val_loss" else o): ("minimize" if o == "val_loss" else d) for o, d in out.items()
+               if not (o == QUALITY and "val_loss" in out)}
+    return list(out), list(out.values())
 
 
 def _key(item: dict) -> tuple[int, str]:
@@ -144,15 +218,16 @@ def _runs(df: pd.DataFrame, items: list[dict]) -> dict[tuple[int, str], pd.Serie
 
 
 def _table(source: pd.DataFrame, runs: dict, items: list[dict], objectives: list[str], directions: list[str]) -> pd.DataFrame:
-    """trial, role, short/long/seed val_loss, steps, ranks, whether it is on the long-budget front,
-    and what became of each retrain (its state, or `pending`)."""
+    """trial, role, short/long/seed val_loss, the short and long sample-quality metrics, steps,
+    ranks, whether it is on the long-budget front (and on the one in quality), and what became of
+    each retrain (its state, or `pending`)."""
     by_number = source.set_index("number")
     steps_col = "train.steps"
     rows = []
     for number, role in dict.fromkeys((int(i["source_trial"]), i["role"]) for i in items):
         src = by_number.loc[number] if number in by_number.index else pd.Series(dtype=object)
         row: dict[str, Any] = {"trial": number, "role": role, "short val_loss": _number(src.get("val_loss")),
-                               "short steps": _number(src.get(steps_col))}
+                               "short steps": _number(src.get(steps_col)), f"short {QUALITY}": _number(src.get(QUALITY))}
         for budget, label in ((LONG, "long"), (SEED, "seed")):
             run = runs.get((number, budget))
             ok = run is not None and run["state"] == "COMPLETE"
@@ -161,20 +236,33 @@ def _table(source: pd.DataFrame, runs: dict, items: list[dict], objectives: list
             if budget == LONG:
                 row["long steps"] = _number(run.get(steps_col)) if run is not None else math.nan
                 row["long trial"] = int(run["number"]) if run is not None else None
+                row.update({f"long {m}": _number(run.get(m)) if ok else math.nan for m in QUALITY_METRICS})
         rows.append(row)
     table = pd.DataFrame(rows, columns=["trial", "role", "short val_loss", "long val_loss", "seed val_loss", "short steps",
-                                        "long steps", "long trial", "long state", "seed state"])
+                                        "long steps", "long trial", "long state", "seed state", f"short {QUALITY}",
+                                        *(f"long {m}" for m in QUALITY_METRICS)])
     both = table[["short val_loss", "long val_loss"]].notna().all(axis=1).to_numpy()
     for budget in ("short", "long"):
         table[f"{budget} rank"] = math.nan
         table.loc[both, f"{budget} rank"] = average_ranks(table.loc[both, f"{budget} val_loss"])
-    table["on long front"] = None
-    has_long = table["long val_loss"].notna().to_numpy()
-    if has_long.any():
-        values = np.array([[table.loc[i, "long val_loss"] if o == "val_loss" else _number(by_number.loc[n].get(o))
-                            for o in objectives] for i, n in zip(table.index[has_long], table["trial"][has_long])])
-        table.loc[has_long, "on long front"] = pareto_mask(values, directions).tolist()
+    table["on long front"] = _long_front(table, by_number, objectives, directions)
+    table["on long quality front"] = _long_front(table, by_number, *_quality_objectives(objectives, directions))
     return table
+
+
+def _long_front(table: pd.DataFrame, by_number: pd.DataFrame, objectives: list[str], directions: list[str]) -> list:
+    """Per row: on the front of the rows with every long-budget value `objectives` need (what
+    the retrain measured at the long budget, the source trial's value for the rest); None for
+    the rows without."""
+    long = [f"long {o}" for o in objectives if o in _LONG_RUN]
+    has_long = (table[long].notna().all(axis=1) if long else table["long val_loss"].notna()).to_numpy()
+    out: list = [None] * len(table)
+    if has_long.any():
+        values = np.array([[table.loc[i, f"long {o}"] if o in _LONG_RUN else _number(by_number.loc[n].get(o))
+                            for o in objectives] for i, n in zip(table.index[has_long], table["trial"][has_long])])
+        for position, on in zip(np.flatnonzero(has_long), pareto_mask(values, directions).tolist()):
+            out[position] = on
+    return out
 
 
 def _speed(record: dict | None, source: pd.DataFrame) -> pd.DataFrame:
@@ -233,13 +321,18 @@ def verdict(v: Verification) -> str:
     if v.tau.n < MIN_PAIRS or not math.isfinite(v.tau.value):
         text = f"too few retrained trials to rank ({v.tau.n} with both losses)"
     else:
-        tau = v.tau.value
-        held = "held" if tau >= 0.8 else "mostly held" if tau >= 0.5 else "held only weakly" if tau > 0 else "did not hold"
-        text = f"the {short} ranking {held} at {long} ({v.tau.format()})"
-        if v.tau.interval is not None and tau > 0 and v.tau.interval[0] <= 0:
-            text += ", though its interval reaches 0: too few trials to tell"
+        text = f"the {short} ranking {_held(v.tau)} at {long} ({v.tau.format()}){_caveat(v.tau)}"
     if v.front_size:
         text += f"; {v.kept} of {v.front_size} front members stayed on the front"
+    q = v.quality
+    if q is not None:
+        if q.tau.n < MIN_PAIRS or not math.isfinite(q.tau.value):
+            text += f"; too few retrained trials to rank by sample quality ({q.tau.n} with an FD at {long})"
+        else:
+            text += (f"; in sample quality, the {short} {q.short} ranking {_held(q.tau)} against the FD at {long} "
+                     f"({q.tau.format()}){_caveat(q.tau)}")
+        if q.front_size:
+            text += f", and {q.kept} of {q.front_size} front members stayed on the front in FD"
     if v.seed_tau is not None and math.isfinite(v.seed_tau.value):
         text += f"; another seed at the {short} budget agrees with {v.seed_tau.format()} (the noise floor)"
     ties = int((v.pairs["verdict"] == TIED).sum()) if len(v.pairs) else 0
@@ -248,6 +341,17 @@ def verdict(v: Verification) -> str:
     if v.pending:
         text += f" ({v.pending} retrains not finished yet)"
     return text
+
+
+def _held(a: Agreement) -> str:
+    tau = a.value
+    return "held" if tau >= 0.8 else "mostly held" if tau >= 0.5 else "held only weakly" if tau > 0 else "did not hold"
+
+
+def _caveat(a: Agreement) -> str:
+    if a.interval is not None and a.value > 0 and a.interval[0] <= 0:
+        return ", though its interval reaches 0: too few trials to tell"
+    return ""
 
 
 def _unique(values: pd.Series) -> list[int]:

@@ -1,6 +1,6 @@
 """A verification rendered: verify.md, its plots, the section of `archsearch report`, the summary.
 
-    files = write_verification(v, study_dir)      # verify.md, plots/verify-ranks.png, plots/verify-front.png
+    files = write_verification(v, study_dir)      # verify.md, plots/verify-ranks.png, -front.png (-quality.png)
     blocks = verify_blocks(v, figures, level=3)   # the report's section, under its own heading
 
 Every rendering reads one `Verification` (archsearch.verify.analysis), so verify.md, the report's
@@ -16,12 +16,13 @@ import pandas as pd
 from rich.console import Console
 
 from ..io import atomic_write_text
+from ..metrics import QUALITY_METRICS
 from ..report.console import format_metric
 from ..report.document import Block, Bullets, Heading, Image, Paragraph, Table, to_markdown
 from ..report.plots import axis_label, pyplot, save_figure
-from .analysis import HOLDS, TIED, Verification
+from .analysis import HOLDS, QUALITY, QUALITY_COLUMN, TIED, Verification
 from .selection import FRONT
-from .stats import CONFIDENCE, RESAMPLES, SEED
+from .stats import CONFIDENCE, RESAMPLES, SEED, Agreement
 
 __all__ = ["verify_blocks", "draw_verification", "write_verification", "print_verification", "SECTION_TITLE"]
 
@@ -30,10 +31,10 @@ _FRONT_COLOR, _OTHER_COLOR = "#d62728", "#7f9fbf"
 
 
 def draw_verification(v: Verification, plots_dir: Path, prefix: str = "") -> dict[str, Path]:
-    """The rank plot and (with a re-measurement) the front's speed plot, keyed `verify-ranks`
-    and `verify-front` (after `prefix`)."""
+    """The rank plot, (with a re-measurement) the front's speed plot and (with sample quality)
+    the quality plot, keyed `verify-ranks`, `verify-front` and `verify-quality` (after `prefix`)."""
     out = {}
-    for key, draw in (("verify-ranks", plot_ranks), ("verify-front", plot_front_speed)):
+    for key, draw in (("verify-ranks", plot_ranks), ("verify-front", plot_front_speed), ("verify-quality", plot_quality)):
         path = draw(v, Path(plots_dir) / f"{prefix}{key}.png")
         if path is not None:
             out[f"{prefix}{key}"] = path
@@ -74,6 +75,37 @@ def plot_ranks(v: Verification, path: Path) -> Path | None:
     right.invert_yaxis()
     right.set_ylabel("rank by validation loss (1 = best)")
     right.set_title("rank lines")
+    return save_figure(fig, path)
+
+
+def plot_quality(v: Verification, path: Path) -> Path | None:
+    """Left: the search's short-run objective against the long-budget FD; right: the long-budget
+    loss against it. One point per retrained trial, front members red, a ring on those on the
+    long-budget front in quality."""
+    q = v.quality
+    if q is None:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    panels = ((f"short {q.short}", f"{axis_label(q.short)} at {_steps(v.short_steps)}", q.tau, q.rho),
+              ("long val_loss", f"validation loss at {_steps(v.long_steps)}", q.loss_tau, q.loss_rho))
+    for ax, (column, xlabel, tau, rho) in zip(axes, panels):
+        rows = v.table.dropna(subset=[column, QUALITY_COLUMN])
+        for role, color, label in ((FRONT, _FRONT_COLOR, "on the short-budget front"), ("dominated", _OTHER_COLOR, "dominated")):
+            some = rows[rows["role"] == role]
+            if len(some):
+                ax.scatter(some[column], some[QUALITY_COLUMN], s=46, color=color, zorder=3, label=f"{label} ({len(some)})")
+        kept = rows[rows["on long quality front"] == True]  # noqa: E712
+        ax.scatter(kept[column], kept[QUALITY_COLUMN], s=150, facecolor="none", edgecolor="black", lw=1.1, zorder=4,
+                   label=f"on the long-budget front in quality ({len(kept)})")
+        for _, row in rows.iterrows():
+            ax.annotate(f"#{int(row['trial'])}", (row[column], row[QUALITY_COLUMN]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{axis_label(QUALITY, 'minimize')} at {_steps(v.long_steps)}")
+        ax.set_title(f"{tau.format()}, {rho.format()}")
+        ax.legend(loc="best")
+    fig.suptitle(f"{v.source}: does the ranking hold in sample quality?")
     return save_figure(fig, path)
 
 
@@ -121,6 +153,8 @@ def verify_blocks(v: Verification, figures: dict[str, Path], level: int = 2, pre
     if f"{prefix}verify-ranks" in figures:
         blocks.append(Image(figures[f"{prefix}verify-ranks"], "short- against long-budget loss, and rank lines"))
     blocks += [Heading("The front at the longer budget", level), Paragraph(_front_sentence(v)), Table(_trial_rows(v))]
+    if v.quality is not None:
+        blocks += _quality_blocks(v, figures, level, prefix)
     if not v.speed.empty:
         blocks += [Heading("The front's speed, re-measured", level), Paragraph(_speed_sentence(v)), Table(_speed_rows(v))]
         notable = v.pairs[v.pairs["verdict"] != HOLDS] if len(v.pairs) else v.pairs
@@ -137,11 +171,51 @@ def verify_blocks(v: Verification, figures: dict[str, Path], level: int = 2, pre
     return blocks
 
 
+def _quality_pairs(v: Verification) -> list[tuple[str, str, Agreement, Agreement]]:
+    """The quality figures: what is ranked against what, τ and ρ."""
+    q, fd = v.quality, f"{QUALITY} at {_steps(v.long_steps)}"
+    return [(f"{q.short} at {_steps(v.short_steps)}", fd, q.tau, q.rho),
+            (f"val_loss at {_steps(v.long_steps)}", fd, q.loss_tau, q.loss_rho)]
+
+
+def _quality_blocks(v: Verification, figures: dict[str, Path], level: int, prefix: str) -> list[Block]:
+    q = v.quality
+    pct = int(round(CONFIDENCE * 100))
+    searched = "the FD it searched on" if q.short == QUALITY else "its validation loss"
+    blocks: list[Block] = [
+        Heading("Sample quality at the longer budget", level),
+        Paragraph(f"Each retrain's sample quality measured after its {_steps(v.long_steps)} (`eval.quality`; "
+                  f"{QUALITY} lower is better). Does the search's ranking by {searched} at {_steps(v.short_steps)} "
+                  f"predict the longer run's {QUALITY}, and does the longer run's loss rank it?"),
+        Table(pd.DataFrame([{"between": f"{x} and {y}", "trials": tau.n, "Kendall τ": tau.format(),
+                             "Spearman ρ": rho.format()} for x, y, tau, rho in _quality_pairs(v)]), caption=(
+            f"Rank correlations over the retrained trials with a long-budget {QUALITY}, percentile-bootstrap {pct}% "
+            f"intervals ({RESAMPLES} resamples of the trial pairs, seed {SEED}); a positive value: the lower the one, "
+            f"the lower the other.")),
+        Paragraph(f"The front in quality: {_quality_front_sentence(v)}")]
+    if f"{prefix}verify-quality" in figures:
+        blocks.append(Image(figures[f"{prefix}verify-quality"], "short-run objective and long-run loss against long-run FD"))
+    return blocks
+
+
+def _quality_front_sentence(v: Verification) -> str:
+    q = v.quality
+    if not q.front_size:
+        return f"no front member has a long-budget {QUALITY} yet."
+    return (f"{q.kept} of {q.front_size} front members stay on the front of the retrained trials at "
+            f"{_steps(v.long_steps)} in ({', '.join(q.objectives)}), the long-budget {QUALITY}"
+            f"{' in place of the loss' if 'val_loss' in v.objectives else ''}: recall "
+            f"{_ratio(q.recall)}, precision {_ratio(q.precision)} ({len(q.long_front)} trials on it).")
+
+
 def _front_sentence(v: Verification) -> str:
     if not v.front_size:
         return "No front member has a long-budget loss yet."
+    replaced = [o for o in v.objectives if o == "val_loss" or o in QUALITY_METRICS]
+    what = "val_loss replaced by the long-budget loss" if replaced == ["val_loss"] else \
+        f"{', '.join(replaced)} replaced by the long-budget values"
     return (f"{v.kept} of {v.front_size} front members stay on the front of the retrained trials at {_steps(v.long_steps)} "
-            f"(objectives as in the study, val_loss replaced by the long-budget loss): recall {_ratio(v.recall)}, precision "
+            f"(objectives as in the study, {what}): recall {_ratio(v.recall)}, precision "
             f"{_ratio(v.precision)} ({len(v.long_front)} trials on the long-budget front).")
 
 
@@ -155,8 +229,24 @@ def _trial_rows(v: Verification) -> pd.DataFrame:
                "rank short → long": _ranks(r), "long-budget front": place}
         if v.seed_tau is not None:
             row["val_loss, next seed"] = format_metric("val_loss", r["seed val_loss"]) if r["seed state"] == "complete" else r["seed state"]
+        if v.quality is not None:
+            row.update(_quality_cells(v, r))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _quality_cells(v: Verification, r) -> dict[str, str]:
+    """A trial's long-budget quality metrics (those any retrain measured) and its place on the front in quality."""
+    cells = {}
+    if v.quality.short == QUALITY:
+        cells[f"{QUALITY} short"] = format_metric(QUALITY, r[f"short {QUALITY}"])
+    for m in QUALITY_METRICS:
+        if v.table[f"long {m}"].notna().any():
+            cells[f"{m} long"] = format_metric(m, r[f"long {m}"]) if math.isfinite(r[f"long {m}"]) else "–"
+    on = r["on long quality front"]
+    cells["front in quality"] = "–" if on is None else ("stays" if on else "drops") if r["role"] == FRONT else (
+        "joins" if on else "–")
+    return cells
 
 
 def _speed_sentence(v: Verification) -> str:
@@ -197,6 +287,10 @@ def print_verification(v: Verification, files: list[Path], storage: str, console
     for label, agreement in (("short vs long", (v.tau, v.rho)), ("noise floor", (v.seed_tau, v.seed_rho))):
         if agreement[0] is not None:
             console.print(f"  {label}: {agreement[0].format()}, {agreement[1].format()}", highlight=False)
+    if v.quality is not None:
+        for x, y, tau, rho in _quality_pairs(v):
+            console.print(f"  {x} vs {y}: {tau.format()}, {rho.format()}", highlight=False)
+        console.print(f"  front in quality: {_quality_front_sentence(v)}", highlight=False)
     console.print(f"wrote {', '.join(str(p) for p in files)} (study {v.name}, storage: {storage})")
 
 

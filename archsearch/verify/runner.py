@@ -13,11 +13,18 @@ optuna-dashboard show it beside the source. Its files are in `<study folder>/ver
 What the verify study records:
 - its user attributes `kind: verify`, `verify_of: <source name>`, the objectives of the source,
   `items` (the retrains of the last run: source_trial, role, budget, config_hash, settings_hash),
-  `plan` (factor, steps, dominated, seeds, rounds of that run) and `remeasure` (the front's
+  `plan` (factor, steps, dominated, seeds, rounds, quality of that run) and `remeasure` (the front's
   re-measured speed, archsearch.verify.remeasure);
 - on every trial, beside what any trial records (config, train, val_loss, ...): `source_trial`
   (the number of the trial it retrains), `budget` (`long`, or `seed`: the original budget with
   the next seed) and `role` (`front` or `dominated`); `train.steps` is the budget it trained.
+
+With `quality` (`--quality`) every retrain also measures its sample quality after training
+(`eval.quality`: the study's own section when its space has one, else the defaults; `fd`, `kid`,
+... on its trial), for archsearch.verify.analysis's quality figures. The quality settings are
+part of a retrain's settings hash, so the retrains of an earlier run without `--quality` do not
+count for one with it: they are trained again, measuring quality this time. A study that
+searched on a quality metric has `eval.quality` in its space, so its retrains measure it anyway.
 
 Resuming is the queue's: a rerun trains only the retrains without a finished trial; Ctrl-C fails
 the running one as `interrupted` and the next run trains it again; several processes (`--workers`,
@@ -38,11 +45,11 @@ from ..errors import ConfigError, ConfigErrors
 from ..results import objective_names, open_study, trials_dataframe
 from ..search.engine import Fixed, QueueSource, observing, run_trials, unfinished
 from ..search.events import Broadcast, Observer
-from .analysis import Verification, verification_of, verify_name
+from .analysis import QUALITY, Verification, verification_of, verify_name
 from ..metrics import TIMED_METRICS
 from .selection import FRONT, LONG, MAX_FACTOR, Retrain, retrain_plan, select_trials
 
-__all__ = ["VerifyRun", "verify_study", "check_options", "DEFAULT_FACTOR", "VERIFY_FOLDER"]
+__all__ = ["VerifyRun", "verify_study", "check_options", "retrain_spaces", "DEFAULT_FACTOR", "VERIFY_FOLDER"]
 
 DEFAULT_FACTOR = 10.0
 VERIFY_FOLDER = "verify"  # inside the source study's folder: the verify study's trials and tables
@@ -91,8 +98,8 @@ def check_options(factor: float | None, steps: int | None, dominated: int, seeds
 
 def verify_study(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None, *,
                  factor: float | None = None, steps: int | None = None, dominated: int = 4, seeds: int = 1,
-                 rounds: int = 5, workers: int = 1, device: str | None = None, console: Console | None = None,
-                 live: bool = True, observers: list[Observer] = ()) -> VerifyRun:
+                 rounds: int = 5, workers: int = 1, device: str | None = None, quality: bool = False,
+                 console: Console | None = None, live: bool = True, observers: list[Observer] = ()) -> VerifyRun:
     """Retrain what is missing, re-measure the front's speed, analyze, write verify.md; see the
     module docstring. Bad input raises ConfigErrors before anything is written; SIGINT/SIGTERM
     raise `Interrupted` after recording the running retrain."""
@@ -113,7 +120,7 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
     folder = Path(study_dir) if study_dir is not None else Path("results") / source.study_name
     space_data, objectives, directions, plan = _plan(source, folder, factor, steps, dominated, seeds)
     name = verify_name(source.study_name)
-    spaces = {r.key: r.space(space_data, name, len(plan)) for r in plan}
+    spaces = retrain_spaces(plan, space_data, name, quality)
     items = {r.key: Fixed(r.identity(spaces[r.key]), {"source_trial": r.source_trial, "budget": r.budget, "role": r.role},
                           r.label) for r in plan}
     first = spaces[plan[0].key]
@@ -129,7 +136,7 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
                                     "config_hash": items[r.key].identity[0], "settings_hash": items[r.key].identity[1]}
                                    for r in plan])
     vstudy.set_user_attr("plan", {"factor": factor, "steps": steps, "dominated": dominated, "seeds": seeds,
-                                  "rounds": rounds})
+                                  "rounds": rounds, "quality": quality})
     verify_dir = folder / VERIFY_FOLDER
     hear = Broadcast([StudyFolder(verify_dir, objectives, directions, first.study.checkpoints), view, *observers])
     with view, observing(vstudy, queue, hear):
@@ -148,6 +155,14 @@ def verify_study(study_dir: str | Path | None = None, storage: str | None = None
     return VerifyRun(folder, describe_storage(storage, folder), verification, files, pending)
 
 
+def retrain_spaces(plan: list[Retrain], space_data: dict, name: str, quality: bool = False) -> dict:
+    """The space each retrain runs in the verify study `name`, by its key; with `quality`, with
+    sample quality on (the source space's `eval.quality`, else its defaults)."""
+    from ..schema.space import with_quality
+
+    return {r.key: with_quality(r.space(space_data, name, len(plan)), asked=quality) for r in plan}
+
+
 def _plan(source, folder: Path, factor, steps, dominated, seeds):
     """The source's space file, objectives and directions, and the retrains to run."""
     from ..report.analysis import read_space
@@ -160,9 +175,9 @@ def _plan(source, folder: Path, factor, steps, dominated, seeds):
         raise ConfigErrors([ConfigError(str(folder), "holds no space.yaml: verify retrains under the data, validation and "
                                                      "timing settings that `archsearch run` keeps there; give the study's folder")])
     objectives, directions = objective_names(source), [d.name.lower() for d in source.directions]
-    if "val_loss" not in objectives:
+    if "val_loss" not in objectives and QUALITY not in objectives:
         raise ConfigErrors([ConfigError("objectives", f"the study optimizes {', '.join(objectives)}; verify checks how "
-                                                      "its val_loss ranking holds at a longer budget")])
+                                                      f"its val_loss (or {QUALITY}) ranking holds at a longer budget")])
     trials = source.get_trials(deepcopy=False)
     picks = select_trials(trials_dataframe(trials, objectives), objectives, directions, dominated)
     if not picks:
