@@ -141,6 +141,9 @@ class TrialMetrics:
                                             "maximize", objective=True, quality=True)
     sample_recall: float | None = metric("share of real images inside the generated samples' k-NN manifold: "
                                          "diversity", "share", "recall (diversity)", "maximize", objective=True, quality=True)
+    fd_noise: float | None = metric("fd's sampling noise: its standard deviation over bootstrap resamplings of the "
+                                    "generated samples (eval.quality.noise_rounds); fds closer than about 2.8 of it "
+                                    "are a tie", "feat²", "FD sampling noise (sd)", "minimize", table="details")
     quality_seconds: float | None = metric("s, the sample-quality phase: sampling, features, distances", "s",
                                            "sample-quality time (s)", "minimize", objective=True)
     train_loss: float | None = metric("mean training loss of the last logged window", "MSE", "training loss (ε-MSE)",

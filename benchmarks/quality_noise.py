@@ -8,7 +8,8 @@ Trains one quickstart network (the quickstart's data, budget and seed; its archi
 the middle of its space) unless given a checkpoint, then scores it with the digits features at
 each sample count and sampler step count, once per sample seed (`eval.quality.seed` 0..n-1),
 and prints per row the mean and the spread of each metric over the seeds (the coefficient of
-variation of FD: its standard deviation over its mean) and the seconds one measurement takes,
+variation of FD: its standard deviation over its mean; beside it `boot sd`, the mean of what each
+single measurement estimated from its own samples, `fd_noise`) and the seconds one measurement takes,
 beside the quickstart trial's own seconds. The spread is the noise floor of sampling alone: two
 models whose FDs differ by less than about twice it are a tie at that count. The reference
 statistics are computed before the timing (once per data set, as in a study).
@@ -73,7 +74,7 @@ def main() -> None:
         print(f"checkpoint: {checkpoint if args.checkpoint else 'the quickstart network, 60 steps'}"
               + (f"; the quickstart trial took {trial_seconds:.1f} s" if trial_seconds else ""))
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {settings.device}")
-        header = (f"{'samples':>8} {'DDIM':>5} {'FD mean':>9} {'FD sd':>8} {'FD CV':>7} {'KID mean':>9} {'KID sd':>8} "
+        header = (f"{'samples':>8} {'DDIM':>5} {'FD mean':>9} {'FD sd':>8} {'FD CV':>7} {'boot sd':>8} {'KID mean':>9} {'KID sd':>8} "
                   f"{'prec':>6} {'recall':>6} {'s/measure':>10}" + (f" {'x trial':>8}" if trial_seconds else ""))
         print(header)
         for steps in args.sampler_steps:
@@ -91,7 +92,8 @@ def main() -> None:
                 kid = [v["kid"] for v, _ in rows]
                 seconds = statistics.mean(s for _, s in rows)
                 line = (f"{count:>8} {steps:>5} {statistics.mean(fd):>9.4f} {statistics.stdev(fd):>8.4f} "
-                        f"{statistics.stdev(fd) / statistics.mean(fd):>7.2%} {statistics.mean(kid):>9.4f} "
+                        f"{statistics.stdev(fd) / statistics.mean(fd):>7.2%} "
+                        f"{statistics.mean(v['fd_noise'] for v, _ in rows):>8.4f} {statistics.mean(kid):>9.4f} "
                         f"{statistics.stdev(kid):>8.4f} {statistics.mean(v['sample_precision'] for v, _ in rows):>6.3f} "
                         f"{statistics.mean(v['sample_recall'] for v, _ in rows):>6.3f} {seconds:>10.1f}")
                 print(line + (f" {seconds / trial_seconds:>8.2f}" if trial_seconds else ""), flush=True)

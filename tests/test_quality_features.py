@@ -127,3 +127,17 @@ def test_dinov2_loads_its_weights_from_a_given_path_and_gives_1024_features():
     if problems:
         pytest.skip(f"DINOv2 is not available offline here: {problems[0]}")
     assert load_features(cfg, "cifar10").embed(torch.zeros(2, 3, 32, 32)).shape == (2, 1024)
+
+
+def test_weights_already_in_torch_hubs_checkpoints_are_found(tmp_path, monkeypatch):
+    from archsearch.quality.features import weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cfg = QualityConfig(features="inception", cache_dir=str(tmp_path / "cache"))
+    assert weights_path(cfg, "inception") == tmp_path / "cache" / INCEPTION_FILE  # neither: the one errors name
+    hub = tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_FILE
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"weights")
+    assert weights_path(cfg, "inception") == hub
+    assert not any("weights file" in str(p) for p in check_features(cfg, "cifar10"))
+    assert weights_path(QualityConfig(features_weights=str(tmp_path / "w.pth")), "inception") == tmp_path / "w.pth"

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,3 +172,39 @@ def test_a_quickstart_networks_fd_improves_between_60_and_600_steps(tmp_path):
     (step60, fd60), (step600, fd600) = result.metrics.quality_curve
     assert (step60, step600) == (60, 600) and fd600 == result.metrics.fd
     assert fd600 < 0.5 * fd60, result.metrics.quality_curve
+
+
+def test_fd_noise_estimates_the_spread_that_other_sample_seeds_give(tmp_path, data, model, settings):
+    """The bootstrap over one sample set (fd_noise) is of the size of the seed-to-seed spread of fd."""
+    import statistics
+
+    results = [QualityPhase(_cfg(tmp_path, num_samples=300, seed=seed, metrics=["fd"]), data).measure(model, settings, (1, 8, 8))
+               for seed in range(6)]
+    spread = statistics.stdev(r.values["fd"] for r in results)
+    noise = statistics.mean(r.values["fd_noise"] for r in results)
+    assert spread / 3 < noise < 3 * spread, (noise, spread)
+    off = QualityPhase(_cfg(tmp_path, noise_rounds=0), data)
+    features = np.random.default_rng(0).random((20, 64), dtype=np.float32)
+    assert "fd_noise" not in off.score(features, off.reference())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("ARCHSEARCH_TEST_POSTGRES_URL"),
+                    reason="set ARCHSEARCH_TEST_POSTGRES_URL to a PostgreSQL database (CI does)")
+def test_two_workers_on_postgresql_search_on_fd_and_share_one_cached_reference(tmp_path):
+    import os
+    import time
+
+    import optuna
+
+    url = os.environ["ARCHSEARCH_TEST_POSTGRES_URL"]
+    name = f"quality-{os.getpid()}-{int(time.time())}"
+    text = textwrap.dedent(SPACE).replace("CACHE", str(tmp_path / "cache")).replace("name: q,", f"name: {name},")
+    space = tmp_path / "space.yaml"
+    space.write_text(text.replace("trials: 2", "trials: 4"))
+    run = _cli("run", str(space), "--results-dir", str(tmp_path), "--storage", url, "--workers", "2", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(done) == 4 and all(t.values[0] == t.user_attrs["fd"] > 0 for t in done)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # one reference file, whoever wrote it

@@ -107,6 +107,9 @@ def test_the_report_shows_the_front_in_fd_and_speed_with_the_quality_and_how_it_
     assert "**20 samples** drawn with DDIM (steps 5, η 0)" in line
     assert "`digits` feature network" in line and "1,617 real images of the train split" in line
     assert "`quality_seconds`" in line and f"{len(done)} trials" in line
+    noise = next(line for line in protocol.splitlines() if "fd's sampling noise" in line)
+    sd = float(done["fd_noise"].median())
+    assert f"{sd:.4g}" in noise and f"{2.8 * sd:.4g}" in noise and "are a tie" in noise
 
 
 def test_the_report_draws_the_front_in_two_metrics_the_user_picks(study):

@@ -63,7 +63,7 @@ def test_metrics_have_every_key_and_are_json_ready(context, config):
     # sample quality (eval.quality is off); busy_cpus is read only when there are threads to
     # spare (the suite runs torch at one)
     expected = {"infer_throughput", "latency_ms", "flops", "gpu_util", "sm_clock_mhz", "measured_under_load",
-                *QUALITY_METRICS, "quality_seconds", "quality", "quality_curve"}
+                *QUALITY_METRICS, "fd_noise", "quality_seconds", "quality", "quality_curve"}
     assert unmeasured - {"busy_cpus", "missing_files"} == expected  # files: none asked for, none missing
     assert ("busy_cpus" in unmeasured) == (torch.get_num_threads() == 1)
     json.dumps(m, allow_nan=False)  # what `archsearch train --out` and the storage receive

@@ -8,7 +8,7 @@
 - `digits`: archsearch.quality.digits, shipped with the package.
 - `inception`: FID's InceptionV3 in torch-fidelity's port (bit-exact with the TensorFlow
   original), pool3's 2048 features, from the weights file torch-fidelity publishes
-  (`INCEPTION_FILE`). Needs the `quality` extra (`pip install -e '.[quality]'`); torch-fidelity
+  (`INCEPTION_FILE`, under `cache_dir` or where torch.hub keeps downloads). Needs the `quality` extra (`pip install -e '.[quality]'`); torch-fidelity
   imports torchvision, which must match the installed torch.
 - `dinov2`: DINOv2 ViT-L/14's 1024 class-token features (EDM2's FD_DINOv2), built from the
   facebookresearch/dinov2 hub code already in torch.hub's folder (`torch.hub.get_dir()`) and the
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,15 @@ class FeatureNetwork:
 
 
 def weights_path(cfg: QualityConfig, name: str) -> Path:
-    """Where the weights file of `inception` or `dinov2` is read from."""
-    return Path(cfg.features_weights) if cfg.features_weights else Path(cfg.cache_dir) / _FILES[name][0]
+    """Where the weights file of `inception` or `dinov2` is read from: `features_weights`, else
+    the file under `cache_dir`, else the one torch.hub (and so torch-fidelity) downloaded to its
+    checkpoints folder; the first of the last two when neither is there (what errors name)."""
+    if cfg.features_weights:
+        return Path(cfg.features_weights)
+    file = _FILES[name][0]
+    torch_home = Path(os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "torch")
+    candidates = [Path(cfg.cache_dir) / file, torch_home.expanduser() / "hub" / "checkpoints" / file]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def check_features(cfg: QualityConfig, source: str, path: str = "eval.quality") -> list[ConfigError]:

@@ -33,7 +33,7 @@ from .features import FeatureNetwork, load_features
 from .reference import reference_stats
 from .stats import FeatureStats, frechet_distance, kernel_distance, precision_recall
 
-__all__ = ["QualityPhase", "QualityResult", "draw_samples", "sample_seed"]
+__all__ = ["QualityPhase", "QualityResult", "draw_samples", "fd_noise", "sample_seed"]
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -80,6 +80,16 @@ def draw_samples(model: nn.Module, cfg: QualityConfig, settings: RunSettings, im
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+def fd_noise(features: np.ndarray, reference: FeatureStats, rounds: int, seed: int = 0) -> float:
+    """The standard deviation of the FD over `rounds` resamplings (with replacement) of the
+    generated features: how much the FD would move with other samples of the same model."""
+    rng = np.random.default_rng(seed)
+    n = features.shape[0]
+    draws = [frechet_distance(*FeatureStats.of(features[rng.integers(0, n, n)]).gaussian, *reference.gaussian)
+             for _ in range(rounds)]
+    return float(np.std(draws, ddof=1))
 
 
 @dataclass
@@ -130,6 +140,9 @@ class QualityPhase:
         cfg, values = self.cfg, {}
         if "fd" in cfg.metrics:
             values["fd"] = frechet_distance(*FeatureStats.of(features).gaussian, *reference.gaussian)
+            rounds = cfg.noise_rounds if cfg.noise_rounds is not None else 10 if features.shape[1] <= 512 else 0
+            if rounds >= 2:
+                values["fd_noise"] = fd_noise(features, reference, rounds, cfg.seed)
         if "kid" in cfg.metrics:
             values["kid"] = kernel_distance(features, reference.features, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
         if "sample_precision" in cfg.metrics or "sample_recall" in cfg.metrics:

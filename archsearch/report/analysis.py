@@ -340,9 +340,13 @@ def _quality(item: StudyInput) -> dict[str, Any] | None:
     seconds = pd.to_numeric(done.get("quality_seconds", pd.Series(dtype=float)), errors="coerce")
     duration = pd.to_numeric(done.get("duration_s", pd.Series(dtype=float)), errors="coerce")
     share = (seconds / duration).dropna()
+    noise = pd.to_numeric(done.get("fd_noise", pd.Series(dtype=float)), errors="coerce")
+    fd = pd.to_numeric(done.get("fd", pd.Series(dtype=float)), errors="coerce")
     return {"metrics": measured, "trials": int(done[measured[0]].notna().sum()) if measured else 0,
             "records": records, "seconds": float(seconds.median()) if seconds.notna().any() else None,
-            "share": float(share.median()) if len(share) else None}
+            "share": float(share.median()) if len(share) else None,
+            "fd_noise": float(noise.median()) if noise.notna().any() else None,
+            "fd_cv": float((noise / fd).median()) if (noise / fd).notna().any() else None}
 
 
 def protocol(item: StudyInput) -> dict[str, Any]:

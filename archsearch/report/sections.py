@@ -437,6 +437,12 @@ def _quality_items(quality: dict[str, Any] | None, configured: dict[str, Any] | 
                  "(`quality_seconds`, beside the quality columns")
         text += f", {quality['share']:.0%} of a trial's duration)" if quality.get("share") is not None else ")"
     items = [text]
+    if quality.get("fd_noise") is not None:
+        sd = quality["fd_noise"]
+        items.append(f"fd's sampling noise: a median standard deviation of {format_metric('fd', sd)} (CV "
+                     f"{quality['fd_cv']:.1%}) over bootstrap resamplings of each trial's samples (`fd_noise`); two "
+                     f"fds closer than {format_metric('fd', 2.8 * sd)} (2.8 sd, the 95% range of a difference of two "
+                     "such draws) are a tie at this sample count")
     if failed:
         reasons = sorted({r["error"] for r, _ in quality["records"] if "error" in r})
         items.append(f"**sample quality not measured** in {_count(failed, 'trial')}: {'; '.join(reasons)[:300]}")

@@ -88,6 +88,12 @@ class QualityConfig(Model):
     kid_subset_size: int = Field(
         1000, ge=2, le=MAX_COUNT, description="Images per KID subset (at most the smaller of the two sets).",
     )
+    noise_rounds: int | None = Field(
+        None, ge=0, le=1000,
+        description="Bootstrap resamplings of the generated samples that estimate fd's sampling noise (fd_noise: its "
+                    "standard deviation); each costs one Fréchet distance. null: 10 when the features have at most "
+                    "512 dimensions (digits), else 0 (inception, dinov2: measure it with benchmarks/quality_noise.py).",
+    )
     k: int = Field(3, ge=1, le=1000, description="Nearest neighbours that define a manifold for precision and recall.")
     cache_dir: Annotated[str, AfterValidator(_expand)] = Field(
         DEFAULT_CACHE, description="Folder of the cached reference statistics (shared by every study and worker).",
