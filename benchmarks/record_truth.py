@@ -9,7 +9,8 @@ What is recorded: distinct architectures of the quickstart's space (search_space
 range (seeded) up to `--n` — each trained for `STEPS` steps (33x the quickstart's 60) under the
 quickstart's data, seed and validation protocol, with:
 
-- the fixed-noise validation loss every `EVERY` steps (`val_loss_at_<step>`);
+- the fixed-noise validation loss every `EVERY` steps, and at steps 5, 10 and 15
+  (`val_loss_at_<step>`), so that a learning curve can be extrapolated from its first 20 steps;
 - the sample quality with the digits features at the quickstart defaults of `eval.quality`
   (1,000 samples, DDIM 50) at steps 60, 200, 600 and the last (`fd_at_<step>`, `kid_at_<step>`,
   `sample_precision_at_<step>`, `sample_recall_at_<step>`, `fd_noise_at_<step>`);
@@ -59,13 +60,18 @@ from record_curves import read_table, record_speed, write_table  # noqa: E402 - 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "quickstart.yaml"
 STEPS, EVERY = 2000, 20
+EARLY = (5, 10, 15)  # three more points before the first 20, so that a curve can be fitted to the first 20 steps
 QUALITY_STEPS = (60, 200, 600, STEPS)
 QUALITY_METRICS = ("fd", "kid", "sample_precision", "sample_recall", "fd_noise")
 SETS = {"train.steps": STEPS, "eval.curve_points": 0, "eval.quality": {"features": "digits"}}
 
 
+def loss_steps() -> list[int]:
+    return [*EARLY, *range(EVERY, STEPS + 1, EVERY)]
+
+
 def loss_columns() -> list[str]:
-    return [f"val_loss_at_{s}" for s in range(EVERY, STEPS + 1, EVERY)]
+    return [f"val_loss_at_{s}" for s in loss_steps()]
 
 
 def quickstart_configs(folder: Path | None) -> list:
@@ -79,7 +85,7 @@ def quickstart_configs(folder: Path | None) -> list:
         folder = tmp / "quickstart"
     configs = []
     for path in sorted((folder / "trials").glob("*/config.yaml"), key=lambda p: int(p.parent.name)):
-        configs.append(unet_config_from_dict(yaml.safe_load(path.read_text())["architecture"], prefix=ARCHITECTURE))
+        configs.append(unet_config_from_dict(yaml.safe_load(path.read_text()), prefix=ARCHITECTURE))  # a trial's UNetConfig
     return configs
 
 
@@ -131,7 +137,7 @@ def record_curves(space, runs: list[tuple[object, int]], table: Path, quickstart
         t0 = time.perf_counter()
         train_cfg = space.fixed_train().model_copy(update={"seed": seed})
         context.quality.seen.clear()
-        result = run_trial(config, context, train_cfg, space.measure, eval_steps=range(EVERY, STEPS, EVERY),
+        result = run_trial(config, context, train_cfg, space.measure, eval_steps=loss_steps()[:-1],
                            quality_steps=QUALITY_STEPS)
         # The quality curve names the steps of the measurements that succeeded, in order.
         fds = {int(step): values for (step, _), values in zip(result.metrics.quality_curve or [], context.quality.seen)}

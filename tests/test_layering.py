@@ -24,7 +24,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "archsearch"
 
 LAYERS = [
-    {"errors", "io", "urls", "metrics", "pareto", "load"},
+    {"errors", "io", "urls", "metrics", "pareto", "load", "extrapolate"},
     {"schema"},
     {"plan"},
     {"nn"},
@@ -39,7 +39,7 @@ LAYERS = [
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # Layers that importing never loads torch into (a report or a validation must stay instant).
-TORCH_FREE = ("errors", "io", "urls", "metrics", "pareto", "load", "schema", "plan", "report")
+TORCH_FREE = ("errors", "io", "urls", "metrics", "pareto", "load", "extrapolate", "schema", "plan", "report")
 
 KNOWN_VIOLATIONS = {
     ("schema.loading", "plan"),  # unet_config_from_dict plans what it loads, for all-at-once errors
