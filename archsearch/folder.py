@@ -133,6 +133,7 @@ class StudySummary:
     objectives: list[str]
     problems: list[str] = field(default_factory=list)  # workers that died while the study still reached its count
     stopped: int = 0  # trials stopped early (PRUNED: by study.stopping or a pruner)
+    baselines: Any = None  # the baselines' results table (study.baselines; archsearch.search.baselines), if any
 
     def fail_reasons(self, limit: int = 3) -> list[tuple[int, str]]:
         """The commonest reasons trials failed, as (count, reason), commonest first."""
@@ -155,16 +156,23 @@ def run_study(
     """Run (or resume) the study a space describes until it holds `trials` finished trials, into
     its folder; `view` (e.g. archsearch.report.live.StudyDisplay) hears the events too.
 
-    See archsearch.search.study.run_search for workers, bad input and signals.
+    See archsearch.search.study.run_search for workers, bad input and signals. Then the
+    baselines of `study.baselines` that have no finished trial are trained, in this process
+    (archsearch.search.baselines).
     """
+    from .search.baselines import BASELINES_FOLDER, run_baselines
     from .search.worker import count_trials
 
     folder = StudyFolder(Path(results_dir) / space.study.name, [o.metric for o in space.objectives],
                          [o.direction for o in space.objectives], space.study.checkpoints)
     run = run_search(space, results_dir, storage, trials, device, observers=[folder, view], workers=workers, gpus=gpus,
                      worker_observers=[folder])
+    beside = StudyFolder(run.study_dir / BASELINES_FOLDER, folder.objectives, folder.directions, space.study.checkpoints)
+    baselines = run_baselines(space, results_dir, storage, device, observers=[beside], search_study=run.study)
     df = trials_dataframe(run.study.get_trials(deepcopy=False), run.objectives)
     completed, stopped = ((int((df["state"] == state).sum()) if not df.empty else 0) for state in ("COMPLETE", "PRUNED"))
     return StudySummary(run.name, run.study_dir, run.storage, count_trials(run.study)[0], completed, df,
                         front_of(df, run.objectives, [d.name.lower() for d in run.study.directions]),
-                        run.objectives, run.problems, stopped)
+                        run.objectives, run.problems, stopped,
+                        None if baselines is None else trials_dataframe(baselines.study.get_trials(deepcopy=False),
+                                                                         run.objectives))

@@ -40,13 +40,14 @@ from .pareto import pareto_front
 from .schema.paths import ARCHITECTURE, SECTIONS, TRAIN, flatten, qualified, section_of
 from .search.records import FINISHED
 from .search.rungs import rung_loss_columns, rung_losses
+from .search.baselines import BASELINES_SUFFIX  # a search's hand-designed baselines are another study
 from .search.speed import speed_columns
 
 __all__ = ["trials_dataframe", "load_results", "write_tables", "regenerate_tables", "open_study", "front_candidates",
            "front_of", "setting_columns"]
 
 _LEAD = ["number", "state"]
-_IDENTITY = ["variant", "source_trial", "budget", "role", "config_hash", "settings_hash", "fail_reason", "stopped_rung",
+_IDENTITY = ["variant", "baseline", "source_trial", "budget", "role", "config_hash", "settings_hash", "fail_reason", "stopped_rung",
              "stopped_at_step", "stop_reason", "reused_from"]
 _TIMES = ["datetime_start", "datetime_complete"]
 # The trial attribute each section's columns are flattened from.
@@ -196,7 +197,7 @@ def _default_study(names: list[str], preferred: str | None = None) -> str | None
     not the verify study of another."""
     if preferred in names:
         return preferred
-    own = [n for n in names if not (n.endswith(VERIFY_SUFFIX) and n.removesuffix(VERIFY_SUFFIX) in names)]
+    own = [n for n in names if not any(n.endswith(s) and n.removesuffix(s) in names for s in (VERIFY_SUFFIX, BASELINES_SUFFIX))]
     return own[0] if len(own) == 1 else None
 
 

@@ -184,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.phase not in ("all", phase):
             continue
         load = os.getloadavg()
+        session = {"command": f"python benchmarks/record_truth.py --phase {phase}",
+                   "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "loadavg_before": [round(x, 2) for x in load], "finished": None}
+        meta.setdefault(phase, []).append(session)
+        atomic_write_json(meta_path, meta)  # a session killed midway is on record too
         seconds = (record_curves(space, runs, args.out, own) if phase == "curves"
                    else record_speed(space, configs, args.out))
-        sessions = meta.setdefault(phase, [])
-        sessions.append({"command": f"python benchmarks/record_truth.py --phase {phase}", "wall_s": round(seconds, 1),
-                         "loadavg_before": [round(x, 2) for x in load],
-                         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                         "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+        session.update(wall_s=round(seconds, 1), loadavg_after=[round(x, 2) for x in os.getloadavg()],
+                       finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         atomic_write_json(meta_path, meta)
         print(f"# {phase}: {seconds:.0f}s, load average {load[0]:.2f} before", flush=True)
     return 0

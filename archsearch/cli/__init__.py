@@ -237,6 +237,8 @@ def run(
         show(console, front_table(front, summary.objectives, title=f"Pareto front of {summary.name}"))
     else:
         console.print("no completed trial yet")
+    for line in _baseline_lines(summary.baselines, summary.objectives, f"{summary.name}-baselines"):
+        console.print(line, highlight=False)
     console.print(
         f"{summary.trials} trials ({summary.completed} completed"
         f"{f', {summary.stopped} stopped early' if summary.stopped else ''}), {len(front)} on the Pareto front; "
@@ -247,6 +249,22 @@ def run(
         for count, reason in summary.fail_reasons():
             typer.echo(f"{count:5d}  {redact(reason)}", err=True)
         raise typer.Exit(1)
+
+
+def _baseline_lines(table, objectives: list[str], study: str) -> list[str]:
+    """One line per baseline trial of `archsearch run` (study.baselines): its objectives, or why it failed."""
+    from ..report.console import format_metric
+
+    if table is None or table.empty:
+        return []
+    lines = []
+    for _, row in table.iterrows():
+        if row["state"] == "COMPLETE":
+            what = ", ".join(f"{o} {format_metric(o, float(row[o]))}" for o in objectives)
+        else:
+            what = f"{str(row['state']).lower()}: {row.get('fail_reason') or ''}"[:120]
+        lines.append(f"baseline {row.get('baseline')}: {what} (trial #{int(row['number'])} of {study})")
+    return lines
 
 
 @app.command()

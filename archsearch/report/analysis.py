@@ -33,6 +33,7 @@ from ..metrics import CONTEXT_METRICS, METRICS, QUALITY_METRICS, bucket_columns
 from ..pareto import knee_point, pareto_front
 from ..results import front_candidates
 from ..schema.paths import TRAIN, field_name, qualified
+from .baselines import against_baselines
 from .compute import ComputeUsage, compute_usage
 from .effects import marginal_effects, value_label, varying_columns
 from .hypervolume import Scale, hypervolume_history, reference_scale
@@ -61,6 +62,7 @@ class StudyInput:
     study: Any = None                     # the Optuna study, for importances
     verify: Any = None                    # its verify study (archsearch.verify), when one exists
     quality: list[dict[str, Any]] = field(default_factory=list)  # how completed trials measured sample quality
+    baselines: pd.DataFrame | None = None  # its baselines study's table (study.baselines), speeds on its scale
 
 
 def load_study_input(study_dir: str | Path | None = None, storage: str | None = None, study: str | None = None,
@@ -80,7 +82,25 @@ def load_study_input(study_dir: str | Path | None = None, storage: str | None = 
     from ..verify.analysis import find_verify_study
 
     return StudyInput(opened.study_name, df, objectives, directions, folder, read_space(folder), _searched(trials, df), opened,
-                      find_verify_study(study_dir, storage, opened.study_name), _quality_records(trials))
+                      find_verify_study(study_dir, storage, opened.study_name), _quality_records(trials),
+                      _baselines_table(study_dir, storage, opened.study_name, objectives, df))
+
+
+def _baselines_table(study_dir, storage, name: str, objectives: list[str], df: pd.DataFrame) -> pd.DataFrame | None:
+    """The table of the study's baselines study (archsearch.search.baselines), if it has one, its
+    normalized speeds scaled by the study's own reference speeds so that they compare."""
+    from ..results import BASELINES_SUFFIX, open_study, trials_dataframe
+    from ..search.speed import speed_columns, study_reference_speeds
+
+    if name.endswith(BASELINES_SUFFIX):
+        return None
+    try:
+        opened = open_study(study_dir, storage, f"{name}{BASELINES_SUFFIX}")
+    except ConfigErrors:
+        return None
+    table = trials_dataframe(opened.get_trials(deepcopy=False), objectives)
+    medians = study_reference_speeds(df)
+    return speed_columns(table, medians) if medians and not table.empty else table
 
 
 def _quality_records(trials: list) -> list[dict[str, Any]]:
@@ -134,6 +154,7 @@ class StudyAnalysis:
     verification: Any = None        # archsearch.verify.analysis.Verification, when a verify study exists
     samples: SampleGrids | None = None  # the front's sample grids, planned (report.samples draws them)
     view: FrontView | None = None   # the front in two metrics the user picked (`--front`), when they are not the objectives
+    baselines: list = field(default_factory=list)  # archsearch.report.baselines.BaselineVerdict, one per baseline trial
 
     @property
     def name(self) -> str:
@@ -254,6 +275,7 @@ def _analyze_one(item: StudyInput, completed: pd.DataFrame, feasible: pd.DataFra
         bucket_ranges=bucket_ranges(item.space, df, len(bucket_cols)), protocol=protocol(item),
         compute=compute_usage(df), verification=_verification(item),
         samples=plan_grids(item.folder, item.space, df, front, objectives),
+        baselines=against_baselines(front, item.baselines, objectives, directions),
     )
 
 

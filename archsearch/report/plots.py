@@ -92,7 +92,7 @@ def plot_pareto(study: StudyAnalysis, report: Report, path: Path) -> Path | None
     """All trials as points, the front highlighted (and joined, for two objectives), the knee
     marked; infeasible and failed trials apart. One objective: value against trial number."""
     return _plot_front(study.name, study.input.df, study.completed, study.feasible, study.front, study.knee,
-                       report.objectives, report.directions, path)
+                       report.objectives, report.directions, path, study.baselines)
 
 
 def plot_view(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
@@ -105,7 +105,8 @@ def plot_view(study: StudyAnalysis, report: Report, path: Path) -> Path | None:
 
 
 def _plot_front(name: str, df: pd.DataFrame, completed: pd.DataFrame, feasible: pd.DataFrame, front: pd.DataFrame,
-                knee: pd.Series | None, objectives: list[str], directions: list[str], path: Path) -> Path | None:
+                knee: pd.Series | None, objectives: list[str], directions: list[str], path: Path,
+                baselines: list = ()) -> Path | None:
     if df.empty or completed.empty:
         return None
     plt = pyplot()
@@ -151,7 +152,16 @@ def _plot_front(name: str, df: pd.DataFrame, completed: pd.DataFrame, feasible: 
     if knee is not None:
         ax.scatter([knee[xcol]], [knee[ycol]], s=260, marker="*", color="gold", edgecolor="black",
                    lw=0.8, zorder=4, label=f"{'knee' if len(objectives) > 1 else 'best'}: trial #{int(knee['number'])}")
-    if len(objectives) > 1 and _log_x(ax, completed[objectives[1]]):
+    drawn = [b for b in baselines if b.state == "COMPLETE" and len(objectives) > 1
+             and all(b.values.get(o) == b.values.get(o) for o in objectives[:2])]
+    if drawn:  # hand-designed networks (study.baselines), trained by the same protocol
+        ax.scatter([b.values[xcol] for b in drawn], [b.values[ycol] for b in drawn], s=70, marker="D", color="#2ca02c",
+                   edgecolor="black", lw=0.8, zorder=4, label=f"baseline ({len(drawn)})")
+        for b in drawn:
+            ax.annotate(b.label, (b.values[xcol], b.values[ycol]), textcoords="offset points", xytext=(6, -10),
+                        fontsize=8, color="#1a5e1a")
+    if len(objectives) > 1 and _log_x(ax, pd.concat([completed[objectives[1]],
+                                                      pd.Series([b.values[xcol] for b in drawn], dtype=float)])):
         xlabel += " (log scale)"
     total = len(df)
     ax.set_title(f"{name}: {objectives[0]}" + (f" vs {objectives[1]}" if len(objectives) > 1 else "")

@@ -51,6 +51,7 @@ def report_blocks(report: Report, figures: dict[str, Path], out_dir: Path,
             blocks.append(Heading(f"Study {study.name}", 2))
         blocks += _summary(study, report, level)
         blocks += _front(study, report, figures.get(f"{prefix}pareto"), level)
+        blocks += _baselines(study, report, level)
         blocks += _view(study, figures, prefix, level)
         blocks += _convergence(study, report, figures.get("hypervolume") if not several else None, level)
         blocks += _compute(study, figures.get(f"{prefix}rungs"), level)
@@ -182,6 +183,36 @@ def _front(study: StudyAnalysis, report: Report, figure: Path | None, level: int
         "`pareto.csv` holds their full rows."))
     blocks.append(Table(front_display(study, report.objectives)))
     return blocks
+
+
+def _baselines(study: StudyAnalysis, report: Report, level: int) -> list[Block]:
+    """"Against the baselines": for each hand-designed network of `study.baselines`, the front
+    members that dominate it and by how much (archsearch.report.baselines)."""
+    from .baselines import describe_gain
+
+    if not study.baselines:
+        return []
+    objectives, directions = report.objectives, report.directions
+    rows = []
+    for verdict in study.baselines:
+        row = {"baseline": verdict.label, **{o: format_metric(o, v) for o, v in verdict.values.items()}}
+        if verdict.state != "COMPLETE":
+            row["dominated by"] = f"{verdict.state.lower()}: {verdict.fail_reason or ''}".strip()
+        elif verdict.dominators.empty:
+            row["dominated by"] = "none of the front"
+        else:
+            row["dominated by"] = "; ".join(
+                f"#{int(d['number'])} (" + ", ".join(f"{o} {describe_gain(d[o], di)}" for o, di in zip(objectives, directions)) + ")"
+                for _, d in verdict.dominators.iterrows())
+        rows.append(row)
+    beaten = sum(1 for v in study.baselines if not v.dominators.empty)
+    return [Heading("Against the baselines", level), Paragraph(
+        f"Hand-designed networks (`study.baselines`), each trained and measured by this study's own protocol as a fixed "
+        f"trial of the study `{study.name}-baselines` (not counted among its trials, not seen by its sampler). "
+        f"{beaten} of {len(study.baselines)} {'is' if len(study.baselines) == 1 else 'are'} dominated by the front. For "
+        "each front member that dominates a baseline: × the baseline's value for an objective maximized (a throughput "
+        "at equal or lower loss), % lower for one minimized (a loss at equal or higher throughput)."),
+        Table(pd.DataFrame(rows))]
 
 
 def _view(study: StudyAnalysis, figures: dict[str, Path], prefix: str, level: int) -> list[Block]:

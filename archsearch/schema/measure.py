@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 from archsearch.errors import ConfigError, ConfigErrors, excerpt
 from archsearch.schema._base import MAX_COUNT, Model
 
-__all__ = ["MeasureConfig", "MIN_TIMED_STEPS", "AUTO_REFERENCE", "reference_architecture"]
+__all__ = ["MeasureConfig", "MIN_TIMED_STEPS", "AUTO_REFERENCE", "reference_architecture", "architecture_at"]
 
 MAX_THREADS = 4_096
 
@@ -142,20 +142,31 @@ class MeasureConfig(Model):
 def reference_architecture(cfg: MeasureConfig, image_size: int, in_channels: int, path: str = "measure.reference"):
     """The UNetConfig of `cfg.reference` at a study's image size and channels (None: no
     reference), planned; ConfigErrors located under `path`."""
-    from .loading import unet_config_from_dict
-
     ref = cfg.reference
     if ref is None:
         return None
     if ref == "auto":
-        data, written = {**AUTO_REFERENCE, "levels": AUTO_REFERENCE["levels"][: 2 if image_size % 2 == 0 else 1]}, {}
-    elif isinstance(ref, str):
-        data, written = {"base": ref}, {}  # a preset's own image size is not the study's
+        ref = {**AUTO_REFERENCE, "levels": AUTO_REFERENCE["levels"][: 2 if image_size % 2 == 0 else 1]}
+        return architecture_at(ref, image_size, in_channels, path, written=False)
+    return architecture_at(ref, image_size, in_channels, path,
+                           why="the reference is timed on the candidates' inputs")
+
+
+def architecture_at(ref: str | dict[str, Any], image_size: int, in_channels: int, path: str,
+                    why: str = "it runs on the candidates' inputs", written: bool = True):
+    """A preset name or U-Net fields (`base: PRESET` + overrides; a `name` key is a label and
+    is dropped) as a planned UNetConfig at a study's image size and channels; an image size or
+    channel count written otherwise is an error located under `path` (`why` says why)."""
+    from .loading import unet_config_from_dict
+
+    if isinstance(ref, str):
+        data, given = {"base": ref}, {}  # a preset's own image size is not the study's
     else:
-        data, written = dict(ref), ref
+        data = {k: v for k, v in ref.items() if k != "name"}
+        given = data if written else {}
     for key, value in (("image_size", image_size), ("in_channels", in_channels)):
-        if written.get(key, value) != value:
-            raise ConfigErrors([ConfigError(f"{path}.{key}", f"{written[key]} but the data's is {value}: the reference is "
-                                                             "timed on the candidates' inputs; drop it or make them equal")])
+        if given.get(key, value) != value:
+            raise ConfigErrors([ConfigError(f"{path}.{key}", f"{given[key]} but the data's is {value}: {why}; "
+                                                             "drop it or make them equal")])
         data[key] = value
     return unet_config_from_dict(data, prefix=path)

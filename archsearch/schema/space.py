@@ -29,13 +29,13 @@ from ._base import Model, validate_value
 from .data import DataConfig, Digits
 from .distributions import as_distribution, is_distribution
 from .loading import read_study_file, resolve_base, validate_model
-from .measure import MeasureConfig, reference_architecture
+from .measure import MeasureConfig, architecture_at, reference_architecture
 from .paths import ARCHITECTURE, SECTIONS, TRAIN, qualified, set_path
-from .study import DEFAULT_OBJECTIVES, Constraint, Objective, StudyConfig
+from .study import DEFAULT_OBJECTIVES, Constraint, Objective, StudyConfig, baseline_label
 from .train import EvalConfig, TrainConfig
 from .unet import UNetConfig
 
-__all__ = ["SearchSpace", "load_space", "space_from_dict", "field_type", "walk_distributions"]
+__all__ = ["SearchSpace", "load_space", "space_from_dict", "field_type", "walk_distributions", "baseline_architectures"]
 
 
 def default_objectives(reference: Any = "auto") -> list[Objective]:
@@ -136,7 +136,31 @@ def space_from_dict(data: dict[str, Any]) -> SearchSpace:
     _check_sampler(space)
     _check_stopping(space)
     _check_reference(space)
+    baseline_architectures(space)
     return space
+
+
+def baseline_architectures(space: SearchSpace) -> list[tuple[str, UNetConfig]]:
+    """(label, planned UNetConfig) of every `study.baselines` entry at the data's image size and
+    channels. They train under the space's training settings, so those must be fixed: a searched
+    train field is an error. ConfigErrors located at `study.baselines.<i>`."""
+    errors: list[ConfigError] = []
+    out = []
+    for i, entry in enumerate(space.study.baselines):
+        try:
+            config = architecture_at(entry, space.data.image_size, space.data.channels, f"study.baselines.{i}",
+                                     why="a baseline trains on the study's images")
+            out.append((baseline_label(entry, i), config))
+        except ConfigErrors as exc:
+            errors += exc.errors
+    if space.study.baselines:
+        searched = [qualified(TRAIN, path) for path, _ in walk_distributions(space.train)]
+        if searched:
+            errors.append(ConfigError("study.baselines", f"{searched[0]} is searched, but a baseline trains under the "
+                                                         "study's one training protocol; fix it, or drop study.baselines"))
+    if errors:
+        raise ConfigErrors(errors)
+    return out
 
 
 def with_quality(space: SearchSpace, asked: bool = False) -> SearchSpace:

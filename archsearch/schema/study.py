@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import excerpt
 from ..metrics import METRICS, OBJECTIVE_METRICS
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_OBJECTIVES",
     "StudyName",
     "constraint_violations",
+    "baseline_label",
 ]
 
 
@@ -56,6 +57,43 @@ def device_name(value: str) -> str:
 
 
 StudyName = Annotated[str, AfterValidator(folder_name)]
+
+
+def baseline_entry(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A preset name as written; a U-Net config file read into its fields, `name:` the path as
+    written (so the study folder's space.yaml holds what was trained, wherever the file goes);
+    a mapping (`base:` + overrides, an optional `name:`) as written."""
+    from .loading import PRESETS
+    from .yaml_file import read_yaml
+    from ..errors import ConfigErrors
+
+    if isinstance(value, dict) or value in PRESETS:
+        return value
+    try:
+        data = read_yaml(value)
+    except ConfigErrors as exc:
+        raise ValueError(f"not a preset ({', '.join(PRESETS)}) and not a readable U-Net config file: "
+                         f"{exc.errors[0].message}") from None
+    return {"name": value, **{k: v for k, v in data.items() if k != "name"}}
+
+
+def baseline_label(entry: str | dict[str, Any], index: int) -> str:
+    """How tables and plots name a baseline: the preset or file as written, a mapping's `name`,
+    else its base with `+` (overridden), else `baseline <index>`."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry.get("name"), str):
+        return entry["name"]
+    return f"{entry['base']}+" if isinstance(entry.get("base"), str) else f"baseline {index}"
+
+
+def _baseline_kind(value: Any) -> Any:
+    if not isinstance(value, (str, dict)):
+        raise ValueError(f"expected a preset name, a U-Net config file or U-Net fields (base: PRESET + overrides)")
+    return value
+
+
+Baseline = Annotated[str | dict[str, Any], BeforeValidator(_baseline_kind), AfterValidator(baseline_entry)]
 Device = Annotated[str, AfterValidator(device_name)]
 
 
@@ -175,6 +213,13 @@ class StudyConfig(Model):
         "trials/<n>/checkpoint.pt: none; front (a checkpoint is deleted when its trial leaves the Pareto front, so "
         "disk use stays bounded); all.",
     )
+    baselines: list[Baseline] = Field(
+        default_factory=list, description="Hand-designed networks trained and measured by the study's own protocol "
+        "(its train, eval and measure settings) as fixed trials of the study <name>-baselines in the same storage, after "
+        "the search's trials: never counted toward `trials`, never seen by the sampler; the report draws them on the "
+        "front. Each is a preset name (seed), a U-Net config file, or U-Net fields (`base: PRESET` + overrides, and an "
+        "optional `name:` for tables and plots), at the data's image size and channels.",
+    )
     seed: Seed = Field(0, description="Seed of the sampler.")
     device: Device = Field("auto", description="auto, cpu, cuda or cuda:N.")
     max_retries: int = Field(1, ge=0, le=100, description="Times a trial whose worker died is retried with the same parameters.")
@@ -197,6 +242,14 @@ class StudyConfig(Model):
             )
         return value
 
+    @field_validator("baselines")
+    @classmethod
+    def _baseline_names_unique(cls, value: list) -> list:
+        labels = [baseline_label(entry, i) for i, entry in enumerate(value)]
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise ValueError(f"two baselines are named {excerpt(label)}; give one a `name:`")
+        return value
 
 
 class Objective(Model):

@@ -115,14 +115,16 @@ def study_reference_speeds(df) -> dict[str, float]:
     return {str(k): float(v) for k, v in ref[counted].groupby(_groups(df)[counted]).median().items()}
 
 
-def speed_columns(df):
+def speed_columns(df, medians: dict[str, float] | None = None):
     """The results table with `train_throughput_normalized` (ratio × the group's median
     reference speed) and `measured_under_load` recomputed over all of its trials; None where a
-    trial has no reference timing (a study started before references, or `reference: null`)."""
+    trial has no reference timing (a study started before references, or `reference: null`).
+    `medians` (`study_reference_speeds` of another study's table) puts the trials on that
+    study's scale instead: a search's baselines beside its trials."""
     if df.empty:
         return df
     df = df.copy()
-    medians = study_reference_speeds(df)
+    medians = study_reference_speeds(df) if medians is None else medians
     typical = _groups(df).map(lambda g: medians.get(g, math.nan)).astype(float)
     df["train_throughput_normalized"] = _numeric(df, "train_speed_vs_ref") * typical
     off = (_numeric(df, "ref_throughput") / typical - 1).abs()

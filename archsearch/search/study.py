@@ -392,7 +392,8 @@ def _write_space(space: SearchSpace, study_dir: Path) -> None:
 
 
 def _without_counts(data: dict) -> dict:
-    study = {k: v for k, v in (data.get("study") or {}).items() if k not in ("trials", "timeout", "device")}
+    # Baselines run in their own study (archsearch.search.baselines): adding one resumes the search.
+    study = {k: v for k, v in (data.get("study") or {}).items() if k not in ("trials", "timeout", "device", "baselines")}
     return {**data, "study": study}
 
 
