@@ -23,9 +23,10 @@ The first `--second-seed` architectures are trained again with `train.seed` 1 (r
 
 Resumable: each finished (architecture, seed) is appended to the table at once (atomically), so a
 killed recording loses at most the one in progress, and the same command continues where it
-stopped; record it over several sessions. Output: `benchmarks/data/truth.parquet` and
+stopped; record it over several sessions. Output: `benchmarks/data/truth.parquet`,
 `benchmarks/data/truth.json` (how it was recorded: command, machine, torch, wall time and load of
-each phase, per session).
+each phase, per session) and `benchmarks/data/truth_plan.json` (the architectures, fixed by the
+first session so that every later one records the same list).
 """
 
 from __future__ import annotations
@@ -170,7 +171,16 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     space = load_space(SPACE, SETS)
-    configs, own = architectures(space, args.n, args.seed, args.quickstart)
+    # The plan (which architectures, which of them the quickstart's) is fixed by the first session
+    # and kept beside the table: a later session's quickstart could draw other trials.
+    plan_path = args.out.with_name(args.out.stem + "_plan.json")
+    if plan_path.exists():
+        plan = json.loads(plan_path.read_text())
+        configs = [unet_config_from_dict(c, prefix=ARCHITECTURE) for c in plan["configs"]]
+        own = set(plan["quickstart"])
+    else:
+        configs, own = architectures(space, args.n, args.seed, args.quickstart)
+        atomic_write_json(plan_path, {"configs": [c.model_dump(mode="json") for c in configs], "quickstart": sorted(own)})
     # Seed 1 for every (n / second_seed)-th architecture, so the noise floor spans the range.
     stride = max(1, len(configs) // max(args.second_seed, 1))
     runs = [(c, 0) for c in configs] + [(c, 1) for c in configs[::stride][: args.second_seed]]
