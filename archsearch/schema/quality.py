@@ -26,13 +26,14 @@ and cached under `cache_dir`. Imports no torch (archsearch.quality does the work
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from archsearch.errors import excerpt
 
 from ._base import MAX_COUNT, Model, Seed, tagged_union
+from .data import UserPath
 from .samplers import DDIMSampler, DDPMSampler
 
 __all__ = ["QualityConfig", "QUALITY_METRICS", "BUILTIN_FEATURES", "DEFAULT_CACHE"]
@@ -42,12 +43,6 @@ from archsearch.metrics import QUALITY_METRICS  # noqa: E402 - every metric the 
 QualityMetric = Literal[QUALITY_METRICS]  # the registry's names, so that an editor completes them
 BUILTIN_FEATURES = ("auto", "digits", "inception", "dinov2")
 DEFAULT_CACHE = "~/.cache/archsearch/quality"
-
-
-def _expand(path: str | None) -> str | None:
-    from pathlib import Path
-
-    return None if path is None else str(Path(path).expanduser())
 
 
 class QualityConfig(Model):
@@ -64,7 +59,7 @@ class QualityConfig(Model):
                     "returning an nn.Module that maps images in [-1, 1] to feature vectors, or auto (digits for the "
                     "digits data, inception otherwise).",
     )
-    features_weights: Annotated[str | None, AfterValidator(_expand)] = Field(
+    features_weights: UserPath | None = Field(
         None,
         description="The feature network's weights file (inception, dinov2); null: the file under cache_dir "
                     "(`archsearch validate` says which).",
@@ -95,7 +90,7 @@ class QualityConfig(Model):
                     "512 dimensions (digits), else 0 (inception, dinov2: measure it with benchmarks/quality_noise.py).",
     )
     k: int = Field(3, ge=1, le=1000, description="Nearest neighbours that define a manifold for precision and recall.")
-    cache_dir: Annotated[str, AfterValidator(_expand)] = Field(
+    cache_dir: UserPath = Field(
         DEFAULT_CACHE, description="Folder of the cached reference statistics (shared by every study and worker).",
     )
 
